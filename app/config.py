@@ -1,0 +1,107 @@
+"""Settings: every knob in one place, read from TIDINGS_* variables and a .env file."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+VAR_DIR = Path(os.environ.get("TIDINGS_VAR_DIR", "./var"))
+
+
+def _read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """Read a generated secret from `path`, creating it (mode 0600) on first use."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    # O_EXCL: two processes starting at once agree on one secret.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of one Tidings process."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite+aiosqlite:///{VAR_DIR}/tidings.db"
+    smtp_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    admin_token: str | None = None
+    secret_key: str | None = None
+    from_: str = Field("Tidings <newsletter@localhost>", alias="TIDINGS_FROM")
+    organisation_name: str = "Tidings"
+    organisation_address: str = ""
+    bounce_domain: str | None = None
+    webhook_secret: str | None = None
+    mailgun_signing_key: str | None = None
+    sendgrid_verification_key: str | None = None
+    postmark_webhook_token: str | None = None
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
+    embedded_worker: bool = True
+    retry_delays: Annotated[list[int], NoDecode] = [60, 300, 1800, 7200]
+    soft_bounce_limit: int = 3
+    test_postgres_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    var_dir: Path = VAR_DIR
+    check_deliverability: bool = False
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    public_rate_limit: int = 20  # requests per client address per minute, per public endpoint
+    max_body_bytes: int = 1_000_000
+    max_import_bytes: int = 200_000_000
+    # The dispatcher.
+    batch_size: int = 200
+    concurrency: int = 20
+    lease_seconds: int = 120
+    failure_pause_threshold: int = 50
+    hourly_quota: int | None = None
+    log_level: str = "INFO"
+
+    @field_validator("retry_delays", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @cached_property
+    def admin_token_value(self) -> str:
+        """The admin bearer token: configured, or generated into var/admin-token."""
+        return self.admin_token or _read_or_create_secret(self.var_dir / "admin-token")
+
+    @cached_property
+    def secret_key_value(self) -> str:
+        """The key that signs confirm and unsubscribe tokens."""
+        return self.secret_key or _read_or_create_secret(self.var_dir / "secret-key", 48)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sender_domain(self) -> str:
+        """The domain of the default From address, used for Message-IDs."""
+        from email.utils import parseaddr
+
+        addr = parseaddr(self.from_)[1]
+        return addr.rpartition("@")[2] or "localhost"
+
+
+settings = Settings()
