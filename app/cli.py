@@ -1,0 +1,102 @@
+"""The `tidings` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import Settings
+
+cli = typer.Typer(help="Tidings, a newsletter dispatcher.", no_args_is_help=True)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Serve the HTTP API and pages, with an embedded dispatcher unless disabled."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = Settings()
+    _logging(settings)
+    token_file = settings.var_dir / "admin-token"
+    settings.admin_token_value  # noqa: B018 (creates the token file on first start)
+    if settings.admin_token:
+        typer.echo("Admin token: from TIDINGS_ADMIN_TOKEN")
+    else:
+        typer.echo(f"Admin token: in {token_file} (or run `tidings token`)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="messages in flight at once")] = 0,
+) -> None:
+    """Run a dispatcher with no HTTP; any number may share one PostgreSQL database."""
+    from app.delivery.dispatcher import run_worker
+
+    settings = Settings()
+    _logging(settings)
+    if concurrency:
+        settings.concurrency = concurrency
+    asyncio.run(run_worker(settings))
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the configured database to the latest schema (alembic upgrade head)."""
+    from app.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    typer.echo("database is at the latest migration")
+
+
+@cli.command()
+def token() -> None:
+    """Print the admin token, creating it if needed."""
+    typer.echo(Settings().admin_token_value)
+
+
+@cli.command("import")
+def import_(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV with an email column")
+    ],
+    list_: Annotated[str, typer.Option("--list", help="slug of the list to add members to")],
+) -> None:
+    """Import subscribers from a CSV file, with a progress bar."""
+    from app.subscribers.importer import import_file_cli
+
+    raise typer.Exit(asyncio.run(import_file_cli(Settings(), file, list_)))
+
+
+@cli.command()
+def send(
+    issue_id: Annotated[int, typer.Argument(help="the issue to send")],
+    follow: Annotated[
+        bool, typer.Option("--follow", help="show live progress until it ends")
+    ] = False,
+) -> None:
+    """Start sending an issue; with --follow, a live progress bar until it ends."""
+    from app.delivery.follow import send_cli
+
+    raise typer.Exit(asyncio.run(send_cli(Settings(), issue_id, follow=follow)))
+
+
+def main() -> None:
+    cli()

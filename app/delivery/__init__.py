@@ -1,0 +1,1 @@
+"""Delivery: transports, the queue of deliveries and the dispatcher."""

@@ -1,0 +1,266 @@
+"""The Transport port: where finished messages go. SMTP, an outbox folder, or memory.
+
+Everything that sends mail (confirmations, test sends, the dispatcher) hands an
+`Envelope` to a transport and gets the server's reply back, or a `DeliveryError` that
+says whether trying again later can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str  # the envelope sender, MAIL FROM (Return-Path); VERP when configured
+    recipients: tuple[str, ...]
+    data: bytes  # the whole message, CRLF line endings
+
+
+class DeliveryError(Exception):
+    """A message was not accepted. `permanent` is True for a 5xx reply only."""
+
+    def __init__(self, message: str, *, code: int | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.permanent = permanent
+
+    @property
+    def throttled(self) -> bool:
+        """A reply that says "slow down" (421, 451, 452) rather than "this recipient is bad"."""
+        return self.code in (421, 451, 452) or self.code is None
+
+
+class Transport(ABC):
+    """One place messages can go, with its own rate (messages per second, 0 = unlimited)."""
+
+    name: str = "transport"
+    rate: float = 0.0
+    max_connections: int = 1
+
+    @abstractmethod
+    async def send(self, envelope: Envelope) -> str:
+        """Hand over one message; return the server's reply text or raise DeliveryError."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections and files."""
+
+
+class MemoryTransport(Transport):
+    """Keeps every message in a list: for tests and previews."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.sent: list[Envelope] = []
+
+    async def send(self, envelope: Envelope) -> str:
+        self.sent.append(envelope)
+        return "250 accepted in memory"
+
+
+class OutboxTransport(Transport):
+    """Writes one .eml per message into a folder: the default when no SMTP server is set."""
+
+    name = "outbox"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.name = f"outbox://{folder}"
+
+    def _write(self, envelope: Envelope) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        final = self.folder / f"{stamp}-{uuid.uuid4().hex}.eml"
+        tmp = final.with_suffix(".tmp")
+        # The envelope goes in as a mail store would show it; then the message as sent.
+        head = f"Return-Path: <{envelope.sender}>\r\n"
+        head += "".join(f"Delivered-To: {r}\r\n" for r in envelope.recipients)
+        with open(tmp, "wb") as f:
+            f.write(head.encode() + envelope.data)
+        # Rename is atomic: a reader never sees half a message.
+        os.replace(tmp, final)
+        return f"250 written to {final.name}"
+
+    async def send(self, envelope: Envelope) -> str:
+        return await asyncio.to_thread(self._write, envelope)
+
+
+@dataclass
+class SMTPServer:
+    """Where and how to reach one SMTP server, parsed from one URL."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False  # smtps://, TLS from the first byte
+    start_tls: bool = False
+    max_connections: int = 10
+    rate: float = 0.0
+    timeout: float = 30.0
+    validate_certs: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_url(cls, url: str) -> SMTPServer:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"not an smtp:// or smtps:// URL: {parts.scheme}://")
+        if not parts.hostname:
+            raise ValueError("SMTP URL without a host")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        truthy = ("1", "true", "yes", "on")
+        smtps = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if smtps else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=smtps,
+            start_tls=query.get("starttls", "false").lower() in truthy,
+            max_connections=max(1, int(query.get("max_connections", 10))),
+            rate=float(query.get("rate", 0)),
+            timeout=float(query.get("timeout", 30)),
+            validate_certs=query.get("verify", "true").lower() in truthy,
+        )
+
+
+class SMTPTransport(Transport):
+    """A pool of reused connections to one SMTP server.
+
+    A connection is reused message after message (RSET between them is implicit in a new
+    MAIL FROM); any error that leaves its state in doubt closes it, so the next message
+    starts on a fresh one. The pool never holds more than `max_connections`.
+    """
+
+    def __init__(self, server: SMTPServer) -> None:
+        self.server = server
+        self.name = f"smtp://{server.host}:{server.port}"
+        self.rate = server.rate
+        self.max_connections = server.max_connections
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(server.max_connections)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.server
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            use_tls=s.use_tls,
+            start_tls=s.start_tls if s.start_tls else False,
+            validate_certs=s.validate_certs,
+            timeout=s.timeout,
+            username=s.username,
+            password=s.password,
+        )
+        await client.connect()
+        return client
+
+    async def send(self, envelope: Envelope) -> str:
+        async with self._slots:
+            client = self._idle.pop() if self._idle else None
+            try:
+                if client is None or not client.is_connected:
+                    client = await self._connect()
+                errors, reply = await client.sendmail(
+                    envelope.sender, list(envelope.recipients), envelope.data
+                )
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                self._idle.append(client)  # type: ignore[arg-type]  # the session is still sound
+                first = exc.recipients[0]
+                raise DeliveryError(
+                    f"{first.code} {first.message}", code=first.code, permanent=first.code >= 500
+                ) from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                await _discard(client)
+                raise DeliveryError(
+                    f"{exc.code} {exc.message}", code=exc.code, permanent=exc.code >= 500
+                ) from exc
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                # Dropped connection, refused connection, timeout: nothing was accepted.
+                await _discard(client)
+                raise DeliveryError(f"{type(exc).__name__}: {exc}", code=None) from exc
+            self._idle.append(client)
+            if errors:
+                code, msg = next(iter(errors.values()))
+                raise DeliveryError(f"{code} {msg}", code=code, permanent=code >= 500)
+            return reply
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            with contextlib.suppress(Exception):
+                await client.quit(timeout=2)
+
+
+async def _discard(client: aiosmtplib.SMTP | None) -> None:
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def build_transports(smtp_url: str | None, var_dir: Path) -> list[Transport]:
+    """The transports named by TIDINGS_SMTP_URL: SMTP servers, an outbox, or the default outbox."""
+    if not smtp_url:
+        return [OutboxTransport(var_dir / "outbox")]
+    transports: list[Transport] = []
+    for url in (u.strip() for u in smtp_url.split(",")):
+        if not url:
+            continue
+        if url.startswith("outbox://"):
+            transports.append(
+                OutboxTransport(Path(unquote(urlsplit(url).path) or var_dir / "outbox"))
+            )
+        elif url.startswith("memory://"):
+            transports.append(MemoryTransport())
+        else:
+            transports.append(SMTPTransport(SMTPServer.from_url(url)))
+    if not transports:
+        raise ValueError("TIDINGS_SMTP_URL names no transport")
+    return transports
+
+
+def pick_weighted(transports: list[Transport], exclude: set[str] | None = None) -> Transport:
+    """Choose a transport with probability proportional to its rate (unlimited counts as 1)."""
+    pool = [t for t in transports if not exclude or t.name not in exclude] or transports
+    weights = [t.rate if t.rate > 0 else 1.0 for t in pool]
+    return random.choices(pool, weights=weights)[0]
+
+
+class Mailer:
+    """Sends one-off messages (confirmations, test sends) through the configured transports."""
+
+    def __init__(self, transports: list[Transport]) -> None:
+        self.transports = transports
+
+    async def send(self, envelope: Envelope) -> str:
+        """Try the transports by weight; a temporary failure moves on to the next one."""
+        tried: set[str] = set()
+        last: DeliveryError | None = None
+        while len(tried) < len(self.transports):
+            transport = pick_weighted(self.transports, tried)
+            tried.add(transport.name)
+            try:
+                return await transport.send(envelope)
+            except DeliveryError as exc:
+                if exc.permanent:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    async def close(self) -> None:
+        for t in self.transports:
+            await t.close()

@@ -1,0 +1,1 @@
+"""Newsletter issues (editions): authoring, rendering, sending."""

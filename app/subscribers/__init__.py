@@ -1,0 +1,1 @@
+"""Subscribers, lists, sign-up and double opt-in, unsubscribe and preferences."""

@@ -1,0 +1,63 @@
+"""Operational endpoints: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+
+from app import metrics
+from app.db import utcnow
+from app.migrate import current_revision
+from app.models import Delivery
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """The database answers and is at the latest migration; 503 otherwise, within 3 s."""
+    state = request.app.state
+    try:
+        revision = await asyncio.wait_for(current_revision(state.engine), timeout=3)
+    except Exception as exc:  # noqa: BLE001 (any failure means "not ready")
+        return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, 503)
+    if revision != state.head_revision:
+        return JSONResponse(
+            {"status": "unmigrated", "detail": f"at {revision}, expected {state.head_revision}"},
+            503,
+        )
+    return JSONResponse({"status": "ready", "revision": revision})
+
+
+@router.get("/metrics")
+async def prometheus(request: Request) -> Response:
+    """Prometheus text format."""
+    try:
+        await asyncio.wait_for(_refresh_gauges(request), timeout=3)
+    except Exception:  # noqa: BLE001,S110 (a database outage must not break scraping the rest)
+        pass
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _refresh_gauges(request: Request) -> None:
+    async with request.app.state.sessionmaker() as session:
+        depth = await session.scalar(
+            select(func.count()).where(Delivery.status.in_(("queued", "sending")))
+        )
+        since = utcnow() - timedelta(seconds=60)
+        recent = await session.scalar(
+            select(func.count()).where(Delivery.status == "sent", Delivery.sent_at >= since)
+        )
+    metrics.queue_depth.set(depth or 0)
+    metrics.send_rate.set((recent or 0) / 60)
