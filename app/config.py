@@ -6,10 +6,9 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-
-from pydantic import Field, field_validator
 from typing import Annotated
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 VAR_DIR = Path(os.environ.get("TIDINGS_VAR_DIR", "./var"))

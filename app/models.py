@@ -160,7 +160,8 @@ class Bounce(Base):
     __tablename__ = "bounces"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    # A stable key per event (provider id, or a hash of the report): a retried webhook is one bounce.
+    # A stable key per event (provider id, or a hash of the report): a webhook sent
+    # twice is one bounce.
     event_key: Mapped[str] = mapped_column(String(128), unique=True)
     email: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
     subscriber_id: Mapped[int | None] = mapped_column(

@@ -188,7 +188,7 @@ class SMTPTransport(Transport):
                 raise DeliveryError(
                     f"{exc.code} {exc.message}", code=exc.code, permanent=exc.code >= 500
                 ) from exc
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 # Dropped connection, refused connection, timeout: nothing was accepted.
                 await _discard(client)
                 raise DeliveryError(f"{type(exc).__name__}: {exc}", code=None) from exc

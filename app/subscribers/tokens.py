@@ -39,7 +39,7 @@ def make(secret: str, purpose: str, *values: int) -> str:
 def read(
     secret: str, purpose: str, token: str, *, count: int, max_age: float | None = None
 ) -> tuple[int, ...] | None:
-    """The values of a valid token of that purpose, or None for anything forged, altered or stale."""
+    """The values of a valid token of that purpose; None if forged, altered or stale."""
     try:
         raw = _unb32(token.strip())
     except (ValueError, TypeError):

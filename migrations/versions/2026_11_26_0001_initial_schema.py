@@ -8,10 +8,9 @@ Create Date: 2026-11-26 13:50:53.442771
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 from alembic import op
 
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision: str = "0001"
 down_revision: str | None = None
