@@ -1,0 +1,226 @@
+"""Layout folders of email_templates/ and the once-per-issue HTML pipeline.
+
+Body: Markdown (markdown-it-py) or HTML, sanitised by nh3, content CSS inlined.
+Layout: MJML (mrml), CSS inlined by css-inline keeping @media rules. The body is spliced
+into the finished layout, and the result cut at slot markers into static chunks.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import css_inline
+import mrml
+import nh3
+from jinja2.environment import Template
+from markdown_it import MarkdownIt
+
+from app.issues.mime import PartChunks
+from app.issues.plaintext import html_to_text
+from app.issues.templating import (
+    DYNAMIC_NAMES,
+    SLOT_RE,
+    BodyError,
+    SlottedTemplate,
+    make_env,
+)
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "email_templates"
+BODY_MARK = "zqTIDINGSBODYqz"
+LAYOUT_NAMES = frozenset({"organisation", "date", "list_names"})
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+_md = MarkdownIt("commonmark", {"linkify": False, "html": True}).enable(["table", "strikethrough"])
+_inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+_render_options = mrml.RenderOptions(disable_comments=True, fonts={})
+_DARK_META = (
+    '<meta name="color-scheme" content="light dark">'
+    '<meta name="supported-color-schemes" content="light dark">'
+)
+_STYLE_PROPS = {
+    "color", "background-color", "text-align", "font-weight", "font-style", "font-size",
+    "text-decoration", "width", "max-width", "height", "padding", "margin", "border",
+    "border-collapse", "vertical-align", "line-height",
+}  # fmt: skip
+_ATTRS: dict[str, set[str]] = {k: set(v) for k, v in nh3.ALLOWED_ATTRIBUTES.items()}
+for _tag, _extra in {"*": {"style", "title", "dir", "lang"}, "td": {"width"}, "th": {"width"},
+                     "table": {"width", "border", "cellpadding", "cellspacing"}}.items():  # fmt: skip
+    _ATTRS[_tag] = _ATTRS.get(_tag, set()) | _extra
+_EVIL_STYLE = re.compile(r"expression|url\s*\(|javascript:|behavio(u)?r|@import|-moz-binding", re.I)
+_IMG_NO_ALT = re.compile(r"<img\b(?![^>]*\salt=)", re.I)
+_EXTERNAL = re.compile(r"<link\b[^>]*>|@import[^;]*;", re.I)
+_BAD_SCHEME = re.compile(r"\s*(?!(?:https?|mailto|tel):)[a-z][a-z0-9+.\-]*:", re.I)
+_URL_START = re.compile(r"""\b(?:href|src)\s*=\s*["']?$""", re.I)
+_CSS_VALUE = re.compile(r"""\bstyle\s*=\s*"[^"]*$""", re.I)
+_NOT_CSS = re.compile(r"[^\w #%.,-]")
+
+
+def _style_filter(tag: str, attr: str, value: str) -> str | None:
+    return None if attr == "style" and _EVIL_STYLE.search(value) else value
+
+
+def sanitise(html: str) -> str:
+    """nh3 with email-safe tags: no script, handlers, forms, iframes or CSS expressions."""
+    return nh3.clean(
+        html,
+        attributes=_ATTRS,
+        attribute_filter=_style_filter,
+        filter_style_properties=_STYLE_PROPS,
+        url_schemes={"http", "https", "mailto", "tel"},
+    )
+
+
+def add_alt(html: str) -> str:
+    """Give every image an alt attribute (empty where the author gave none)."""
+    return _IMG_NO_ALT.sub('<img alt=""', html)
+
+
+def body_fragment(skeleton: str, format: str, css: str) -> tuple[str, str]:
+    """Body source (Jinja already rendered) to sanitised, styled HTML and to plain text."""
+    html = sanitise(_md.render(skeleton) if format == "markdown" else skeleton)
+    text = html_to_text(html)
+    if css.strip():
+        html = css_inline.inline_fragment(html, css, load_remote_stylesheets=False)
+    return add_alt(html), text
+
+
+@lru_cache(maxsize=64)
+def mjml_to_html(source: str) -> str:
+    """MJML to finished HTML: inlined CSS, @media kept, dark-mode meta, nothing external."""
+    try:
+        html = mrml.to_html(source, render_options=_render_options).content
+    except Exception as exc:  # noqa: BLE001 - mrml raises its own untyped errors
+        raise BodyError(f"the layout is not valid MJML: {exc}") from None
+    html = _EXTERNAL.sub("", _inliner.inline(html))
+    html = re.sub(r"<head\b[^>]*>", lambda m: m[0] + _DARK_META, html, count=1)
+    return add_alt(html).rstrip("\n") + "\n"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One folder of email_templates/: MJML and text layouts, and the body's CSS."""
+
+    name: str
+    html: SlottedTemplate
+    text: SlottedTemplate
+    css: str
+
+
+@lru_cache(maxsize=32)
+def load_layout(name: str) -> Layout:
+    """Load and compile email_templates/<name>/ (layout.mjml, layout.txt, content.css)."""
+    folder = TEMPLATES_DIR / name
+    if not _NAME.fullmatch(name) or not (folder / "layout.mjml").is_file():
+        raise FileNotFoundError(f"no template folder email_templates/{name}/ with layout.mjml")
+    css = folder / "content.css"
+    return Layout(
+        name=name,
+        html=_slotted(folder / "layout.mjml", "L", True, DYNAMIC_NAMES),
+        text=_slotted(folder / "layout.txt", "T", False, DYNAMIC_NAMES),
+        css=css.read_text() if css.is_file() else "",
+    )
+
+
+def _slotted(path: Path, tag: str, html: bool, dynamic: frozenset[str]) -> SlottedTemplate:
+    source = path.read_text() if path.is_file() else "{{ body }}"
+    try:
+        return SlottedTemplate(source, tag=tag, autoescape=html, dynamic=dynamic,
+                               static=LAYOUT_NAMES)  # fmt: skip
+    except BodyError as exc:
+        raise BodyError(f"{path.relative_to(TEMPLATES_DIR)}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Assembled:
+    """Both parts cut into static chunks and references to slot values."""
+
+    html: PartChunks
+    html_refs: list[tuple[str, int, str]]
+    text: PartChunks
+    text_refs: list[tuple[str, int, str]]
+
+    def fill(self, values: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+        """Slot values escaped for where they land: HTML text, URL, CSS, or plain text."""
+        html = [_escape(values[t][i], kind) for t, i, kind in self.html_refs]
+        text = [_flat(values[t][i]) for t, i, _ in self.text_refs]
+        return html, text
+
+
+def _flat(value: str) -> str:
+    return " ".join(value.splitlines()) if "\n" in value or "\r" in value else value
+
+
+def _escape(value: str, kind: str) -> str:
+    value = _flat(value)
+    if kind == "url" and _BAD_SCHEME.match(value):
+        value = "#"  # a subscriber-supplied javascript: or data: link goes nowhere
+    elif kind == "css":
+        value = _NOT_CSS.sub("", value)
+    return htmllib.escape(value, quote=True)
+
+
+def split_slots(text: str, *, html: bool) -> tuple[PartChunks, list[tuple[str, int, str]]]:
+    """Cut a finished part at its slot markers, noting each slot's HTML context."""
+    parts = SLOT_RE.split(text)
+    chunks, refs, tail = [parts[0]], [], parts[0][-300:]
+    for k in range(1, len(parts), 3):
+        kind = "text"
+        if html:
+            kind = "url" if _URL_START.search(tail) else "css" if _CSS_VALUE.search(tail) else "html"
+        refs.append((parts[k], int(parts[k + 1]), kind))
+        chunks += ["", parts[k + 2]]
+        tail = (tail + "x" + parts[k + 2])[-300:]
+    return PartChunks(chunks), refs
+
+
+def assemble(layout: Layout, html_skel: str, text_skel: str, body_skel: str, *,
+             format: str) -> Assembled:  # fmt: skip
+    """Splice the body into the layout and cut both parts at their slots."""
+    page = mjml_to_html(html_skel)
+    if BODY_MARK not in page or BODY_MARK not in text_skel:
+        raise BodyError(f"layout {layout.name} must place {{{{ body }}}} in both files")
+    body_html, body_text = body_fragment(body_skel, format, layout.css)
+    text = text_skel.replace(BODY_MARK, body_text, 1).strip() + "\n"
+    html, html_refs = split_slots(page.replace(BODY_MARK, body_html, 1), html=True)
+    text_part, text_refs = split_slots(text, html=False)
+    return Assembled(html, html_refs, text_part, text_refs)
+
+
+@dataclass(frozen=True)
+class SystemEmail:
+    """email_templates/<kind>/: subject.txt, email.mjml, email.txt."""
+
+    subject: Template
+    html: SlottedTemplate
+    text: SlottedTemplate
+
+    def render(self, ctx: dict[str, Any]) -> tuple[str, str]:
+        """The HTML and text of one system email."""
+        out = []
+        for template, is_html in ((self.html, True), (self.text, False)):
+            skeleton, values = template.render_recording(ctx)
+            page = mjml_to_html(skeleton) if is_html else skeleton.strip() + "\n"
+            part, refs = split_slots(page, html=is_html)
+            vals = [_escape(values[i], k) if is_html else _flat(values[i]) for _, i, k in refs]
+            out.append(part.text(vals))
+        return out[0], out[1]
+
+
+@lru_cache(maxsize=32)
+def load_system(kind: str, keys: frozenset[str]) -> SystemEmail:
+    """Load email_templates/<kind>/ with `keys` as the per-email variables."""
+    folder = TEMPLATES_DIR / kind
+    if not _NAME.fullmatch(kind) or not (folder / "email.mjml").is_file():
+        raise FileNotFoundError(f"no system email folder email_templates/{kind}/")
+    dynamic = frozenset(keys - {"organisation"})
+    subject = make_env(autoescape=False).from_string((folder / "subject.txt").read_text().strip())
+    return SystemEmail(
+        subject=subject,
+        html=_slotted(folder / "email.mjml", "S", True, dynamic),
+        text=_slotted(folder / "email.txt", "X", False, dynamic),
+    )

@@ -1,0 +1,236 @@
+"""The email renderer: an issue compiled once, then rendered per recipient into RFC 5322 bytes.
+
+Pure functions, no database. The costly steps (Jinja compile, Markdown, nh3, MJML, CSS
+inlining, QP encoding of the static text) run once per issue; see templating.py for how
+the subscriber-dependent parts are cut out as slots, and mime.py for the byte assembly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.utils import make_msgid, parseaddr
+from typing import Any
+
+from markupsafe import Markup
+
+from app.config import settings
+from app.issues import layout as _layout
+from app.issues.mime import (
+    MessageSkeleton,
+    check_header_value,
+    clean_header_text,
+    format_address,
+    simple_message,
+)
+from app.issues.templating import DYNAMIC_NAMES, BodyError, HeaderError, SlottedTemplate
+from app.issues.templating import trial_render as _trial
+
+__all__ = [
+    "BodyError",
+    "CompiledIssue",
+    "HeaderError",
+    "IssueContent",
+    "Recipient",
+    "compile_issue",
+    "render_system_email",
+    "validate_issue",
+]
+
+log = logging.getLogger(__name__)
+_SLOW_CACHE_MAX = 256  # distinct bodies a control-flow template yields (e.g. vip or not)
+
+
+@dataclass(frozen=True)
+class IssueContent:
+    """What an issue says, as the renderer needs it."""
+
+    id: int
+    subject: str
+    preheader: str
+    from_addr: str
+    template: str
+    format: str
+    body: str
+    list_id: str
+    list_names: tuple[str, ...] = ()
+    date: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One delivery's personal data and ids."""
+
+    email: str
+    name: str
+    attributes: Mapping[str, Any]
+    unsubscribe_url: str
+    preferences_url: str
+    message_id: str
+    return_path: str | None = None
+
+
+@dataclass(frozen=True)
+class _Subscriber:
+    # A plain object, not a dict: `subscriber.items` must not reach dict methods.
+    name: str
+    email: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _sample_recipient() -> Recipient:
+    """The neutral subscriber of previews without one and of the public archive."""
+    url = settings.public_url.rstrip("/") + "/subscribe"
+    return Recipient("", "", {}, url, url, make_msgid(domain=settings.sender_domain))
+
+
+def validate_issue(
+    *, subject: str, preheader: str, from_addr: str, template: str, format: str, body: str
+) -> None:
+    """Raise BodyError or HeaderError unless this issue can be rendered for anyone."""
+    check_header_value(subject, "subject")
+    check_header_value(from_addr, "from")
+    if not subject.strip():
+        raise HeaderError("subject must not be empty")
+    _, addr = parseaddr(from_addr)
+    try:
+        Address(addr_spec=addr)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise HeaderError(f"from is not an email address: {exc}") from None
+    if "@" not in addr:
+        raise HeaderError("from is not an email address")
+    if format not in ("markdown", "html"):
+        raise BodyError("format must be 'markdown' or 'html'")
+    try:
+        _layout.load_layout(template)
+    except FileNotFoundError as exc:
+        raise BodyError(str(exc)) from None
+    compiled = SlottedTemplate(body, tag="B", autoescape=True, dynamic=DYNAMIC_NAMES)
+    sample = _sample_recipient()
+    ctx = _context(sample, {"subject": subject, "preheader": preheader, "id": 0}, "")
+    _trial(lambda: _layout.body_fragment(compiled.render_recording(ctx)[0], format, ""))
+
+
+def _context(r: Recipient, issue: Mapping[str, Any], archive_url: str) -> dict[str, Any]:
+    return {
+        "subscriber": _Subscriber(r.name, r.email, r.attributes),
+        "issue": issue,
+        "unsubscribe_url": r.unsubscribe_url,
+        "preferences_url": r.preferences_url,
+        "archive_url": archive_url,
+    }
+
+
+class CompiledIssue:
+    """An issue with its expensive work done; render_* are cheap per recipient."""
+
+    def __init__(self, content: IssueContent, *, archive_url: str):
+        self.content = content
+        self.archive_url = archive_url
+        self._issue = {"subject": content.subject, "preheader": content.preheader,
+                       "id": content.id}  # fmt: skip
+        self._layout = _layout.load_layout(content.template)
+        self._body = SlottedTemplate(content.body, tag="B", autoescape=True, dynamic=DYNAMIC_NAMES)
+        date = content.date or datetime.now(UTC)
+        self._static = {
+            "issue": self._issue,
+            "archive_url": archive_url,
+            "organisation": {"name": settings.organisation_name,
+                             "address": settings.organisation_address},  # fmt: skip
+            "date": f"{date.day} {date:%B %Y}",
+            "list_names": list(content.list_names),
+            "body": Markup(_layout.BODY_MARK),
+        }
+        self._templates = (self._layout.html, self._layout.text, self._body)
+        self._fixed = [t.render_skeleton(self._static) if t.fast else None for t in self._templates]
+        self._cache: dict[tuple[str, ...], _layout.Assembled] = {}
+        self.fast = all(t.fast for t in self._templates)
+        self._skeleton = MessageSkeleton(
+            from_addr=content.from_addr, subject=content.subject, list_id=content.list_id
+        )
+        self._parts(_sample_recipient())  # compile now, so a broken layout fails here
+
+    def _parts(
+        self, r: Recipient, *, force_slow: bool = False
+    ) -> tuple[_layout.Assembled, list[str], list[str]]:
+        ctx = {**self._static, **_context(r, self._issue, self.archive_url)}
+        skeletons: list[str] = []
+        values: dict[str, list[str]] = {}
+        for template, fixed in zip(self._templates, self._fixed, strict=True):
+            if fixed is not None and not force_slow:
+                skeletons.append(fixed)
+                values[template.tag] = template.eval_slots(ctx)
+                continue
+            try:
+                skeleton, vals = template.render_recording(ctx)
+            except Exception:  # noqa: BLE001 - documented fallback: neutral content, never a crash
+                log.warning("issue %s: body failed for one recipient", self.content.id,
+                            exc_info=True)  # fmt: skip
+                neutral = {**ctx, **_context(_sample_recipient(), self._issue, self.archive_url)}
+                skeleton, vals = template.render_recording(neutral)
+            skeletons.append(skeleton)
+            values[template.tag] = vals
+        key = tuple(skeletons)
+        assembled = self._cache.get(key)
+        if assembled is None:
+            if len(self._cache) >= _SLOW_CACHE_MAX:
+                self._cache.clear()
+            assembled = _layout.assemble(
+                self._layout, *skeletons, format=self.content.format
+            )
+            self._cache[key] = assembled
+        return assembled, *assembled.fill(values)
+
+    def render_html(self, r: Recipient) -> str:
+        """The HTML part for this recipient (previews)."""
+        assembled, html, _ = self._parts(r)
+        return assembled.html.text(html)
+
+    def render_text(self, r: Recipient) -> str:
+        """The plain-text part for this recipient (previews)."""
+        assembled, _, text = self._parts(r)
+        return assembled.text.text(text)
+
+    def render_archive_html(self) -> str:
+        """The public web version: a neutral subscriber, no unsubscribe token."""
+        return self.render_html(_sample_recipient())
+
+    def render_message(self, r: Recipient, *, force_slow: bool = False) -> bytes:
+        """The full RFC 5322 message (CRLF, QP parts, no DKIM), ready for SMTP DATA."""
+        assembled, html, text = self._parts(r, force_slow=force_slow)
+        return self._skeleton.message(
+            to=format_address(r.name, r.email),
+            message_id=r.message_id,
+            unsubscribe_url=r.unsubscribe_url,
+            text=assembled.text.encoded_with(text),
+            html=assembled.html.encoded_with(html),
+        )
+
+
+def compile_issue(content: IssueContent, *, archive_url: str) -> CompiledIssue:
+    """Do an issue's expensive rendering work once; raises BodyError/HeaderError."""
+    return CompiledIssue(content, archive_url=archive_url)
+
+
+def render_system_email(
+    kind: str, *, to_email: str, to_name: str, from_addr: str, context: Mapping[str, Any]
+) -> bytes:
+    """A confirmation or goodbye email from email_templates/<kind>/ as RFC 5322 bytes."""
+    ctx = {"organisation": {"name": settings.organisation_name,
+                            "address": settings.organisation_address}, **context}  # fmt: skip
+    system = _layout.load_system(kind, frozenset(context))
+    subject = clean_header_text(system.subject.render(ctx))
+    html, text = system.render(ctx)
+    domain = parseaddr(from_addr)[1].rpartition("@")[2] or settings.sender_domain
+    return simple_message(
+        from_addr=from_addr,
+        to=format_address(to_name, to_email),
+        subject=subject,
+        message_id=make_msgid(domain=domain),
+        text=text,
+        html=html,
+    )
+

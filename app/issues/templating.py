@@ -1,0 +1,193 @@
+"""Sandboxed Jinja for issue bodies and layouts, split into static text and per-recipient slots.
+
+A template is rendered once per issue with every subscriber-dependent `{{ expr }}` replaced
+by a marker; the expensive work (Markdown, MJML, CSS inlining, QP) then runs once, and per
+recipient only the slot expressions are evaluated. Templates whose control flow depends on
+subscriber data cannot be split this way: they take the slow path, where the whole template
+is rendered per recipient but its outputs are still recorded as markers, so both paths feed
+the same downstream pipeline and produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
+from jinja2.environment import Template
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+log = logging.getLogger(__name__)
+
+# Names whose value differs per recipient, and every name a body may read.
+DYNAMIC_NAMES = frozenset({"subscriber", "unsubscribe_url", "preferences_url"})
+CONTEXT_NAMES = DYNAMIC_NAMES | {"issue", "archive_url"}
+_RECORDER = "_tidings_slot"
+
+# Letters and digits only, so Markdown, nh3, MJML and css-inline pass markers through untouched.
+SLOT_RE = re.compile(r"zqSLOT([A-Z])(\d{4})qz")
+
+
+class BodyError(ValueError):
+    """A body or template that does not compile or reaches for what the sandbox forbids."""
+
+
+class HeaderError(ValueError):
+    """A value bound for a header holds CR/LF or is otherwise invalid."""
+
+
+def marker(tag: str, index: int) -> str:
+    """The placeholder text of slot `index` of the template tagged `tag`."""
+    return f"zqSLOT{tag}{index:04d}qz"
+
+
+def make_env(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
+    """A sandbox where undefined names (and chains of them) render empty."""
+    return ImmutableSandboxedEnvironment(
+        autoescape=autoescape, undefined=ChainableUndefined, keep_trailing_newline=True
+    )
+
+
+def parse_checked(env: ImmutableSandboxedEnvironment, source: str) -> nodes.Template:
+    """Parse `source`, refusing syntax errors, includes and any reach for `_` internals."""
+    try:
+        ast = env.parse(source)
+        env.compile(ast)  # unknown filters and tests only show up here
+        ast = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise BodyError(f"line {exc.lineno}: {exc.message}") from None
+    for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        raise BodyError(f"line {node.lineno}: extends, include and import are not available")
+    for node in ast.find_all(nodes.Node):
+        if _reaches_internals(node):
+            raise BodyError(f"line {node.lineno}: names starting with '_' are not allowed")
+    return ast
+
+
+def _reaches_internals(node: nodes.Node) -> bool:
+    if isinstance(node, nodes.Getattr | nodes.Name):
+        return str(node.attr if isinstance(node, nodes.Getattr) else node.name).startswith("_")
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        return str(node.arg.value).startswith("_")
+    if isinstance(node, nodes.Filter) and node.name == "attr":
+        return any(isinstance(a, nodes.Const) and str(a.value).startswith("_") for a in node.args)
+    return False
+
+
+def _names(node: nodes.Node) -> set[str]:
+    found = {n.name for n in node.find_all(nodes.Name)}
+    if isinstance(node, nodes.Name):
+        found.add(node.name)
+    return found
+
+
+def _output_children(ast: nodes.Template) -> list[tuple[nodes.Output, int]]:
+    """Every expression printed by `{{ }}`, in a stable order (the same for two parses)."""
+    return [
+        (out, i)
+        for out in ast.find_all(nodes.Output)
+        for i, child in enumerate(out.nodes)
+        if not isinstance(child, nodes.TemplateData)
+    ]
+
+
+class SlottedTemplate:
+    """One Jinja source compiled into a static skeleton plus per-recipient slot expressions."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        tag: str,
+        autoescape: bool,
+        dynamic: frozenset[str],
+        static: frozenset[str] = frozenset(),
+    ):
+        env = make_env(autoescape=autoescape)
+        self.tag = tag
+        analysis = parse_checked(env, source)
+        children = _output_children(analysis)
+        dyn = [bool(_names(out.nodes[i]) & dynamic) for out, i in children]
+        slottable = [
+            d and _names(out.nodes[i]) <= (CONTEXT_NAMES | dynamic | static)
+            for d, (out, i) in zip(dyn, children, strict=True)
+        ]
+        inside = {id(n) for (out, i), s in zip(children, slottable, strict=True) if s
+                  for n in [out.nodes[i], *out.nodes[i].find_all(nodes.Name)]}
+        stray = [
+            n for n in analysis.find_all(nodes.Name)
+            if (n.name in dynamic and id(n) not in inside)
+            or (n.name in CONTEXT_NAMES | dynamic | static and n.ctx != "load")
+        ]
+        self.fast = not stray and all(s for d, s in zip(dyn, slottable, strict=True) if d)
+
+        # Fast path: markers in place of the slottable expressions, and one template for them.
+        skeleton, exprs = env.parse(source), []
+        for (out, i), s in zip(_output_children(skeleton), slottable, strict=True):
+            if s:
+                exprs.append(out.nodes[i])
+                out.nodes[i] = nodes.Const(marker(tag, len(exprs) - 1))
+        self.skeleton = env.from_string(skeleton)
+        slot_env = make_env(autoescape=False)
+        slot_ast = nodes.Template([nodes.Output([e]) for e in exprs])
+        slot_ast.set_environment(slot_env)
+        self.slots = slot_env.from_string(slot_ast)
+        self.slot_count = len(exprs)
+        self._slot_env, self._exprs = slot_env, exprs
+        self._single: dict[int, Template] = {}
+
+        # Slow path: every expression touching subscriber data is recorded, not printed.
+        recording = env.parse(source)
+        for (out, i), d in zip(_output_children(recording), dyn, strict=True):
+            if d:
+                call = nodes.Call(nodes.Name(_RECORDER, "load"), [out.nodes[i]], [], None, None)
+                out.nodes[i] = call
+        recording.set_environment(env)
+        self.recording = env.from_string(recording)
+
+    def render_skeleton(self, context: Mapping[str, Any]) -> str:
+        """The template with slot markers, for the fast path; rendered once per issue."""
+        return self.skeleton.render(context)
+
+    def eval_slots(self, context: Mapping[str, Any]) -> list[str]:
+        """The slot values for one recipient; a failing slot renders empty instead of raising."""
+        try:
+            values = list(self.slots.generate(context))
+            if len(values) == self.slot_count:
+                return values
+        except Exception:  # noqa: BLE001 - one subscriber's odd data must not stop a send
+            log.warning("slot evaluation failed; rendering slots one by one", exc_info=True)
+        return [self._one_slot(i, context) for i in range(self.slot_count)]
+
+    def _one_slot(self, index: int, context: Mapping[str, Any]) -> str:
+        if index not in self._single:
+            single = nodes.Template([nodes.Output([self._exprs[index]])])
+            single.set_environment(self._slot_env)
+            self._single[index] = self._slot_env.from_string(single)
+        try:
+            return self._single[index].render(context)
+        except Exception:  # noqa: BLE001 - documented: a failing slot renders empty
+            return ""
+
+    def render_recording(self, context: Mapping[str, Any]) -> tuple[str, list[str]]:
+        """Full per-recipient render (slow path): text with markers, and the marker values."""
+        values: list[str] = []
+
+        def record(value: Any) -> str:
+            values.append(str(value))
+            return marker(self.tag, len(values) - 1)
+
+        text = self.recording.render(context, **{_RECORDER: record})
+        return text, values
+
+
+def trial_render(fn: Callable[[], object]) -> None:
+    """Run a render with sample data, turning any failure into BodyError."""
+    try:
+        fn()
+    except BodyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure here is the author's to fix
+        raise BodyError(f"the body fails to render: {exc}") from None
