@@ -165,7 +165,9 @@ def _parse(msg: Message) -> list[BounceEvent]:
     for address, action in failed:
         diagnostic = near(text, address)
         kind, counts = classify_status(None, diagnostic, action)
-        events.append(context.event(address, kind, counts, best_status(None, diagnostic), diagnostic))
+        events.append(
+            context.event(address, kind, counts, best_status(None, diagnostic), diagnostic)
+        )
     return events
 
 

@@ -45,14 +45,18 @@ def parse_report(msg: Message) -> list[BounceEvent]:
             diagnostic = one_line(block.get("Diagnostic-Code"))
             status = str(block.get("Status", "")).strip() or None
             kind, counts = classify_status(status, diagnostic, action)
-            event = context.event(recipient, kind, counts, best_status(status, diagnostic), diagnostic)
+            event = context.event(
+                recipient, kind, counts, best_status(status, diagnostic), diagnostic
+            )
             if stamp := when(block.get("Last-Attempt-Date")):
                 event = dataclasses.replace(event, occurred_at=stamp)
             events.append(event)
     return events
 
 
-def complaint(feedback: Message | None, original: Message | None, context: Context) -> list[BounceEvent]:
+def complaint(
+    feedback: Message | None, original: Message | None, context: Context
+) -> list[BounceEvent]:
     """The one complaint an ARF report makes; its recipient is often redacted."""
     fields = header_blocks(feedback)[0] if feedback is not None else Message()
     feedback_type = str(fields.get("Feedback-Type", "abuse")).strip().lower()

@@ -1,0 +1,1 @@
+"""Bounces and complaints: parsing reports and provider webhooks, and recording them."""

@@ -1,0 +1,173 @@
+"""Amazon SES notifications and the SNS signatures that vouch for them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from app.bounces.dsn import BounceEvent, classify_status, event_key, verp_token
+
+# Only certificates AWS serves itself: https, an SNS endpoint host, a .pem path, no query.
+CERT_URL = re.compile(r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[A-Za-z0-9/._-]+\.pem$")
+NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+CONFIRMATION_FIELDS = (
+    "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
+)  # fmt: skip
+HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}  # noqa: S303  SHA1 is what SNS v1 signs with
+# SNS rotates its signing certificate rarely; fetching it for every notification would be slow.
+_cert_cache: dict[str, x509.Certificate] = {}
+
+
+class SignatureError(Exception):
+    """A webhook's proof of origin is missing, stale or wrong."""
+
+
+def canonical_string(message: dict[str, Any]) -> bytes:
+    """The "Key\\nValue\\n" string SNS signs, over the fields of the message's type."""
+    kind = message.get("Type")
+    if kind == "Notification":
+        fields = NOTIFICATION_FIELDS
+    elif kind in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
+        fields = CONFIRMATION_FIELDS
+    else:
+        raise SignatureError(f"unknown SNS message type {kind!r}")
+    return "".join(f"{k}\n{message[k]}\n" for k in fields if message.get(k) is not None).encode()
+
+
+async def _fetch_https(url: str) -> bytes:
+    """Download a certificate, refusing redirects that could lead off amazonaws.com."""
+    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        return response.content
+
+
+async def _certificate(url: str, fetch: Callable[[str], Awaitable[bytes]]) -> x509.Certificate:
+    """The signing certificate at url, from the cache when we have seen it."""
+    if url not in _cert_cache:
+        try:
+            _cert_cache[url] = x509.load_pem_x509_certificate(await fetch(url))
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SignatureError(f"cannot load the signing certificate: {exc}") from exc
+    return _cert_cache[url]
+
+
+async def verify_sns(
+    message: dict[str, Any], *, fetch_cert: Callable[[str], Awaitable[bytes]] | None = None
+) -> None:
+    """Check an SNS message's signature against AWS's certificate; raise SignatureError if bad."""
+    url = str(message.get("SigningCertURL") or message.get("SigningCertUrl") or "")
+    if not CERT_URL.match(url):
+        raise SignatureError("the signing certificate is not on an SNS amazonaws.com host")
+    algorithm = HASHES.get(str(message.get("SignatureVersion")))
+    if algorithm is None:
+        raise SignatureError("unsupported SignatureVersion")
+    try:
+        signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError("the signature is not base64") from exc
+    cert = await _certificate(url, fetch_cert or _fetch_https)
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey) or cert.not_valid_after_utc < datetime.now(UTC):
+        raise SignatureError("the signing certificate is unusable")
+    try:
+        key.verify(signature, canonical_string(message), padding.PKCS1v15(), algorithm())
+    except (InvalidSignature, KeyError) as exc:
+        raise SignatureError("the SNS signature does not match") from exc
+
+
+def _ses_kind(bounce: dict[str, Any], recipient: dict[str, Any]) -> tuple[str, bool]:
+    """Classify one SES bounced recipient by bounceType, subtype and its status code."""
+    bounce_type = bounce.get("bounceType")
+    sub_type = bounce.get("bounceSubType")
+    if sub_type in ("ContentRejected", "AttachmentRejected", "MessageTooLarge"):
+        return ("hard" if bounce_type == "Permanent" else "soft"), False
+    if bounce_type == "Permanent":
+        if sub_type in ("Suppressed", "OnAccountSuppressionList"):  # already known bad at SES
+            return "hard", True
+        return classify_status(recipient.get("status"), recipient.get("diagnosticCode"), "failed")
+    return "soft", True  # Transient and Undetermined: SES itself says "may succeed later"
+
+
+def parse_ses(payload: dict[str, Any]) -> list[BounceEvent]:
+    """The bounces and complaints in an SES notification, raw or wrapped in an SNS message."""
+    if "Type" in payload:
+        if payload.get("Type") != "Notification":
+            return []  # subscription (un)confirmations carry no bounce
+        try:
+            payload = json.loads(payload.get("Message") or "{}")
+        except ValueError:
+            return []
+    if not isinstance(payload, dict):
+        return []
+    kind = payload.get("notificationType") or payload.get("eventType")
+    mail = payload.get("mail") or {}
+    headers = {str(h.get("name", "")).lower(): h.get("value") for h in mail.get("headers") or []}
+    common = {
+        "message_id": (mail.get("commonHeaders") or {}).get("messageId")
+        or headers.get("message-id"),
+        "verp_token": verp_token(headers.get("return-path"), mail.get("source")),
+        "provider_id": mail.get("messageId"),
+    }
+    if kind == "Bounce":
+        bounce = payload.get("bounce") or {}
+        return [_ses_bounce(bounce, r, common) for r in bounce.get("bouncedRecipients") or []]
+    if kind == "Complaint":
+        complaint = payload.get("complaint") or {}
+        # Sent for addresses on the suppression list, or a "not-spam" report: no complaint.
+        if (
+            complaint.get("complaintSubType")
+            or complaint.get("complaintFeedbackType") == "not-spam"
+        ):
+            return []
+        return [
+            BounceEvent(
+                type="complaint",
+                email=str(r.get("emailAddress") or "").lower() or None,
+                diagnostic=f"feedback-type: {complaint.get('complaintFeedbackType') or 'abuse'}",
+                event_key=event_key("ses", complaint.get("feedbackId"), r.get("emailAddress")),
+                occurred_at=iso_time(complaint.get("timestamp")),
+                **common,
+            )
+            for r in complaint.get("complainedRecipients") or []
+        ]
+    return []
+
+
+def _ses_bounce(bounce: dict[str, Any], recipient: dict[str, Any], common: dict) -> BounceEvent:
+    """One SES bounced recipient as a BounceEvent."""
+    kind, counts = _ses_kind(bounce, recipient)
+    email = str(recipient.get("emailAddress") or "").lower() or None
+    return BounceEvent(
+        type=kind,
+        email=email,
+        status=recipient.get("status"),
+        diagnostic=recipient.get("diagnosticCode")
+        or f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}",
+        counts=counts,
+        event_key=event_key("ses", bounce.get("feedbackId"), email, kind),
+        occurred_at=iso_time(bounce.get("timestamp")),
+        **common,
+    )
+
+
+def iso_time(value: object) -> datetime | None:
+    """An ISO 8601 timestamp ("2016-01-27T14:59:38.237Z") as an aware datetime."""
+    # .NET (Postmark) writes seven fractional digits; datetime takes at most six.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", str(value or "")).replace("Z", "+00:00")
+    try:
+        stamp = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=UTC) if stamp and stamp.tzinfo is None else stamp

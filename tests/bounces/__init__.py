@@ -1,0 +1,1 @@
+"""Tests of the bounce and complaint parsers."""
