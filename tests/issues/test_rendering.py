@@ -1,0 +1,300 @@
+"""The renderer's bytes, parsed back with Python's email package."""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.delivery.dkim import DkimSigner
+from app.issues.rendering import (
+    BodyError,
+    HeaderError,
+    IssueContent,
+    Recipient,
+    compile_issue,
+    render_system_email,
+    validate_issue,
+)
+
+BODY = """# Hello {{ subscriber.name }}
+
+Some *emphasis*, **strong** and [a link](https://example.org/read?a=1&b=2).
+
+![A chart](https://cdn.example.org/chart.png)
+
+- one
+  - nested {{ subscriber.attributes.city | default('friend') }}
+- two
+
+1. first
+2. second
+
+> Quoted wisdom.
+
+| Name | Value |
+|------|-------|
+| a    | 1     |
+
+<img src="https://cdn.example.org/noalt.png">
+<script>alert('x')</script><form action="/x"><input name=a></form>
+<iframe src="https://evil.example"></iframe><a href="#" onclick="evil()">click</a>
+<p style="width: expression(alert(1))">styled</p>
+
+[Manage]({{ preferences_url }})
+"""
+ARCHIVE = "https://news.example.org/archive/7"
+
+
+def content(body: str = BODY, **kw: object) -> IssueContent:
+    base = dict(
+        id=7, subject="Grüße: week 12", preheader="The hidden preheader text",
+        from_addr="Wöchentlich News <news@example.org>", template="newsletter",
+        format="markdown", body=body, list_id="Weekly <weekly.example.org>",
+        list_names=("Weekly",),
+    )  # fmt: skip
+    base.update(kw)
+    return IssueContent(**base)  # type: ignore[arg-type]
+
+
+def recipient(name: str = "Zoë Müller", **kw: object) -> Recipient:
+    base = dict(
+        email="zoe@example.com", name=name, attributes={"city": "Zürich"},
+        unsubscribe_url="https://news.example.org/u/tok123",
+        preferences_url="https://news.example.org/p/tok123", message_id="<d1.7@example.org>",
+    )  # fmt: skip
+    base.update(kw)
+    return Recipient(**base)  # type: ignore[arg-type]
+
+
+def parse(raw: bytes) -> EmailMessage:
+    return BytesParser(policy=email.policy.default).parsebytes(raw)  # type: ignore[return-value]
+
+
+def parts(raw: bytes) -> tuple[str, str]:
+    msg = parse(raw)
+    plain, html = list(msg.iter_parts())
+    # Parts travel in canonical CRLF form; the preview functions return Python's \n.
+    return plain.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n")
+
+
+@pytest.fixture(scope="module")
+def issue():
+    return compile_issue(content(), archive_url=ARCHIVE)
+
+
+def test_structure_and_headers(issue) -> None:
+    raw = issue.render_message(recipient())
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")  # RFC 2047: headers are ASCII
+    assert "=?utf-8?" in head
+    msg = parse(raw)
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    for part in msg.iter_parts():
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert msg["Subject"] == "Grüße: week 12"
+    assert msg["From"].addresses[0].display_name == "Wöchentlich News"
+    assert msg["From"].addresses[0].addr_spec == "news@example.org"
+    assert msg["To"].addresses[0].display_name == "Zoë Müller"
+    assert msg["To"].addresses[0].addr_spec == "zoe@example.com"
+    assert msg["Message-ID"] == "<d1.7@example.org>"
+    assert msg["MIME-Version"] == "1.0"
+    assert msg["List-Id"] == "Weekly <weekly.example.org>"
+    assert msg["List-Unsubscribe"] == "<https://news.example.org/u/tok123>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["Date"].datetime is not None
+    assert "Return-Path" not in msg
+
+
+def test_qp_lines_and_roundtrip(issue) -> None:
+    r = recipient(attributes={"city": "Zürich " + "x" * 200})
+    raw = issue.render_message(r)
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    plain, html = parts(raw)
+    assert html == issue.render_html(r)
+    assert plain == issue.render_text(r)
+
+
+def test_message_id_passthrough_and_unique(issue) -> None:
+    a = parse(issue.render_message(recipient(message_id="<a@example.org>")))
+    b = parse(issue.render_message(recipient(message_id="<b@example.org>")))
+    assert (a["Message-ID"], b["Message-ID"]) == ("<a@example.org>", "<b@example.org>")
+
+
+def test_hostile_names_are_escaped_and_kept_out_of_headers(issue) -> None:
+    raw = issue.render_message(recipient(name="<script>alert(1)</script>"))
+    plain, html = parts(raw)
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "Hello <script>alert(1)</script>" in plain  # text is not HTML-escaped
+    raw = issue.render_message(recipient(name="Bob\r\nBcc: x@y"))
+    msg = parse(raw)
+    assert "Bcc" not in msg and msg["To"].addresses[0].display_name == "Bob Bcc: x@y"
+    assert b"\r\nBcc:" not in raw
+
+
+def test_header_injection_refused_at_validate() -> None:
+    for field in ("subject", "from_addr"):
+        kw = dict(subject="Hi", preheader="", from_addr="A <a@example.org>",
+                  template="newsletter", format="markdown", body="x")  # fmt: skip
+        kw[field] = kw[field] + "\r\nBcc: x@y"
+        with pytest.raises(HeaderError):
+            validate_issue(**kw)
+    with pytest.raises(HeaderError):
+        validate_issue(subject="Hi", preheader="", from_addr="not an address",
+                       template="newsletter", format="markdown", body="x")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ ''.__class__ }}",
+        "{{ subscriber.__init__ }}",
+        "{{ subscriber['__class__'] }}",
+        "{{ subscriber | attr('__class__') }}",
+        "{{ subscriber.attributes.pop('x') }}",
+        "{% include 'x' %}",
+        "{% if %}",
+        "{{ x | nosuchfilter }}",
+    ],
+)
+def test_sandbox_escapes_and_broken_bodies_refused(body: str) -> None:
+    with pytest.raises(BodyError):
+        validate_issue(subject="Hi", preheader="", from_addr="A <a@example.org>",
+                       template="newsletter", format="markdown", body=body)  # fmt: skip
+
+
+def test_unknown_template_refused() -> None:
+    with pytest.raises(BodyError):
+        validate_issue(subject="Hi", preheader="", from_addr="A <a@example.org>",
+                       template="../etc", format="html", body="x")  # fmt: skip
+
+
+def test_markdown_features_and_sanitising(issue) -> None:
+    html = issue.render_html(recipient())
+    body = html[html.index("<body") :]
+    for pattern in (r"<h1[^>]*>Hello Zo", r"<em>emphasis</em>", r"<strong>strong</strong>",
+                    r"<ul[^>]*>\s*<li[^>]*>one\s*<ul", r"<ol", r"<blockquote", r"<table[^>]*>",
+                    r'href="https://example.org/read\?a=1&amp;b=2"', r'alt="A chart"'):  # fmt: skip
+        assert re.search(pattern, body), pattern
+    lower = body.lower()
+    for banned in ("<script", "<form", "<input", "<iframe", "onclick", "expression("):
+        assert banned not in lower, banned
+    assert all(re.search(r"\salt=", tag) for tag in re.findall(r"<img\b[^>]*>", html))
+    assert "nested Zürich" in body
+
+
+def test_layout_requirements(issue) -> None:
+    html = issue.render_html(recipient())
+    assert '<meta name="color-scheme"' in html and "supported-color-schemes" in html
+    assert re.search(r'<div style="display:none[^"]*">The hidden preheader text', html)
+    assert not re.search(r"<link\b|@import", html, re.I)
+    assert "<script" not in html.lower()
+    assert "max-width:600px" in html
+    assert "@media" in html  # kept by css-inline
+    assert 'href="https://news.example.org/u/tok123"' in html  # visible unsubscribe link
+    assert 'href="https://news.example.org/p/tok123"' in html
+    assert len(html.encode()) < 102 * 1024
+
+
+def test_text_part_is_readable_with_urls(issue) -> None:
+    text = issue.render_text(recipient())
+    assert "a link (https://example.org/read?a=1&b=2)" in text
+    assert "Unsubscribe: https://news.example.org/u/tok123" in text
+    assert "- one\n  - nested Zürich\n- two" in text
+    assert "1. first\n2. second" in text
+    assert "> Quoted wisdom." in text
+    assert "Name | Value" in text
+    assert "<" not in text.replace("<script>", "")
+
+
+def test_fast_path_equals_slow_path(issue) -> None:
+    assert issue.fast
+    for r in (recipient(), recipient(name="A & <b>\"quoted\"", attributes={})):
+        fast = issue.render_message(r)
+        slow = issue.render_message(r, force_slow=True)
+        assert fast == slow
+
+
+def test_control_flow_on_subscriber_takes_slow_path() -> None:
+    body = "{% if subscriber.attributes.vip %}VIP {{ subscriber.name }}{% else %}Hi{% endif %}"
+    slow = compile_issue(content(body), archive_url=ARCHIVE)
+    assert not slow.fast
+    assert "VIP Zoë Müller" in slow.render_text(recipient(attributes={"vip": True}))
+    assert "VIP" not in slow.render_text(recipient(attributes={}))
+
+
+def test_render_time_failure_never_crashes() -> None:
+    body = "Total: {{ subscriber.attributes.n + 1 }}"
+    compiled = compile_issue(content(body), archive_url=ARCHIVE)
+    raw = compiled.render_message(recipient(attributes={"n": "text"}))
+    assert "Total:" in parts(raw)[0]
+
+
+def test_subscriber_url_attribute_cannot_smuggle_javascript() -> None:
+    body = '<a href="{{ subscriber.attributes.site }}">site</a>'
+    compiled = compile_issue(content(body, format="html"), archive_url=ARCHIVE)
+    html = compiled.render_html(recipient(attributes={"site": "javascript:alert(1)"}))
+    assert "javascript:" not in html
+
+
+def test_archive_has_no_personal_data(issue) -> None:
+    html = issue.render_archive_html()
+    assert "tok123" not in html and "Zoë" not in html
+
+
+def test_system_email() -> None:
+    raw = render_system_email(
+        "confirm", to_email="new@example.com", to_name="Ново", from_addr="News <news@example.org>",
+        context={"confirm_url": "https://news.example.org/c/abc", "lists": ["Weekly"]},
+    )  # fmt: skip
+    msg = parse(raw)
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["To"].addresses[0].display_name == "Ново"
+    assert msg["Message-ID"] and msg["Date"]
+    plain, html = parts(raw)
+    assert "https://news.example.org/c/abc" in plain and "Weekly" in plain
+    assert 'href="https://news.example.org/c/abc"' in html
+    goodbye = parse(render_system_email(
+        "goodbye", to_email="a@example.com", to_name="", from_addr="News <news@example.org>",
+        context={"lists": ["Weekly"]},
+    ))  # fmt: skip
+    assert "unsubscribed" in goodbye["Subject"]
+
+
+def test_dkim_sign_and_verify(issue) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())  # fmt: skip
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"sel._domainkey.example.org."
+        return record
+
+    signed = DkimSigner(domain="example.org", selector="sel", private_key_pem=pem).sign(
+        issue.render_message(recipient())
+    )
+    assert dkim.verify(signed, dnsfunc=dns)
+    h = re.search(rb"\bh=([^;]+)", signed.split(b"\r\n\r\n")[0].replace(b"\r\n ", b"")).group(1)
+    signed_headers = {x.strip().lower() for x in h.replace(b" ", b"").split(b":")}
+    for name in (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
+                 b"list-id", b"list-unsubscribe", b"list-unsubscribe-post"):  # fmt: skip
+        assert name in signed_headers
+    tampered = signed.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                              b"List-Unsubscribe-Post: nope")  # fmt: skip
+    assert not dkim.verify(tampered, dnsfunc=dns)
