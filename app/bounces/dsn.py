@@ -103,7 +103,8 @@ def best_status(status: str | None, diagnostic: str | None) -> str | None:
     quoted = ENHANCED_CODE.search(diagnostic or "")
     if found and quoted and found.group(2, 3) == ("0", "0") and quoted[1] == found[1]:
         return quoted[0]
-    return (found or quoted)[0] if (found or quoted) else None
+    best = found or quoted
+    return best[0] if best else None
 
 
 def classify_status(

@@ -44,6 +44,11 @@ def _ours(args: dict[str, Any]) -> tuple[str | None, str | None]:
     return message_id, token or verp_token(*(v for v in args.values() if isinstance(v, str)))
 
 
+def _dict(value: object) -> dict[str, Any]:
+    """value when it is a JSON object, else an empty one: payloads are untrusted."""
+    return value if isinstance(value, dict) else {}
+
+
 def _stamp(value: object) -> datetime | None:
     """A Unix timestamp as an aware datetime."""
     try:
@@ -150,7 +155,7 @@ def parse_postmark(payload: dict[str, Any]) -> list[BounceEvent]:
     kind = POSTMARK_TYPES.get(str(payload.get("Type")))
     if record not in ("Bounce", "SpamComplaint") or kind is None:
         return []
-    metadata = payload.get("Metadata") if isinstance(payload.get("Metadata"), dict) else {}
+    metadata = _dict(payload.get("Metadata"))
     message_id, token = _ours(metadata)
     dump = str(payload.get("Content") or "")
     fallback = event_key("x", payload.get("MessageID"), payload.get("Email"), kind[0])
@@ -200,7 +205,7 @@ def _mailgun_kind(data: dict[str, Any]) -> tuple[str, bool, str | None, str | No
         return "unsubscribe", True, None, None
     if name != "failed":
         return None
-    status = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
+    status = _dict(data.get("delivery-status"))
     parts = (status.get("code"), status.get("message"), status.get("description"))
     diagnostic = " ".join(str(p) for p in parts if p) or data.get("reason") or None
     enhanced = status.get("enhanced-code") or None
@@ -217,9 +222,9 @@ def parse_mailgun(payload: dict[str, Any]) -> list[BounceEvent]:
     data = payload.get("event-data") if isinstance(payload, dict) else None
     if not isinstance(data, dict) or (kind := _mailgun_kind(data)) is None:
         return []
-    message = data.get("message") if isinstance(data.get("message"), dict) else {}
-    headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
-    variables = data.get("user-variables") if isinstance(data.get("user-variables"), dict) else {}
+    message = _dict(data.get("message"))
+    headers = _dict(message.get("headers"))
+    variables = _dict(data.get("user-variables"))
     message_id, token = _ours({"message_id": headers.get("message-id"), **variables})
     email = _email(data.get("recipient"))
     key = data.get("id") or event_key("x", headers.get("message-id"), email, kind[0])

@@ -37,7 +37,7 @@ def canonical_string(message: dict[str, Any]) -> bytes:
     """The "Key\\nValue\\n" string SNS signs, over the fields of the message's type."""
     kind = message.get("Type")
     if kind == "Notification":
-        fields = NOTIFICATION_FIELDS
+        fields: tuple[str, ...] = NOTIFICATION_FIELDS
     elif kind in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
         fields = CONFIRMATION_FIELDS
     else:
@@ -114,7 +114,7 @@ def parse_ses(payload: dict[str, Any]) -> list[BounceEvent]:
     kind = payload.get("notificationType") or payload.get("eventType")
     mail = payload.get("mail") or {}
     headers = {str(h.get("name", "")).lower(): h.get("value") for h in mail.get("headers") or []}
-    common = {
+    common: dict[str, Any] = {
         "message_id": (mail.get("commonHeaders") or {}).get("messageId")
         or headers.get("message-id"),
         "verp_token": verp_token(headers.get("return-path"), mail.get("source")),

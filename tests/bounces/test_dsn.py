@@ -100,6 +100,16 @@ def test_redacted_arf_complaint_is_found_through_verp_and_message_id(name, token
     assert event.message_id == f"<issue12.{token.split('.')[0]}@news.example.org>"
 
 
+def test_auto_replies_are_recognised_as_such():
+    with pytest.raises(NotABounce, match="auto-reply"):
+        parse("autoreply.eml")
+    raw = (FIXTURES / "not_a_bounce.eml").read_bytes()
+    with pytest.raises(NotABounce, match="auto-reply"):
+        parse_bounce_email(b"X-Autoreply: yes\r\n" + raw)
+    with pytest.raises(NotABounce, match="auto-reply"):
+        parse_bounce_email(raw.replace(b"Subject: Re:", b"Subject: Out of Office: Re:"))
+
+
 @pytest.mark.parametrize("name", ["autoreply.eml", "not_a_bounce.eml", "broken_mime.eml"])
 def test_messages_without_a_bounce_are_refused(name):
     with pytest.raises(NotABounce):
