@@ -1,0 +1,229 @@
+"""One path for every bounce, complaint and provider unsubscribe: record it, then apply the policy.
+
+Policy (the contract's): a hard bounce blocklists at once; soft bounces blocklist once
+`soft_bounce_limit` of them that count arrived within 30 days; a complaint blocklists and
+unsubscribes from every list. Sender-side failures (5.7.x, counts=False) are recorded and
+held against no one. A blocklisted address is never un-blocklisted here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bounces.dsn import BounceEvent
+from app.config import Settings
+from app.db import utcnow
+from app.models import Bounce, Delivery, IssueList, Subscriber, Subscription
+from app.subscribers import tokens
+from app.subscribers.addresses import email_key
+
+log = logging.getLogger(__name__)
+
+SOFT_WINDOW = timedelta(days=30)
+# A delivery in one of these states has a final verdict that a later bounce must not undo.
+_FINAL = ("complained",)
+
+
+async def record_bounce(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    event: BounceEvent,
+    source: str,
+    delivery_id: int | None = None,
+) -> Bounce | None:
+    """Record one event and apply the policy; None when its event_key was recorded before."""
+    delivery = await _find_delivery(
+        session=session, settings=settings, event=event, delivery_id=delivery_id
+    )
+    subscriber = await _find_subscriber(session=session, event=event, delivery=delivery)
+    now = utcnow()
+    # A report's own date places it in the 30-day window, but never in the future.
+    occurred = min(event.occurred_at, now) if event.occurred_at else now
+    values: dict[str, Any] = {
+        "event_key": (event.event_key or _fallback_key(source, event))[:128],
+        # Stored as the mailbox key, so GET /api/v1/bounces?email= finds every spelling.
+        "email": email_key(event.email)
+        if event.email
+        else (subscriber.email_key if subscriber else None),
+        "subscriber_id": subscriber.id if subscriber else None,
+        "delivery_id": delivery.id if delivery else None,
+        "issue_id": delivery.issue_id if delivery else None,
+        "type": event.type,
+        "source": source[:16],
+        "status": (event.status or None) and event.status[:16],  # type: ignore[index]
+        "diagnostic": (event.diagnostic or None) and event.diagnostic[:2000],  # type: ignore[index]
+        "counts": event.counts,
+        "created_at": occurred,
+    }
+    bounce_id = await _insert_once(session, values)
+    if bounce_id is None:
+        return None
+    await _apply(session=session, settings=settings, event=event, subscriber=subscriber,
+                 delivery=delivery, now=now)  # fmt: skip
+    await session.flush()
+    return await session.get(Bounce, bounce_id)
+
+
+async def _insert_once(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """INSERT … ON CONFLICT (event_key) DO NOTHING: two concurrent deliveries record one row."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(Bounce)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["event_key"])
+        .returning(Bounce.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def _fallback_key(source: str, event: BounceEvent) -> str:
+    parts = (event.type, event.email, event.message_id, event.provider_id, event.status,
+             event.occurred_at)  # fmt: skip
+    digest = hashlib.sha256("\0".join(str(p or "") for p in parts).encode()).hexdigest()
+    return f"{source}:{digest}"
+
+
+async def _find_delivery(
+    *, session: AsyncSession, settings: Settings, event: BounceEvent, delivery_id: int | None
+) -> Delivery | None:
+    """The delivery the event is about: explicit id, VERP token, Message-ID, then provider id."""
+    if delivery_id is not None:
+        return await session.get(Delivery, delivery_id)
+    if event.verp_token:
+        found = tokens.read(settings.secret_key_value, "verp", event.verp_token, count=1)
+        if found and (delivery := await session.get(Delivery, found[0])):
+            return delivery
+    for mid in (event.message_id, event.provider_id):
+        if mid and (delivery := await _by_message_id(session, settings, mid)):
+            return delivery
+    return None
+
+
+async def _by_message_id(session: AsyncSession, settings: Settings, mid: str) -> Delivery | None:
+    mid = mid.strip()
+    try:  # the issues side encodes the delivery in its Message-IDs; use it when it is there
+        from app.issues.compose import delivery_from_message_id
+    except ImportError:
+        delivery_from_message_id = None
+    if delivery_from_message_id is not None:
+        try:
+            found = delivery_from_message_id(settings, mid)
+        except Exception:  # noqa: BLE001  a foreign Message-ID is not ours; fall back to lookup
+            found = None
+        if isinstance(found, int) and (delivery := await session.get(Delivery, found)):
+            return delivery
+    candidates = {mid, mid.strip("<>"), f"<{mid.strip('<>')}>"}
+    stmt = select(Delivery).where(Delivery.message_id.in_(candidates)).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _find_subscriber(
+    *, session: AsyncSession, event: BounceEvent, delivery: Delivery | None
+) -> Subscriber | None:
+    if delivery is not None and delivery.subscriber_id is not None:
+        return await session.get(Subscriber, delivery.subscriber_id)
+    if not event.email:
+        return None
+    stmt = select(Subscriber).where(Subscriber.email_key == email_key(event.email))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _apply(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    event: BounceEvent,
+    subscriber: Subscriber | None,
+    delivery: Delivery | None,
+    now: datetime,
+) -> None:
+    if event.type == "complaint":
+        if delivery is not None:
+            delivery.status = "complained"
+        if subscriber is not None:
+            _blocklist(subscriber, "complaint")
+            await unsubscribe(session=session, subscriber_id=subscriber.id, issue_id=None)
+    elif event.type == "unsubscribe":
+        if subscriber is not None:
+            issue_id = delivery.issue_id if delivery else None
+            await unsubscribe(session=session, subscriber_id=subscriber.id, issue_id=issue_id)
+    elif event.type == "hard":
+        # The message did not arrive either way; only the address's own fault blocklists it.
+        if delivery is not None and delivery.status not in _FINAL:
+            delivery.status = "bounced"
+        if subscriber is not None and event.counts:
+            _blocklist(subscriber, "hard_bounce")
+    elif event.type == "soft" and event.counts and subscriber is not None:
+        # Soft bounces leave the delivery 'sent': the message may still arrive, and the
+        # address stays good until the limit says otherwise.
+        since = now - SOFT_WINDOW
+        stmt = select(func.count(Bounce.id)).where(
+            Bounce.subscriber_id == subscriber.id,
+            Bounce.type == "soft",
+            Bounce.counts.is_(True),
+            Bounce.created_at >= since,
+        )
+        if (await session.execute(stmt)).scalar_one() >= settings.soft_bounce_limit:
+            _blocklist(subscriber, "soft_bounce")
+
+
+def _blocklist(subscriber: Subscriber, reason: str) -> None:
+    """Blocklist once; the first reason stays, and nothing here ever lifts it."""
+    if subscriber.status != "blocklisted":
+        subscriber.status = "blocklisted"
+        subscriber.blocklist_reason = reason
+        log.info("subscriber %s blocklisted: %s", subscriber.id, reason)
+
+
+async def issue_list_ids(*, session: AsyncSession, issue_id: int | None) -> list[int]:
+    """The ids of an issue's lists; empty when the issue is unknown or gone."""
+    if not issue_id:
+        return []
+    stmt = select(IssueList.list_id).where(IssueList.issue_id == issue_id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def unsubscribe(
+    *, session: AsyncSession, subscriber_id: int, issue_id: int | None, everything: bool = False
+) -> int:
+    """Leave the issue's lists (all lists when `everything` or the issue is unknown); idempotent.
+
+    Marks the (issue, subscriber) delivery too, so the issue's stats count the unsubscribe.
+    Returns how many subscriptions changed.
+    """
+    now = utcnow()
+    list_ids = [] if everything else await issue_list_ids(session=session, issue_id=issue_id)
+    stmt = (
+        update(Subscription)
+        .where(Subscription.subscriber_id == subscriber_id, Subscription.status != "unsubscribed")
+        .values(status="unsubscribed", unsubscribed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if list_ids:
+        stmt = stmt.where(Subscription.list_id.in_(list_ids))
+    changed = (await session.execute(stmt)).rowcount or 0  # type: ignore[attr-defined]
+    if issue_id:
+        await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.subscriber_id == subscriber_id,
+                Delivery.unsubscribed_at.is_(None),
+            )
+            .values(unsubscribed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    # Loaded Subscription objects (selectin on Subscriber) must not show the old status.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Subscription) and obj.subscriber_id == subscriber_id:
+            session.expire(obj)
+    return int(changed)
