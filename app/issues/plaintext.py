@@ -8,8 +8,23 @@ from html.parser import HTMLParser
 
 WIDTH = 76
 _SPACE = re.compile(r"[ \t\r\n\f\v]+")
-_BLOCKS = {"p", "div", "section", "article", "header", "footer", "figure", "figcaption",
-           "dl", "dt", "dd", "center", "details", "summary", "caption"}
+_BLOCKS = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "figure",
+    "figcaption",
+    "dl",
+    "dt",
+    "dd",
+    "center",
+    "details",
+    "summary",
+    "caption",
+}
 _SKIP = {"style", "script", "head", "title"}
 
 

@@ -138,11 +138,13 @@ class CompiledIssue:
         self._static = {
             "issue": self._issue,
             "archive_url": archive_url,
-            "organisation": {"name": settings.organisation_name,
-                             "address": settings.organisation_address},  # fmt: skip
+            "organisation": {
+                "name": settings.organisation_name,
+                "address": settings.organisation_address,
+            },  # fmt: skip
             "date": f"{date.day} {date:%B %Y}",
             "list_names": list(content.list_names),
-            "body": Markup(_layout.BODY_MARK),
+            "body": Markup(_layout.BODY_MARK),  # noqa: S704 - a fixed marker, no user data
         }
         self._templates = (self._layout.html, self._layout.text, self._body)
         self._fixed = [t.render_skeleton(self._static) if t.fast else None for t in self._templates]
@@ -178,9 +180,7 @@ class CompiledIssue:
         if assembled is None:
             if len(self._cache) >= _SLOW_CACHE_MAX:
                 self._cache.clear()
-            assembled = _layout.assemble(
-                self._layout, *skeletons, format=self.content.format
-            )
+            assembled = _layout.assemble(self._layout, *skeletons, format=self.content.format)
             self._cache[key] = assembled
         return assembled, *assembled.fill(values)
 
@@ -233,4 +233,3 @@ def render_system_email(
         text=text,
         html=html,
     )
-

@@ -58,8 +58,8 @@ def parse_checked(env: ImmutableSandboxedEnvironment, source: str) -> nodes.Temp
         ast = env.parse(source)
     except TemplateSyntaxError as exc:
         raise BodyError(f"line {exc.lineno}: {exc.message}") from None
-    for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
-        raise BodyError(f"line {node.lineno}: extends, include and import are not available")
+    for stmt in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        raise BodyError(f"line {stmt.lineno}: extends, include and import are not available")
     for node in ast.find_all(nodes.Node):
         if _reaches_internals(node):
             raise BodyError(f"line {node.lineno}: names starting with '_' are not allowed")
@@ -114,10 +114,15 @@ class SlottedTemplate:
             d and _names(out.nodes[i]) <= (CONTEXT_NAMES | dynamic | static)
             for d, (out, i) in zip(dyn, children, strict=True)
         ]
-        inside = {id(n) for (out, i), s in zip(children, slottable, strict=True) if s
-                  for n in [out.nodes[i], *out.nodes[i].find_all(nodes.Name)]}
+        inside = {
+            id(n)
+            for (out, i), s in zip(children, slottable, strict=True)
+            if s
+            for n in [out.nodes[i], *out.nodes[i].find_all(nodes.Name)]
+        }
         stray = [
-            n for n in analysis.find_all(nodes.Name)
+            n
+            for n in analysis.find_all(nodes.Name)
             if (n.name in dynamic and id(n) not in inside)
             or (n.name in CONTEXT_NAMES | dynamic | static and n.ctx != "load")
         ]

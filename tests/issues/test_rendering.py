@@ -220,7 +220,7 @@ def test_text_part_is_readable_with_urls(issue) -> None:
 
 def test_fast_path_equals_slow_path(issue) -> None:
     assert issue.fast
-    for r in (recipient(), recipient(name="A & <b>\"quoted\"", attributes={})):
+    for r in (recipient(), recipient(name='A & <b>"quoted"', attributes={})):
         fast = issue.render_message(r)
         slow = issue.render_message(r, force_slow=True)
         assert fast == slow
@@ -276,8 +276,9 @@ def test_dkim_sign_and_verify(issue) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())  # fmt: skip
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     import base64
 
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
