@@ -1,0 +1,99 @@
+"""Every admin route answers 401 without the right token; the route list comes from the app."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from app import security
+from tests.conftest import ADMIN_TOKEN, AppClient
+from tests.security.routes import PUBLIC_API, fill, openapi_routes, routes
+
+WRONG_TOKENS = {
+    "none": None,
+    "same length": "x" * len(ADMIN_TOKEN),
+    "one char off": ADMIN_TOKEN[:-1] + chr(ord(ADMIN_TOKEN[-1]) + 1),
+    "prefix": ADMIN_TOKEN[:-3],
+    "longer": ADMIN_TOKEN + "x",
+    "longer by far": ADMIN_TOKEN * 40,
+    "empty bearer": "",
+}
+
+
+def admin_routes(app: object) -> list[tuple[str, str]]:
+    return [(m, p) for m, p in routes(app) if p.startswith("/api/v1/") and (m, p) not in PUBLIC_API]
+
+
+async def test_openapi_lists_every_api_route(client: AppClient) -> None:
+    """The OpenAPI document and app.routes agree, so enumerating either finds every route."""
+    schema = (await client.get("/openapi.json")).json()
+    documented = {r for r in openapi_routes(schema) if r[1].startswith("/api/v1/")}
+    served = {r for r in routes(client.app) if r[1].startswith("/api/v1/")}
+    assert served, "no /api/v1/ routes at all"
+    assert served <= documented | {("HEAD", p) for _, p in served}, served - documented
+
+
+async def test_every_admin_route_refuses_missing_and_wrong_tokens(anon: AppClient) -> None:
+    """Each method of each /api/v1/ path (but the public sign-up) answers 401 to a bad token."""
+    targets = admin_routes(anon.app)
+    assert len(targets) >= 2, targets
+    tried = 0
+    failures = []
+    for method, path in targets:
+        for label, token in WRONG_TOKENS.items():
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+            body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+            headers["Content-Type"] = "application/json"
+            r = await anon.request(method, fill(path), headers=headers, content=body)
+            tried += 1
+            if r.status_code != 401 or "detail" not in r.json():
+                failures.append(f"{method} {path} [{label}] -> {r.status_code}")
+    print(f"admin auth: {len(targets)} operations x {len(WRONG_TOKENS)} tokens = {tried} requests")
+    assert not failures, failures
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Basic {ADMIN_TOKEN}",
+        f"Token {ADMIN_TOKEN}",
+        ADMIN_TOKEN,
+        f"Bearer{ADMIN_TOKEN}",
+        f"Bearer {ADMIN_TOKEN.upper()}",
+    ],
+)
+async def test_token_must_be_a_bearer_token(anon: AppClient, header: str) -> None:
+    """Only `Authorization: Bearer <token>`, exactly; not another scheme, not another case."""
+    path = fill(admin_routes(anon.app)[0][1])
+    method = admin_routes(anon.app)[0][0]
+    r = await anon.request(method, path, headers={"Authorization": header})
+    assert r.status_code == 401
+
+
+async def test_token_in_query_string_is_not_accepted(anon: AppClient) -> None:
+    """A token in the URL would end up in access logs: it is not an accepted credential."""
+    method, path = next((m, p) for m, p in admin_routes(anon.app) if m == "GET")
+    r = await anon.request(method, fill(path), params={"token": ADMIN_TOKEN})
+    assert r.status_code == 401
+    r = await anon.request(method, fill(path), params={"access_token": ADMIN_TOKEN})
+    assert r.status_code == 401
+
+
+async def test_right_token_passes(client: AppClient) -> None:
+    """The same routes do not answer 401 with the right token (the checks above mean something)."""
+    for method, path in admin_routes(client.app):
+        body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+        r = await client.request(
+            method, fill(path), content=body, headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code != 401, f"{method} {path}"
+
+
+def test_comparison_is_constant_time() -> None:
+    """check_admin compares with hmac.compare_digest, never with ==, and on the raw bytes."""
+    source = inspect.getsource(security.check_admin)
+    assert "hmac.compare_digest(" in source
+    assert "== expected" not in source and "expected ==" not in source
+    assert "!= expected" not in source and "expected !=" not in source
+    assert "startswith" not in source
