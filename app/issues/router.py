@@ -1,0 +1,236 @@
+"""The issues (editions) API: authoring, preview, test sends, send control, stats, log."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
+
+from app.config import Settings
+from app.delivery.transport import DeliveryError, Envelope
+from app.deps import AdminDep, MailerDep, SessionDep, SettingsDep
+from app.issues import compose, service
+from app.issues.schemas import (
+    DeliveryPage,
+    DeliveryStatus,
+    IssueIn,
+    IssueOut,
+    IssuePage,
+    IssuePatch,
+    IssueStatus,
+    SendIn,
+    SendOut,
+    StatsOut,
+    TestIn,
+    TestOut,
+    decode_cursor,
+    encode_cursor,
+)
+from app.models import Issue, Subscriber
+
+router = APIRouter(prefix="/api/v1/issues", tags=["issues"], dependencies=[AdminDep])
+
+Limit = Query(100, ge=1, le=1000, description="page size")
+# Previews show an author's own HTML in the admin's browser: never let it run script.
+PREVIEW_HEADERS = {"Content-Security-Policy": "script-src 'none'; form-action 'none'"}
+
+
+def issue_out(settings: Settings, issue: Issue) -> IssueOut:
+    return IssueOut(
+        id=issue.id,
+        subject=issue.subject,
+        preheader=issue.preheader,
+        from_=issue.from_addr or settings.from_,
+        lists=[lst.slug for lst in issue.lists],
+        template=issue.template,
+        format=issue.format,
+        body=issue.body,
+        status=issue.status,  # type: ignore[arg-type]
+        status_reason=issue.status_reason,
+        send_at=issue.send_at,
+        created_at=issue.created_at,
+        updated_at=issue.updated_at,
+        started_at=issue.started_at,
+        finished_at=issue.finished_at,
+        recipients=issue.recipients,
+    )
+
+
+@router.post("", status_code=201, response_model=IssueOut)
+async def create_issue(data: IssueIn, session: SessionDep, settings: SettingsDep) -> IssueOut:
+    """Create a draft issue."""
+    issue = await service.create(session=session, settings=settings, data=data)
+    return issue_out(settings, issue)
+
+
+@router.get("", response_model=IssuePage)
+async def list_issues(
+    session: SessionDep,
+    settings: SettingsDep,
+    status: IssueStatus | None = None,
+    limit: int = Limit,
+    cursor: str | None = None,
+) -> IssuePage:
+    """Issues, oldest first, optionally of one status."""
+    issues, last = await service.list_issues(
+        session=session, status=status, limit=limit, after=decode_cursor(cursor)
+    )
+    return IssuePage(
+        items=[issue_out(settings, i) for i in issues],
+        next_cursor=encode_cursor(last) if last is not None else None,
+    )
+
+
+@router.get("/{issue_id}", response_model=IssueOut)
+async def get_issue(issue_id: int, session: SessionDep, settings: SettingsDep) -> IssueOut:
+    """One issue."""
+    return issue_out(settings, await service.get(session=session, issue_id=issue_id))
+
+
+@router.patch("/{issue_id}", response_model=IssueOut)
+async def patch_issue(
+    issue_id: int, data: IssuePatch, session: SessionDep, settings: SettingsDep
+) -> IssueOut:
+    """Change a draft or scheduled issue (409 once it has started)."""
+    issue = await service.update_issue(
+        session=session, settings=settings, issue_id=issue_id, data=data
+    )
+    return issue_out(settings, issue)
+
+
+@router.delete("/{issue_id}", status_code=204)
+async def delete_issue(issue_id: int, session: SessionDep) -> Response:
+    """Delete a draft or scheduled issue (409 once it has started)."""
+    await service.delete_issue(session=session, issue_id=issue_id)
+    return Response(status_code=204)
+
+
+@router.get("/{issue_id}/preview", response_class=Response)
+async def preview(
+    issue_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    format: Literal["html", "text", "eml"] = "html",
+    subscriber_id: int | None = None,
+) -> Response:
+    """Exactly what one subscriber (or a sample one) would receive: HTML, text or .eml."""
+    issue = await service.get(session=session, issue_id=issue_id)
+    if subscriber_id is None:
+        r = compose.sample_recipient(settings, issue_id)
+    else:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            raise HTTPException(404, f"subscriber {subscriber_id} not found")
+        r = compose.recipient(
+            settings,
+            issue_id=issue_id,
+            delivery_id=None,
+            subscriber_id=subscriber.id,
+            email=subscriber.email,
+            name=subscriber.name,
+            attributes=subscriber.attributes,
+        )
+    compiled = await service.compiled(settings, issue)
+    if format == "html":
+        html = await asyncio.to_thread(compiled.render_html, r)
+        return HTMLResponse(html, headers=PREVIEW_HEADERS)
+    if format == "text":
+        return PlainTextResponse(await asyncio.to_thread(compiled.render_text, r))
+    data = await compose.dkim_sign(settings, await asyncio.to_thread(compiled.render_message, r))
+    disposition = f'inline; filename="issue-{issue_id}.eml"'
+    return Response(data, media_type="message/rfc822", headers={"Content-Disposition": disposition})
+
+
+@router.post("/{issue_id}/test", status_code=202, response_model=TestOut)
+async def test_send(
+    issue_id: int, data: TestIn, session: SessionDep, settings: SettingsDep, mailer: MailerDep
+) -> TestOut:
+    """Send the issue at once to a few addresses; no delivery is recorded."""
+    issue = await service.get(session=session, issue_id=issue_id)
+    compiled = await service.compiled(settings, issue)
+    from_addr = compiled.content.from_addr
+    failures: list[str] = []
+    sent: list[str] = []
+    for address in dict.fromkeys(str(e) for e in data.emails):
+        r = compose.recipient(
+            settings, issue_id=issue_id, delivery_id=None, subscriber_id=None,
+            email=address, name=address.partition("@")[0], attributes={},
+        )  # fmt: skip
+        message = await compose.dkim_sign(settings, compiled.render_message(r))
+        envelope = Envelope(
+            sender=compose.envelope_sender(settings, r, from_addr=from_addr),
+            recipients=(address,),
+            data=message,
+        )
+        try:
+            await mailer.send(envelope)
+        except DeliveryError as exc:
+            failures.append(f"{address}: {exc}")
+        else:
+            sent.append(address)
+    if failures:
+        raise HTTPException(502, f"the mail server refused the test send: {'; '.join(failures)}")
+    return TestOut(status="sent", sent=sent)
+
+
+@router.post("/{issue_id}/send", status_code=202, response_model=SendOut)
+async def send(
+    issue_id: int, session: SessionDep, settings: SettingsDep, data: SendIn | None = None
+) -> SendOut:
+    """Send now, or at send_at (ISO 8601 with an offset); 409 unless draft or scheduled."""
+    status, recipients = await service.start_send(
+        session=session,
+        settings=settings,
+        issue_id=issue_id,
+        send_at=data.send_at if data else None,
+    )
+    return SendOut(status=status, recipients=recipients)  # type: ignore[arg-type]
+
+
+async def _move(session: SessionDep, settings: Settings, issue_id: int, action: str) -> IssueOut:
+    issue = await service.move(session=session, issue_id=issue_id, action=action)
+    return issue_out(settings, issue)
+
+
+@router.post("/{issue_id}/pause", response_model=IssueOut)
+async def pause(issue_id: int, session: SessionDep, settings: SettingsDep) -> IssueOut:
+    """Pause a sending issue; what was sent stays sent."""
+    return await _move(session, settings, issue_id, "pause")
+
+
+@router.post("/{issue_id}/resume", response_model=IssueOut)
+async def resume(issue_id: int, session: SessionDep, settings: SettingsDep) -> IssueOut:
+    """Resume a paused issue where it stopped (a scheduled one stays scheduled)."""
+    return await _move(session, settings, issue_id, "resume")
+
+
+@router.post("/{issue_id}/cancel", response_model=IssueOut)
+async def cancel(issue_id: int, session: SessionDep, settings: SettingsDep) -> IssueOut:
+    """Cancel an issue that has not finished; its queued deliveries are dropped."""
+    return await _move(session, settings, issue_id, "cancel")
+
+
+@router.get("/{issue_id}/stats", response_model=StatsOut)
+async def stats(issue_id: int, session: SessionDep) -> StatsOut:
+    """Counts of the issue's deliveries by outcome, and the send rate."""
+    return StatsOut(**await service.stats(session=session, issue_id=issue_id))
+
+
+@router.get("/{issue_id}/deliveries", response_model=DeliveryPage)
+async def deliveries(
+    issue_id: int,
+    session: SessionDep,
+    status: DeliveryStatus | None = None,
+    limit: int = Limit,
+    cursor: str | None = None,
+) -> DeliveryPage:
+    """The per-recipient delivery log."""
+    items, last = await service.deliveries(
+        session=session, issue_id=issue_id, status=status, limit=limit, after=decode_cursor(cursor)
+    )
+    return DeliveryPage(
+        items=items,  # type: ignore[arg-type]
+        next_cursor=encode_cursor(last) if last is not None else None,
+    )

@@ -1,0 +1,152 @@
+"""Request and response bodies of the issues API."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Literal
+
+from fastapi import HTTPException
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+
+IssueStatus = Literal["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
+DeliveryStatus = Literal[
+    "queued", "sending", "sent", "failed", "skipped", "cancelled", "bounced", "complained"
+]
+Format = Literal["markdown", "html"]
+
+
+class IssueIn(BaseModel):
+    """A new issue."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    subject: str = Field(min_length=1, max_length=500)
+    preheader: str = Field("", max_length=500)
+    from_: str | None = Field(None, alias="from", max_length=400)
+    lists: list[str] = Field(min_length=1, max_length=100)
+    template: str = Field("newsletter", min_length=1, max_length=64)
+    format: Format = "markdown"
+    body: str = Field(max_length=500_000)
+
+
+class IssuePatch(BaseModel):
+    """A change to a draft or scheduled issue: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    subject: str | None = Field(None, min_length=1, max_length=500)
+    preheader: str | None = Field(None, max_length=500)
+    from_: str | None = Field(None, alias="from", max_length=400)
+    lists: list[str] | None = Field(None, min_length=1, max_length=100)
+    template: str | None = Field(None, min_length=1, max_length=64)
+    format: Format | None = None
+    body: str | None = Field(None, max_length=500_000)
+
+
+class IssueOut(BaseModel):
+    """An issue as the API shows it."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    id: int
+    subject: str
+    preheader: str
+    from_: str = Field(serialization_alias="from")
+    lists: list[str]
+    template: str
+    format: str
+    body: str
+    status: IssueStatus
+    status_reason: str | None
+    send_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    recipients: int
+
+
+class IssuePage(BaseModel):
+    items: list[IssueOut]
+    next_cursor: str | None
+
+
+class SendIn(BaseModel):
+    """When to send: now when send_at is absent or not in the future.
+
+    send_at must carry a UTC offset (`2026-12-01T09:00:00Z` or `+01:00`): a bare local
+    time is ambiguous across the admin's, the server's and the readers' zones.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    send_at: AwareDatetime | None = None
+
+
+class SendOut(BaseModel):
+    status: Literal["sending", "scheduled"]
+    recipients: int
+
+
+class TestIn(BaseModel):
+    """Addresses to receive a test copy of the issue at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emails: list[EmailStr] = Field(min_length=1, max_length=20)
+
+
+class TestOut(BaseModel):
+    status: Literal["sent"]
+    sent: list[str]
+
+
+class StatsOut(BaseModel):
+    status: IssueStatus
+    recipients: int
+    queued: int
+    sent: int
+    failed: int
+    bounced: int
+    complained: int
+    unsubscribed: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    messages_per_second: float
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    subscriber_id: int | None
+    email: str | None
+    status: str
+    attempts: int
+    last_error: str | None
+    message_id: str | None
+    sent_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+def encode_cursor(last_id: int) -> str:
+    """An opaque cursor after the row with this id."""
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The id a cursor points after (0 for none); 422 for one we did not make."""
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "id" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise HTTPException(422, "cursor: not a cursor from this API") from None
