@@ -1,0 +1,171 @@
+"""The dispatcher's side duties: its 0.5 s control tick, hard bounces from SMTP, DKIM workers.
+
+Kept apart from dispatcher.py so that the hot path (claim, render, send, record) reads
+in one place; everything here runs at most a few times a second, or once per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app import metrics
+from app.config import Settings
+from app.delivery import queue
+from app.models import RateBucket
+
+if TYPE_CHECKING:
+    from app.delivery.dispatcher import Dispatcher
+
+log = logging.getLogger("tidings.dispatcher")
+
+_HARD_STATUS = re.compile(r"\b5\.1\.\d{1,3}\b")
+_USER_UNKNOWN = re.compile(
+    r"user unknown|no such user|unknown user|does not exist|mailbox unavailable|"
+    r"recipient rejected|no mailbox|invalid recipient",
+    re.I,
+)
+
+
+async def control_tick(d: Dispatcher, tick: int) -> None:
+    """Every 0.5 s: issue statuses; every second: scheduler and finished issues; and upkeep."""
+    async with d.sessionmaker() as s, s.begin():
+        statuses = await queue.issue_statuses(session=s, held=set(d.held.values()) | set(d.status))
+        if tick % 2 == 0:
+            started = await queue.promote_scheduled(session=s)
+            finished = await queue.finish_issues(session=s)
+            if started or finished:
+                log.info("issues started %s, finished %s", started, finished)
+            await _refresh_blocks(d, s)
+        if tick % 4 == 0:
+            recovered = await queue.recover_expired(session=s)
+            if recovered:
+                log.warning("%d deliveries of a vanished dispatcher back in the queue", recovered)
+        if d.held and tick % max(1, int(d.settings.lease_seconds * 2 / 3)) == 0:
+            await queue.extend_leases(
+                session=s, owner=d.owner, lease_seconds=d.settings.lease_seconds
+            )
+    for issue_id in d.pauses:  # our own pause, not written yet: the database lags behind us
+        statuses[issue_id] = "paused"
+    for issue_id, status in statuses.items():
+        if status != "sending":
+            d.release_issue(issue_id)
+        if status in ("sent", "cancelled"):
+            d.compiled.pop(issue_id, None)
+    d.status = statuses
+    if tick % 10 == 0:
+        await d._heartbeat()
+        await _gauges(d)
+
+
+async def _refresh_blocks(d: Dispatcher, s: AsyncSession) -> None:
+    """Learn the back-offs other workers set on our servers."""
+    rows = await s.execute(
+        select(RateBucket.key, RateBucket.blocked_until).where(RateBucket.key.in_(d.budgets))
+    )
+    for key, until in rows:
+        budget = d.budgets[key]
+        budget.blocked_local = max(budget.blocked_local, float(until or 0.0))
+
+
+async def _gauges(d: Dispatcher) -> None:
+    now = time.monotonic()
+    while d.sent_log and now - d.sent_log[0][0] > 60:
+        d.sent_log.popleft()
+    if d.sent_log:
+        span = max(1.0, now - d.sent_log[0][0])
+        metrics.send_rate.set(sum(n for _, n in d.sent_log) / span)
+    else:
+        metrics.send_rate.set(0)
+    async with d.sessionmaker() as s:
+        metrics.queue_depth.set(await queue.queue_depth(session=s))
+
+
+def hard_bounce(code: int | None, error: str) -> bool:
+    """A 5xx that says the address does not exist (5.1.x, or user-unknown wording)."""
+    if code is None or code < 500:
+        return False
+    if _HARD_STATUS.search(error):
+        return True
+    return code in (550, 551, 553) and bool(_USER_UNKNOWN.search(error))
+
+
+async def record_hard_bounces(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    bounces: list[tuple[int, str, str]],
+) -> None:
+    """Hand SMTP-time hard bounces to the bounce policy, one transaction each."""
+    try:
+        from app.bounces.dsn import BounceEvent
+        from app.bounces.policy import record_bounce
+    except ImportError:  # the bounce policy is not installed in this build
+        return
+    for delivery_id, email, error in bounces:
+        status = _HARD_STATUS.search(error)
+        event = BounceEvent(
+            type="hard",
+            email=email,
+            status=status.group(0) if status else "5.0.0",
+            diagnostic=error,
+            event_key=f"smtp:{delivery_id}",
+        )
+        try:
+            async with sessionmaker() as s, s.begin():
+                await record_bounce(
+                    session=s, settings=settings, event=event, source="smtp",
+                    delivery_id=delivery_id,
+                )  # fmt: skip
+        except Exception:
+            log.exception("recording the hard bounce of delivery %s failed", delivery_id)
+
+
+# -- DKIM in worker processes: dkimpy costs ~6 ms of CPU per message, so it runs in a
+# process pool sized to the cores, a chunk per process, in parallel with our event loop.
+
+_signer: Any = None
+
+
+def _init_signer(domain: str, selector: str, key_file: str) -> None:
+    global _signer
+    from app.delivery.dkim import DkimSigner
+
+    with open(key_file, "rb") as f:
+        _signer = DkimSigner(domain=domain, selector=selector, private_key_pem=f.read())
+
+
+def _sign_list(datas: list[bytes]) -> list[bytes]:
+    return [_signer.sign(d) for d in datas]
+
+
+def start_signer(settings: Settings) -> tuple[ProcessPoolExecutor | None, bool]:
+    """A pool of DKIM signing processes when DKIM is configured, else (None, False)."""
+    if not (settings.dkim_domain and settings.dkim_selector and settings.dkim_key_file):
+        return None, False
+    pool = ProcessPoolExecutor(
+        max_workers=os.cpu_count() or 1,
+        mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded event loop
+        initializer=_init_signer,
+        initargs=(settings.dkim_domain, settings.dkim_selector, str(settings.dkim_key_file)),
+    )
+    return pool, True
+
+
+async def sign_many(pool: ProcessPoolExecutor | None, datas: list[bytes]) -> list[bytes]:
+    """DKIM-sign messages, split across the pool's processes."""
+    assert pool is not None
+    loop = asyncio.get_running_loop()
+    parts = max(1, min(len(datas), pool._max_workers))  # noqa: SLF001
+    size = -(-len(datas) // parts)
+    chunks = [datas[i : i + size] for i in range(0, len(datas), size)]
+    signed = await asyncio.gather(*(loop.run_in_executor(pool, _sign_list, c) for c in chunks))
+    return [m for part in signed for m in part]

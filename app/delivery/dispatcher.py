@@ -1,0 +1,420 @@
+"""The dispatcher: claims deliveries, renders, signs, sends, and records every result.
+
+One asyncio pipeline per process, with no per-message database round trip:
+
+    feeder ──(claim a batch; per chunk: rate tokens, re-check, render, DKIM)──▶ send queue
+    senders (settings.concurrency tasks) ──(one SMTP transaction each)──▶ results
+    writer ──(one UPDATE per batch of results, guarded by our lease)──▶ deliveries
+    control (every 0.5 s) ── issue statuses, scheduler, lease upkeep, heartbeat
+
+Every claimed delivery stays in `_held` until a result for it is written, so whatever
+happens (pause, cancel, SIGTERM, a sender cancelled after the grace period) the
+unsent ones are released back to the queue, and a crash leaves only leases that expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import socket
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from app import metrics
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker, utcnow
+from app.delivery import queue, ratelimit
+from app.delivery.control import (
+    control_tick,
+    hard_bounce,
+    record_hard_bounces,
+    sign_many,
+    start_signer,
+)
+from app.delivery.queue import Result
+from app.delivery.transport import DeliveryError, Envelope, Transport, build_transports
+from app.models import Issue, Worker
+
+log = logging.getLogger("tidings.dispatcher")
+
+CHUNK = 50  # deliveries re-checked (unsubscribed? blocklisted?) in one query, just before sending
+THROTTLE_CODES = (421, 451, 452)
+STOP_GRACE = 20.0  # seconds in-flight sends get to finish on stop; the whole stop stays < 30 s
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    issue_id: int
+    attempts: int
+    transport: Transport
+    envelope: Envelope
+    message_id: str
+
+
+class Dispatcher:
+    """Sends every queued delivery of every issue in 'sending', under leases, until stop()."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        transports: list[Transport],
+    ) -> None:
+        self.settings, self.sessionmaker, self.transports = settings, sessionmaker, transports
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stopping = asyncio.Event()
+        self.status: dict[int, str] = {}  # issue id -> status, refreshed every 0.5 s
+        self.held: dict[int, int] = {}  # claimed delivery id -> issue id, until its result
+        self.buffer: dict[int, deque[int]] = {}  # claimed, not yet prepared, per issue
+        self.results: list[Result] = []
+        self.pauses: dict[int, str] = {}
+        self.bounces: list[tuple[int, str, str]] = []  # (delivery id, email, reply)
+        self.blocks: dict[str, float] = {}  # server -> back-off seconds to write
+        self.budgets = {
+            t.name: ratelimit.Budget(
+                key=t.name, rate=t.rate, quota=settings.hourly_quota, sessionmaker=sessionmaker
+            )  # fmt: skip
+            for t in transports
+        }
+        self.backoff: dict[str, float] = {}
+        self.throttles: dict[str, deque[float]] = {}
+        self.streak: dict[int, int] = {}
+        self.compiled: dict[int, Any] = {}
+        self.sent_log: deque[tuple[float, int]] = deque()
+        self.sendq: asyncio.Queue[Item | None] = asyncio.Queue(max(2 * settings.concurrency, 4))
+        self.pool: ProcessPoolExecutor | None = None
+        self.signer_ready = False
+        self._turn = 0
+        self._task: asyncio.Task[Any] | None = None
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming, finish what is in flight, release the rest, then return from run()."""
+        self.stopping.set()
+
+    async def run(self) -> None:
+        """Dispatch until stop(); then drain gracefully (within 30 s)."""
+        self.pool, self.signer_ready = start_signer(self.settings)
+        await self._heartbeat(first=True)
+        feeder = asyncio.create_task(self._feed_loop(), name="feeder")
+        senders = [asyncio.create_task(self._send_loop()) for _ in range(self.settings.concurrency)]
+        side = [asyncio.create_task(self._control_loop()), asyncio.create_task(self._write_loop())]
+        try:
+            await self.stopping.wait()
+        finally:
+            self.stopping.set()
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            while not self.sendq.empty():
+                item = self.sendq.get_nowait()
+                if item is not None:
+                    self._release(item.id)
+            for _ in senders:
+                self.sendq.put_nowait(None)
+            _, late = await asyncio.wait(senders, timeout=STOP_GRACE)
+            for task in late:  # a send stuck past the grace period: its outcome is unknown
+                task.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+            for delivery_id in list(self.held):
+                self._release(delivery_id)
+            for task in side:
+                task.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+            await self._final_flush()
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+
+    async def _final_flush(self) -> None:
+        deadline = time.monotonic() + 5
+        while (self.results or self.pauses) and time.monotonic() < deadline:
+            if not await self._flush():
+                await asyncio.sleep(0.5)
+        with contextlib.suppress(Exception):
+            async with self.sessionmaker() as s, s.begin():
+                await s.execute(delete(Worker).where(Worker.id == self.owner))
+
+    async def _heartbeat(self, first: bool = False) -> None:
+        async with self.sessionmaker() as s, s.begin():
+            row = await s.get(Worker, self.owner)
+            if row is None:
+                s.add(Worker(id=self.owner, hostname=socket.gethostname()[:255], pid=os.getpid()))
+            else:
+                row.heartbeat_at = utcnow()
+
+    # -- feeding ----------------------------------------------------------------------
+
+    def _claim_size(self) -> int:
+        if all(b.rate > 0 for b in self.budgets.values()):
+            # Under a rate limit, hold no more than ~2 s of work: pause and take-over stay cheap.
+            rate = sum(b.rate for b in self.budgets.values())
+            return max(1, min(self.settings.batch_size, math.ceil(2 * rate)))
+        return self.settings.batch_size
+
+    async def _feed_loop(self) -> None:
+        idle = 0
+        while not self.stopping.is_set():
+            try:
+                busy = await self._feed_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("feeder: will retry")
+                await ratelimit._sleep(1.0, self.stopping)
+                continue
+            idle = 0 if busy else idle + 1
+            sending = sum(1 for s in self.status.values() if s == "sending")
+            if idle > max(1, sending):
+                await ratelimit._sleep(0.25, self.stopping)
+                idle = 0
+
+    async def _feed_once(self) -> bool:
+        issues = sorted(i for i, s in self.status.items() if s == "sending")
+        if not issues:
+            return False
+        issue_id = issues[self._turn % len(issues)]
+        self._turn += 1
+        buf = self.buffer.setdefault(issue_id, deque())
+        if not buf:
+            async with self.sessionmaker() as s, s.begin():
+                ids = await queue.claim(session=s, issue_id=issue_id, owner=self.owner,
+                                        limit=self._claim_size(),
+                                        lease_seconds=self.settings.lease_seconds)  # fmt: skip
+            for i in ids:
+                self.held[i] = issue_id
+            buf.extend(ids)
+            if not ids:
+                return False
+        transport = self._pick()
+        granted = await self.budgets[transport.name].take(min(CHUNK, len(buf)), self.stopping)
+        if not granted or self.status.get(issue_id) != "sending":
+            return True
+        ids = [buf.popleft() for _ in range(min(granted, len(buf)))]
+        await self._prepare(issue_id, ids, transport)
+        return True
+
+    def _pick(self) -> Transport:
+        from app.delivery.transport import pick_weighted
+
+        now = time.time()
+        blocked = {n for n, b in self.budgets.items() if b.blocked_local > now}
+        return pick_weighted(self.transports, blocked)
+
+    async def _compiled(self, issue_id: int) -> Any:
+        from app.issues import compose
+
+        if issue_id not in self.compiled:
+            async with self.sessionmaker() as s:
+                issue = await s.scalar(
+                    select(Issue).where(Issue.id == issue_id).options(selectinload(Issue.lists))
+                )
+            assert issue is not None
+            self.compiled[issue_id] = await asyncio.to_thread(
+                compose.compile_for_send, self.settings, issue
+            )
+        return self.compiled[issue_id]
+
+    async def _prepare(self, issue_id: int, ids: list[int], transport: Transport) -> None:
+        from app.issues import compose
+
+        try:
+            compiled = await self._compiled(issue_id)
+        except Exception as exc:  # a body that cannot render: stop the issue, never crash
+            log.exception("issue %s cannot be rendered", issue_id)
+            self._pause(issue_id, f"rendering failed: {exc}")
+            for i in ids:
+                self._release(i)
+            return
+        async with self.sessionmaker() as s:
+            targets = await queue.load_targets(session=s, ids=ids)
+        found = {t.id for t in targets}
+        for i in ids:
+            if i not in found:  # the delivery row is gone (issue deleted): nothing to send
+                self.held.pop(i, None)
+        items, datas = [], []
+        settings = self.settings
+        for t in targets:
+            if not t.eligible:
+                self._emit(Result(t.id, "skipped", refund=1, error="unsubscribed or blocklisted"))
+                continue
+            r = compose.recipient(settings, issue_id=issue_id, delivery_id=t.id,
+                                  subscriber_id=t.subscriber_id, email=t.email, name=t.name,
+                                  attributes=t.attributes)  # fmt: skip
+            datas.append(compiled.render_message(r))
+            sender = compose.envelope_sender(settings, r, from_addr=compiled.content.from_addr)
+            items.append((t, sender, r.message_id))
+        if self.signer_ready and datas:
+            datas = await sign_many(self.pool, datas)
+        for (t, sender, mid), data in zip(items, datas, strict=True):
+            envelope = Envelope(sender, (t.email,), data)
+            await self.sendq.put(Item(t.id, issue_id, t.attempts, transport, envelope, mid))
+
+    # -- sending ----------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self.sendq.get()
+            if item is None:
+                return
+            if self.status.get(item.issue_id) != "sending":
+                self._release(item.id)
+                continue
+            try:
+                reply = await item.transport.send(item.envelope)
+            except DeliveryError as exc:
+                self._failed(item, exc)
+            except Exception as exc:  # noqa: BLE001 - an unknown outcome is a temporary failure
+                self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
+            else:
+                self._sent(item, reply)
+
+    def _sent(self, item: Item, reply: str) -> None:
+        now = utcnow()
+        self.streak[item.issue_id] = 0
+        self.backoff.pop(item.transport.name, None)
+        self._emit(Result(item.id, "sent", message_id=item.message_id,
+                          server=item.transport.name[:255], sent_at=now))  # fmt: skip
+
+    def _is_throttle(self, name: str, exc: DeliveryError) -> bool:
+        if exc.code not in THROTTLE_CODES:
+            return False
+        recent = self.throttles.setdefault(name, deque(maxlen=3))
+        recent.append(time.monotonic())
+        # 421 says the server as a whole wants us gone; 451/452 only when they come in a burst.
+        return exc.code == 421 or (len(recent) == 3 and recent[-1] - recent[0] < 5.0)
+
+    def _failed(self, item: Item, exc: DeliveryError) -> None:
+        name, error = item.transport.name, str(exc)[:1000]
+        now = utcnow()
+        if self._is_throttle(name, exc):
+            budget = self.budgets[name]
+            if budget.blocked_local < time.time():  # a new episode: back off twice as long
+                self.backoff[name] = min(60.0, max(1.0, 2 * self.backoff.get(name, 0.5)))
+                budget.blocked_local = time.time() + self.backoff[name]
+                budget.drop()
+                self.blocks[name] = self.backoff[name]
+            wait = max(1.0, budget.blocked_local - time.time())
+            self._emit(Result(item.id, "queued", refund=1, error=error,
+                              next_attempt_at=now + timedelta(seconds=wait)))  # fmt: skip
+            return
+        streak = self.streak.get(item.issue_id, 0) + 1
+        self.streak[item.issue_id] = streak
+        delays = self.settings.retry_delays
+        if exc.permanent or item.attempts > len(delays):
+            self._emit(Result(item.id, "failed", error=error))
+            if exc.permanent and hard_bounce(exc.code, error):
+                self.bounces.append((item.id, item.envelope.recipients[0], error))
+        else:
+            when = now + timedelta(seconds=delays[max(0, item.attempts - 1)])
+            self._emit(Result(item.id, "queued", error=error, next_attempt_at=when))
+        if streak >= self.settings.failure_pause_threshold:
+            self._pause(item.issue_id, f"paused after {streak} consecutive failures; last: {error}")
+
+    def _pause(self, issue_id: int, reason: str) -> None:
+        if self.status.get(issue_id) == "sending":
+            self.status[issue_id] = "paused"
+            self.pauses[issue_id] = reason
+            self.release_issue(issue_id)
+
+    def release_issue(self, issue_id: int) -> None:
+        """Give back at once what we claimed of an issue that left 'sending'."""
+        buf = self.buffer.pop(issue_id, deque())
+        for delivery_id in buf:
+            self._release(delivery_id)
+
+    def _release(self, delivery_id: int) -> None:
+        issue_id = self.held.get(delivery_id)
+        status = "cancelled" if self.status.get(issue_id or 0) == "cancelled" else "queued"
+        self._emit(Result(delivery_id, status, refund=1))
+
+    def _emit(self, result: Result) -> None:
+        if self.held.pop(result.id, None) is None:
+            return  # already given a result (or never ours)
+        self.results.append(result)
+        label = {"queued": "retry" if not result.refund else "released"}.get(
+            result.status, result.status
+        )
+        metrics.messages.labels(label).inc()
+
+    # -- writing results and control ----------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            if self.results or self.pauses or self.blocks or self.bounces:
+                if not await self._flush():
+                    await asyncio.sleep(1.0)
+
+    async def _flush(self) -> bool:
+        results, self.results = self.results, []
+        pauses = dict(self.pauses)  # kept until written: the control tick reads them
+        blocks, self.blocks = self.blocks, {}
+        try:
+            async with self.sessionmaker() as s, s.begin():
+                for issue_id, reason in pauses.items():
+                    await queue.pause_issue(session=s, issue_id=issue_id, reason=reason)
+                await queue.record(session=s, owner=self.owner, results=results)
+                for name, seconds in blocks.items():
+                    await ratelimit.block(session=s, key=name, seconds=seconds)
+        except Exception:
+            log.exception("writing %d results failed; will retry", len(results))
+            self.results[:0] = results
+            self.blocks = {**blocks, **self.blocks}
+            return False
+        for issue_id in pauses:
+            self.pauses.pop(issue_id, None)
+        sent = sum(1 for r in results if r.status == "sent")
+        if sent:
+            self.sent_log.append((time.monotonic(), sent))
+        bounces, self.bounces = self.bounces, []
+        if bounces:
+            await record_hard_bounces(self.sessionmaker, self.settings, bounces)
+        return True
+
+    async def _control_loop(self) -> None:
+        tick = 0
+        while True:
+            try:
+                await control_tick(self, tick)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("control loop: will retry")
+            tick += 1
+            await asyncio.sleep(0.5)
+
+
+async def run_worker(settings: Settings) -> None:
+    """`tidings worker`: a dispatcher with no HTTP; SIGTERM/SIGINT drain it, then exit 0."""
+    engine = make_engine(settings.database_url)
+    transports = build_transports(settings.smtp_url, settings.var_dir)
+    dispatcher = Dispatcher(
+        settings=settings, sessionmaker=make_sessionmaker(engine), transports=transports
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, dispatcher.stop)
+    log.info("worker %s started", dispatcher.owner)
+    try:
+        await dispatcher.run()
+    finally:
+        for t in transports:
+            with contextlib.suppress(Exception):
+                await t.close()
+        await engine.dispose()
+    log.info("worker %s stopped", dispatcher.owner)

@@ -1,0 +1,43 @@
+"""The embedded dispatcher through the API, on SQLite and PostgreSQL, into a real SMTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.delivery.helpers import counts, deliveries, new_issue, received, seed, send, wait_for
+from tests.smtp import SMTPServer
+
+
+async def test_every_recipient_gets_exactly_one_message(
+    app_factory: Callable[..., Any], db: str, smtpd: SMTPServer
+) -> None:
+    client = await app_factory(embedded_worker=True, batch_size=37, concurrency=5)
+    emails = await seed(db, 120)
+    issue_id = await new_issue(client)
+    answer = await send(client, issue_id)
+    assert answer == {"status": "sending", "recipients": 120}
+
+    async def sent() -> bool:
+        return (await client.get(f"/api/v1/issues/{issue_id}")).json()["status"] == "sent"
+
+    await wait_for(sent, 60, "the issue to be sent")
+    got = received(smtpd)
+    assert set(got) == set(emails)
+    assert max(got.values()) == 1
+    assert await counts(db, issue_id) == {"sent": 120}
+    rows = await deliveries(db, issue_id)
+    by_mid = {r.message_id for r in rows}
+    assert len(by_mid) == 120
+    for row in rows:
+        assert row.attempts == 1 and row.sent_at is not None
+        assert row.last_error is None and row.lease_owner is None
+    one = smtpd.to(emails[7])[0].message
+    assert one["To"] and emails[7] in one["To"]
+    assert one["Message-ID"] in by_mid
+    issue = (await client.get(f"/api/v1/issues/{issue_id}")).json()
+    assert issue["finished_at"] is not None
+    # Sending again is refused and sends nothing more.
+    again = await client.post(f"/api/v1/issues/{issue_id}/send", json={})
+    assert again.status_code == 409
+    assert len(smtpd.received) == 120
