@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import HTTPException
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 IssueStatus = Literal["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
 DeliveryStatus = Literal[
@@ -83,6 +83,14 @@ class SendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     send_at: AwareDatetime | None = None
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        # Pydantic would read a number as a Unix time; the contract says ISO 8601.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("send_at must be an ISO 8601 date-time string with an offset")
+        return value
 
 
 class SendOut(BaseModel):
