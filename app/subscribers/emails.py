@@ -1,0 +1,72 @@
+"""The double opt-in confirmation email: its signed link, its message, and a bounded send."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.utils import parseaddr
+
+from app.config import Settings
+from app.delivery.transport import DeliveryError, Envelope, Mailer
+from app.subscribers import tokens
+
+log = logging.getLogger(__name__)
+
+CONFIRM_MAX_AGE = 7 * 24 * 3600  # a confirmation link works for a week
+# An SMTP server that stalls must not hold a sign-up (or a browser) hostage: past this the
+# subscription simply stays pending and the person can sign up again for a new link.
+SEND_TIMEOUT = 10.0
+
+
+def confirm_token(settings: Settings, subscriber_id: int) -> str:
+    return tokens.make(settings.secret_key_value, "confirm", subscriber_id)
+
+
+def read_confirm_token(settings: Settings, token: str) -> int | None:
+    """The subscriber id in a valid, unexpired confirm token, else None."""
+    values = tokens.read(
+        settings.secret_key_value, "confirm", token, count=1, max_age=CONFIRM_MAX_AGE
+    )
+    return values[0] if values else None
+
+
+def confirm_url(settings: Settings, subscriber_id: int) -> str:
+    base = settings.public_url.rstrip("/")
+    return f"{base}/subscribe/confirm/{confirm_token(settings, subscriber_id)}"
+
+
+def confirmation_envelope(
+    settings: Settings, *, subscriber_id: int, email: str, name: str, list_names: list[str]
+) -> Envelope:
+    """The confirmation message for one subscriber, ready for a transport."""
+    from app.issues.rendering import render_system_email
+
+    data = render_system_email(
+        "confirm",
+        to_email=email,
+        to_name=name,
+        from_addr=settings.from_,
+        context={
+            "confirm_url": confirm_url(settings, subscriber_id),
+            "lists": list_names,
+            "organisation": {
+                "name": settings.organisation_name,
+                "address": settings.organisation_address,
+            },
+        },
+    )
+    sender = parseaddr(settings.from_)[1] or f"newsletter@{settings.sender_domain}"
+    return Envelope(sender=sender, recipients=(email,), data=data)
+
+
+async def send_confirmation(mailer: Mailer, envelope: Envelope) -> bool:
+    """Send it within SEND_TIMEOUT; a failure is logged, never raised: the sign-up stands."""
+    try:
+        await asyncio.wait_for(mailer.send(envelope), timeout=SEND_TIMEOUT)
+    except (DeliveryError, OSError, TimeoutError) as exc:
+        log.warning("confirmation email not sent (%s): %s", type(exc).__name__, exc)
+        return False
+    except Exception:  # any other transport failure must not lose the sign-up either
+        log.exception("confirmation email not sent")
+        return False
+    return True

@@ -1,0 +1,457 @@
+"""Lists and subscribers: the rules of membership, consent, erasure and export.
+
+Services only flush; the request's session is committed by its dependency.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.models import (
+    Bounce,
+    Delivery,
+    Issue,
+    MailingList,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
+from app.subscribers.addresses import InvalidAddress, normalize, suppression_hash
+from app.subscribers.schemas import ListCreate, ListUpdate, SubscriberCreate, SubscriberUpdate
+
+
+class ServiceError(Exception):
+    """A request the rules refuse; `status_code` is what the API answers."""
+
+    status_code = 400
+
+    def __init__(self, detail: str, *, loc: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.loc = loc  # where the bad input was, as in FastAPI's 422 ("body", "email")
+
+
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class Conflict(ServiceError):
+    status_code = 409
+
+
+class Invalid(ServiceError):
+    status_code = 422
+
+
+# --- pagination ------------------------------------------------------------------------
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The id after which a page starts; 0 for the first page."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = text.partition(":")
+        if prefix != "id" or not value.isdigit():
+            raise ValueError(text)
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("cursor is not one this API returned") from None
+
+
+def page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
+    """Cut a limit+1 fetch into the page and the cursor of the next one."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1].id)
+    return rows, None
+
+
+# --- lists -----------------------------------------------------------------------------
+
+
+async def create_list(*, session: AsyncSession, data: ListCreate) -> MailingList:
+    """Create a list; Conflict when the slug is taken."""
+    if await session.scalar(select(MailingList.id).where(MailingList.slug == data.slug)):
+        raise Conflict(f"a list with slug {data.slug!r} exists")
+    mailing_list = MailingList(**data.model_dump())
+    session.add(mailing_list)
+    try:
+        await session.flush()
+    except IntegrityError:  # created by a concurrent request since the check
+        raise Conflict(f"a list with slug {data.slug!r} exists") from None
+    return mailing_list
+
+
+async def get_list(*, session: AsyncSession, slug: str) -> MailingList:
+    mailing_list = await session.scalar(select(MailingList).where(MailingList.slug == slug))
+    if mailing_list is None:
+        raise NotFound(f"no list with slug {slug!r}")
+    return mailing_list
+
+
+async def browse_lists(
+    *, session: AsyncSession, after: int, limit: int, public_only: bool = False
+) -> list[MailingList]:
+    stmt = select(MailingList).where(MailingList.id > after).order_by(MailingList.id)
+    if public_only:
+        stmt = stmt.where(MailingList.public.is_(True))
+    return list(await session.scalars(stmt.limit(limit)))
+
+
+async def list_counts(*, session: AsyncSession, list_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Members of each list by subscription status, in one grouped query."""
+    counts = {i: {"confirmed": 0, "pending": 0, "unsubscribed": 0} for i in list_ids}
+    rows = await session.execute(
+        select(Subscription.list_id, Subscription.status, func.count())
+        .where(Subscription.list_id.in_(list_ids))
+        .group_by(Subscription.list_id, Subscription.status)
+    )
+    for list_id, status, count in rows:
+        counts[list_id][status] = count
+    return counts
+
+
+async def list_id(*, session: AsyncSession, slug: str) -> int | None:
+    return await session.scalar(select(MailingList.id).where(MailingList.slug == slug))
+
+
+async def update_list(*, session: AsyncSession, slug: str, data: ListUpdate) -> MailingList:
+    mailing_list = await get_list(session=session, slug=slug)
+    for key, value in data.model_dump(exclude_none=True).items():
+        setattr(mailing_list, key, value)
+    await session.flush()
+    return mailing_list
+
+
+async def delete_list(*, session: AsyncSession, slug: str) -> None:
+    mailing_list = await get_list(session=session, slug=slug)
+    await session.delete(mailing_list)
+    await session.flush()
+
+
+async def lists_by_slug(
+    *, session: AsyncSession, slugs: list[str], public_only: bool = False
+) -> list[MailingList]:
+    """The lists named, in order; Invalid naming every slug that is unknown (or not public)."""
+    wanted = list(dict.fromkeys(slugs))
+    stmt = select(MailingList).where(MailingList.slug.in_(wanted))
+    found = {m.slug: m for m in await session.scalars(stmt)}
+    if public_only:
+        found = {s: m for s, m in found.items() if m.public}
+    missing = [s for s in wanted if s not in found]
+    if missing:
+        what = "public list" if public_only else "list"
+        names = ", ".join(repr(s) for s in missing)
+        raise Invalid(f"no {what} with slug {names}", loc=("body", "lists"))
+    return [found[s] for s in wanted]
+
+
+# --- subscribers -----------------------------------------------------------------------
+
+
+def normalize_or_invalid(raw: str, *, check_deliverability: bool) -> tuple[str, str]:
+    try:
+        return normalize(raw, check_deliverability=check_deliverability)
+    except InvalidAddress as exc:
+        raise Invalid(f"invalid email address: {exc}", loc=("body", "email")) from None
+
+
+async def is_suppressed(*, session: AsyncSession, key: str) -> bool:
+    hashed = suppression_hash(key)
+    return bool(await session.scalar(select(Suppression.email_hash).filter_by(email_hash=hashed)))
+
+
+async def by_key(*, session: AsyncSession, key: str) -> Subscriber | None:
+    return await session.scalar(select(Subscriber).where(Subscriber.email_key == key))
+
+
+async def get_subscriber(*, session: AsyncSession, subscriber_id: int) -> Subscriber:
+    subscriber = await session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise NotFound(f"no subscriber with id {subscriber_id}")
+    return subscriber
+
+
+def set_membership(subscriber: Subscriber, mailing_list: MailingList, status: str) -> None:
+    """Put the subscriber on the list with `status`, stamping when it was confirmed or left."""
+    now = utcnow()
+    current = next((s for s in subscriber.subscriptions if s.list_id == mailing_list.id), None)
+    if current is None:
+        current = Subscription(list_id=mailing_list.id, mailing_list=mailing_list, status=status)
+        subscriber.subscriptions.append(current)
+    elif current.status == status:
+        return
+    current.status = status
+    if status == "confirmed":
+        current.confirmed_at = now
+    elif status == "unsubscribed":
+        current.unsubscribed_at = now
+
+
+def memberships(subscriber: Subscriber) -> list[dict[str, str]]:
+    subs = sorted(subscriber.subscriptions, key=lambda s: s.mailing_list.slug)
+    return [{"slug": s.mailing_list.slug, "status": s.status} for s in subs]
+
+
+def subscriber_out(subscriber: Subscriber) -> dict[str, Any]:
+    """The contract's subscriber object."""
+    return {
+        "id": subscriber.id,
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "attributes": subscriber.attributes or {},
+        "status": subscriber.status,
+        "blocklist_reason": subscriber.blocklist_reason,
+        "lists": memberships(subscriber),
+        "created_at": subscriber.created_at,
+    }
+
+
+async def create_subscriber(
+    *, session: AsyncSession, data: SubscriberCreate, check_deliverability: bool
+) -> Subscriber:
+    """An admin's addition: confirmed (the admin vouches for consent) unless pending is asked."""
+    address, key = normalize_or_invalid(data.email, check_deliverability=check_deliverability)
+    lists = await lists_by_slug(session=session, slugs=data.lists)
+    if await is_suppressed(session=session, key=key):
+        raise Conflict(
+            "this address is on the suppression list (erased or blocked); only the person's own "
+            "sign-up through the public form can add it back"
+        )
+    existing = await by_key(session=session, key=key)
+    if existing is not None:
+        raise Conflict(f"a subscriber with this address exists (id {existing.id})")
+    subscriber = Subscriber(
+        email=address, email_key=key, name=data.name, attributes=data.attributes, subscriptions=[]
+    )
+    for mailing_list in lists:
+        set_membership(subscriber, mailing_list, data.subscription_status)
+    session.add(subscriber)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("a subscriber with this address exists") from None
+    return subscriber
+
+
+async def search_subscribers(
+    *,
+    session: AsyncSession,
+    after: int,
+    limit: int,
+    q: str | None = None,
+    list_slug: str | None = None,
+    status: str | None = None,
+) -> list[Subscriber]:
+    """Subscribers by id; `status` is the membership's with a list, else the person's."""
+    stmt = select(Subscriber).where(Subscriber.id > after).order_by(Subscriber.id).limit(limit)
+    if q:
+        needle = q.strip().lower()
+        stmt = stmt.where(
+            or_(
+                Subscriber.email_key.contains(needle, autoescape=True),
+                func.lower(Subscriber.name).contains(needle, autoescape=True),
+            )
+        )
+    if list_slug:
+        mailing_list = await get_list(session=session, slug=list_slug)
+        stmt = stmt.join(Subscription).where(Subscription.list_id == mailing_list.id)
+        if status:
+            if status not in ("pending", "confirmed", "unsubscribed"):
+                raise Invalid("with a list, status is one of pending, confirmed, unsubscribed")
+            stmt = stmt.where(Subscription.status == status)
+    elif status:
+        if status not in ("active", "blocklisted"):
+            raise Invalid("without a list, status is one of active, blocklisted")
+        stmt = stmt.where(Subscriber.status == status)
+    return list(await session.scalars(stmt))
+
+
+async def update_subscriber(
+    *, session: AsyncSession, subscriber_id: int, data: SubscriberUpdate
+) -> Subscriber:
+    """Apply an admin's changes; memberships not named are left as they are."""
+    subscriber = await get_subscriber(session=session, subscriber_id=subscriber_id)
+    if data.blocklist_reason and data.status != "blocklisted":
+        raise Invalid("blocklist_reason goes with status 'blocklisted'")
+    if data.lists is not None:
+        lists = await lists_by_slug(session=session, slugs=[m.slug for m in data.lists])
+        for mailing_list, membership in zip(lists, data.lists, strict=True):
+            set_membership(subscriber, mailing_list, membership.status)
+    if data.name is not None:
+        subscriber.name = data.name
+    if data.attributes is not None:
+        subscriber.attributes = data.attributes
+    if data.status == "blocklisted":
+        subscriber.status = "blocklisted"
+        subscriber.blocklist_reason = data.blocklist_reason or "manual"
+    elif data.status == "active":
+        subscriber.status, subscriber.blocklist_reason = "active", None
+    subscriber.updated_at = utcnow()
+    await session.flush()
+    return subscriber
+
+
+async def erase_subscriber(*, session: AsyncSession, subscriber_id: int) -> None:
+    """GDPR erasure: the row and its memberships go, a hash of the address stays suppressed."""
+    subscriber = await get_subscriber(session=session, subscriber_id=subscriber_id)
+    hashed = suppression_hash(subscriber.email_key)
+    # Bounce reports keep a copy of the address; it is personal data too.
+    await session.execute(
+        update(Bounce)
+        .where(
+            or_(
+                Bounce.subscriber_id == subscriber.id,
+                func.lower(Bounce.email) == subscriber.email_key,
+            )
+        )
+        .values(email=None, diagnostic=None)
+    )
+    if not await is_suppressed(session=session, key=subscriber.email_key):
+        session.add(Suppression(email_hash=hashed, reason="erased"))
+    await session.delete(subscriber)
+    await session.flush()
+
+
+async def export_subscriber(*, session: AsyncSession, subscriber_id: int) -> dict[str, Any]:
+    """Every piece of data held on one person, as JSON-ready values."""
+    subscriber = await get_subscriber(session=session, subscriber_id=subscriber_id)
+    deliveries = await session.execute(
+        select(Delivery, Issue.subject)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    )
+    bounces = await session.scalars(
+        select(Bounce).where(Bounce.subscriber_id == subscriber.id).order_by(Bounce.id)
+    )
+    return {
+        "subscriber": {**subscriber_out(subscriber), "updated_at": subscriber.updated_at},
+        "subscriptions": [
+            {
+                "slug": s.mailing_list.slug,
+                "list_name": s.mailing_list.name,
+                "status": s.status,
+                "created_at": s.created_at,
+                "confirmed_at": s.confirmed_at,
+                "unsubscribed_at": s.unsubscribed_at,
+            }
+            for s in sorted(subscriber.subscriptions, key=lambda s: s.mailing_list.slug)
+        ],
+        "deliveries": [
+            {
+                "issue_id": d.issue_id,
+                "issue_subject": subject,
+                "status": d.status,
+                "attempts": d.attempts,
+                "message_id": d.message_id,
+                "sent_at": d.sent_at,
+                "unsubscribed_at": d.unsubscribed_at,
+            }
+            for d, subject in deliveries
+        ],
+        "bounces": [
+            {
+                "type": b.type,
+                "source": b.source,
+                "status": b.status,
+                "diagnostic": b.diagnostic,
+                "issue_id": b.issue_id,
+                "created_at": b.created_at,
+            }
+            for b in bounces
+        ],
+        "exported_at": utcnow(),
+    }
+
+
+@dataclass
+class SignUp:
+    """The outcome of a public sign-up: the answer, and who needs a confirmation email."""
+
+    status: str
+    confirm: Subscriber | None = None
+    list_names: list[str] = field(default_factory=list)
+
+
+async def public_subscribe(
+    *,
+    session: AsyncSession,
+    email: str,
+    name: str,
+    slugs: list[str],
+    attributes: dict[str, Any],
+    check_deliverability: bool,
+) -> SignUp:
+    """A sign-up from the public: the answer depends on the lists only, never on the person.
+
+    Anonymous input never overwrites a known subscriber's name or attributes (anyone can type
+    anyone's address). A blocklisted address gets the same answer and no email. An address on
+    the suppression list is only taken back through the confirmation link, even on a single
+    opt-in list, because erasure must not be undone by a stranger typing the address.
+    """
+    lists = await lists_by_slug(session=session, slugs=slugs, public_only=True)
+    address, key = normalize_or_invalid(email, check_deliverability=check_deliverability)
+    answer = "pending" if any(m.double_opt_in for m in lists) else "confirmed"
+    subscriber = await by_key(session=session, key=key)
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=address, email_key=key, name=name, attributes=attributes, subscriptions=[]
+        )
+        session.add(subscriber)
+    elif subscriber.status == "blocklisted":
+        return SignUp(status=answer)
+    suppressed = await is_suppressed(session=session, key=key)
+    to_confirm: list[str] = []
+    for mailing_list in lists:
+        current = next((s for s in subscriber.subscriptions if s.list_id == mailing_list.id), None)
+        if current is not None and current.status == "confirmed":
+            continue
+        if mailing_list.double_opt_in or suppressed:
+            set_membership(subscriber, mailing_list, "pending")
+            to_confirm.append(mailing_list.name)
+        else:
+            set_membership(subscriber, mailing_list, "confirmed")
+    try:
+        await session.flush()
+    except IntegrityError:  # the same address signed up by a concurrent request
+        raise Conflict("this address is being signed up by another request; try again") from None
+    if not to_confirm:
+        return SignUp(status=answer)
+    return SignUp(status=answer, confirm=subscriber, list_names=to_confirm)
+
+
+async def pending_list_names(*, session: AsyncSession, subscriber_id: int) -> list[str] | None:
+    """Names of the lists awaiting this subscriber's confirmation; None if there is no one."""
+    subscriber = await session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    return sorted(s.mailing_list.name for s in subscriber.subscriptions if s.status == "pending")
+
+
+async def confirm(*, session: AsyncSession, subscriber_id: int) -> list[str] | None:
+    """Confirm every pending membership; the person's own consent lifts any suppression."""
+    subscriber = await session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    for subscription in subscriber.subscriptions:
+        if subscription.status == "pending":
+            set_membership(subscriber, subscription.mailing_list, "confirmed")
+    await session.execute(
+        delete(Suppression).where(Suppression.email_hash == suppression_hash(subscriber.email_key))
+    )
+    await session.flush()
+    return sorted(s.mailing_list.name for s in subscriber.subscriptions if s.status == "confirmed")

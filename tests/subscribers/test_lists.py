@@ -1,0 +1,83 @@
+"""Lists: create, read with counts, update, delete, pagination."""
+
+from __future__ import annotations
+
+from tests.conftest import AppClient
+from tests.subscribers.helpers import add, make_list
+
+
+async def test_create_list_and_duplicate_slug(client: AppClient) -> None:
+    created = await make_list(client, "news", description="Weekly", double_opt_in=False)
+    assert created["slug"] == "news" and created["double_opt_in"] is False
+    assert created["counts"] == {"confirmed": 0, "pending": 0, "unsubscribed": 0}
+    again = await client.post("/api/v1/lists", json={"slug": "news", "name": "Other"})
+    assert again.status_code == 409
+    assert "news" in again.json()["detail"]
+
+
+async def test_bad_list_input_is_422(client: AppClient) -> None:
+    for body in (
+        {"slug": "Has Spaces", "name": "x"},
+        {"slug": "ok", "name": ""},
+        {"slug": "ok"},
+        {"slug": "ok", "name": "x", "double_opt_in": "maybe"},
+        {"slug": "ok", "name": "x\r\nBcc: evil@example.com"},
+    ):
+        response = await client.post("/api/v1/lists", json=body)
+        assert response.status_code == 422, body
+    bad_json = await client.post(
+        "/api/v1/lists", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert bad_json.status_code == 422
+    assert (await client.get("/api/v1/lists")).json()["items"] == []
+
+
+async def test_counts_by_status(client: AppClient) -> None:
+    await make_list(client, "news")
+    await make_list(client, "other")
+    await add(client, "a@example.com", lists=["news"])
+    await add(client, "b@example.com", lists=["news"])
+    await add(client, "c@example.com", lists=["news", "other"], subscription_status="pending")
+    d = await add(client, "d@example.com", lists=["news"])
+    patch = await client.patch(
+        f"/api/v1/subscribers/{d['id']}",
+        json={"lists": [{"slug": "news", "status": "unsubscribed"}]},
+    )
+    assert patch.status_code == 200
+    items = {i["slug"]: i for i in (await client.get("/api/v1/lists")).json()["items"]}
+    assert items["news"]["counts"] == {"confirmed": 2, "pending": 1, "unsubscribed": 1}
+    assert items["other"]["counts"] == {"confirmed": 0, "pending": 1, "unsubscribed": 0}
+    one = await client.get("/api/v1/lists/news")
+    assert one.json()["counts"]["confirmed"] == 2
+
+
+async def test_lists_paginate_by_cursor(client: AppClient) -> None:
+    for i in range(5):
+        await make_list(client, f"list-{i}")
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):  # bounded: 5 lists at 2 a page is 3 pages
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        body = (await client.get("/api/v1/lists", params=params)).json()
+        seen += [i["slug"] for i in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"list-{i}" for i in range(5)]
+    assert (await client.get("/api/v1/lists", params={"cursor": "garbage!"})).status_code == 422
+    assert (await client.get("/api/v1/lists", params={"limit": 1001})).status_code == 422
+
+
+async def test_update_and_delete_list(client: AppClient) -> None:
+    await make_list(client, "news")
+    changed = await client.patch("/api/v1/lists/news", json={"name": "The News", "public": False})
+    assert changed.status_code == 200
+    assert changed.json()["name"] == "The News" and changed.json()["public"] is False
+    assert (await client.patch("/api/v1/lists/nope", json={"name": "x"})).status_code == 404
+    assert (await client.delete("/api/v1/lists/news")).status_code == 204
+    assert (await client.get("/api/v1/lists/news")).status_code == 404
+
+
+async def test_lists_need_admin(anon: AppClient) -> None:
+    assert (await anon.get("/api/v1/lists")).status_code == 401
+    assert (await anon.post("/api/v1/lists", json={"slug": "x", "name": "x"})).status_code == 401
