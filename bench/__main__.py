@@ -1,0 +1,219 @@
+"""`python -m bench` (= `make bench`): every benchmark in one run, one table, bench/results.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.infra import OUT, Processes, Skip, pg_available, smtp_source_rate, start_sink
+from bench.report import Results, Row
+
+PARTS = ("wire", "cost", "dispatch", "profile", "fanout", "api", "import")
+NEEDS = {  # the modules a part drives; a part whose module is not built yet is skipped
+    "dispatch": ("app.delivery.dispatcher", "app.issues.router"),
+    "profile": ("app.delivery.dispatcher", "app.issues.router"),
+    "fanout": ("app.delivery.dispatcher", "app.issues.router"),
+    "api": ("app.subscribers.router",),
+    "import": ("app.subscribers.importer",),
+}
+
+
+def options(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="smaller sizes: a run of a few minutes")
+    p.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeat)")
+    p.add_argument("--subscribers", type=int, help="recipients of each dispatch run (100,000)")
+    p.add_argument("--fanout", type=int, help="largest list of the fan-out run (1,000,000)")
+    p.add_argument("--window", type=float, help="seconds a worker sends in the fan-out run")
+    p.add_argument("--import-rows", type=int, help="rows of the import CSV (1,000,000)")
+    p.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    p.add_argument("--output", type=Path, default=Path(__file__).parent / "results.json")
+    args = p.parse_args(argv)
+    q = args.quick
+    args.subscribers = args.subscribers or (20_000 if q else 100_000)
+    args.dkim_subscribers = max(1, args.subscribers // 10)
+    big = args.fanout or (100_000 if q else 1_000_000)
+    args.fanout_sizes = sorted({min(100_000, big), big})
+    args.window = args.window or (15.0 if q else 60.0)
+    args.import_rows = args.import_rows or (100_000 if q else 1_000_000)
+    args.api_seconds = 5 if q else 10
+    args.profile_subscribers = 5_000 if q else 20_000
+    args.source_count = 20_000 if q else 50_000
+    return args
+
+
+def missing(part: str) -> str | None:
+    for module in NEEDS.get(part, ()):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not built yet"
+    return None
+
+
+async def run(args: argparse.Namespace, results: Results, procs: Processes) -> None:
+    from bench import cost
+    from bench.dispatch import measure_dispatch, plan
+
+    wanted = args.only or list(PARTS)
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    dkim_key = cost.make_dkim_key(tmp / "dkim.pem")
+    no_pg = "--no-postgres" if args.no_postgres else await pg_available()
+    sink = wire = size = None
+    try:
+        sink = start_sink(procs)
+    except Skip as exc:
+        results.skip("wire", str(exc))
+    size = cost.measure_render(
+        results, recipients=2_000 if args.quick else 5_000, dkim_key=dkim_key
+    )
+
+    async def part(name: str, fn: Any) -> None:
+        if name not in wanted:
+            return
+        why = missing(name) or (None if sink else "smtp-sink missing")
+        if why:
+            results.skip(name, why)
+            return
+        print(f"\n== {name}")
+        try:
+            await fn()
+        except Skip as exc:
+            results.skip(name, str(exc))
+        except Exception as exc:  # noqa: BLE001 - report it and go on with the other parts
+            traceback.print_exc()
+            results.add(
+                Row(name, f"{name} failed", None, "", note=f"{type(exc).__name__}: {exc}"[:200])
+            )
+
+    rates: list[float] = []
+
+    async def wire_part() -> None:
+        rate = smtp_source_rate(sink, size=size, count=args.source_count)
+        rates.append(rate)
+        results.raw.setdefault("smtp_source", []).append({"rate": rate, "bytes": size})
+        results.add(
+            Row(
+                "wire",
+                f"smtp-source -> smtp-sink ({len(rates)})",
+                rate,
+                "msg/s",
+                note=f"C client, {size / 1024:.1f} KB, 20 sessions, reused connections",
+            )
+        )
+
+    await part("wire", wire_part)
+    await part(
+        "cost",
+        lambda: cost.measure_smtp(results, port=sink, count=args.source_count // 5, size=size),
+    )
+    wire = sum(rates) / len(rates) if rates else None
+    runs = plan(
+        subscribers=args.subscribers, dkim_subscribers=args.dkim_subscribers, postgres=not no_pg
+    )
+    dispatched: list[dict[str, Any]] = []
+
+    async def dispatch_part() -> None:
+        dispatched.extend(
+            await measure_dispatch(
+                results, runs, procs=procs, sink_port=sink, dkim_key=dkim_key, wire_rate=wire
+            )
+        )
+        summarise_dispatch(results, dispatched, wire)
+
+    await part("dispatch", dispatch_part)
+    if "wire" in wanted and "dispatch" in wanted and sink:
+        await part("wire", wire_part)  # again after the long part: how much the machine drifted
+    if no_pg:
+        for name in ("profile", "fanout"):
+            if name in wanted:
+                results.skip(name, str(no_pg))
+    else:
+        from bench.fanout import measure_fanout
+        from bench.profiling import measure_profile
+
+        await part(
+            "profile",
+            lambda: measure_profile(
+                results, procs=procs, sink_port=sink, subscribers=args.profile_subscribers
+            ),
+        )
+
+        async def fanout_part() -> None:
+            for n in args.fanout_sizes:
+                print(f"- fan-out {n:,}")
+                await measure_fanout(
+                    results, procs=procs, sink_port=sink, subscribers=n, window=args.window
+                )
+
+        await part("fanout", fanout_part)
+    from bench.api import measure_api
+    from bench.bench_import import measure_import
+
+    backends = ["sqlite"] + ([] if no_pg else ["postgres"])
+    for backend in backends:
+        await part(
+            "api",
+            lambda b=backend: measure_api(
+                results, procs=procs, sink_port=sink, backend=b, seconds=args.api_seconds
+            ),
+        )
+    for backend in reversed(backends):
+        await part(
+            "import",
+            lambda b=backend: measure_import(
+                results, backend=b, rows=args.import_rows, sink_port=sink
+            ),
+        )
+
+
+def summarise_dispatch(results: Results, runs: list[dict[str, Any]], wire: float | None) -> None:
+    """The best PostgreSQL run with DKIM off and on, against the targets."""
+    if not wire:
+        return
+    for dkim, need in (("off", 0.35), ("on", 0.25)):
+        pg = [r for r in runs if r["run"].startswith("postgres") and r["run"].endswith(dkim)]
+        if not pg:
+            continue
+        best = max(pg, key=lambda r: r["rate"])
+        ratio = best["rate"] / wire
+        results.add(
+            Row(
+                "dispatch",
+                f"best PostgreSQL, DKIM {dkim}",
+                ratio,
+                "x smtp-source",
+                f">= {need}",
+                ratio >= need and best["status"] == "sent",
+                f"{best['run']}: {best['rate']:,.0f} msg/s vs {wire:,.0f}",
+            )
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = options(sys.argv[1:] if argv is None else argv)
+    opts = {k: v for k, v in vars(args).items() if k != "output"}
+    results = Results(options=opts)
+    procs = Processes()
+    print(f"bench: {' '.join(sys.argv[1:]) or '(full run)'}; logs and profiles in {OUT}")
+    start = time.perf_counter()
+    try:
+        asyncio.run(run(args, results, procs))
+    except KeyboardInterrupt:
+        print("interrupted: printing what was measured")
+    finally:
+        procs.stop_all()
+    print(f"\n{results.table()}\n")
+    print(f"{time.perf_counter() - start:.0f} s; figures in {args.output}")
+    results.write(args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

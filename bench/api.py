@@ -1,0 +1,150 @@
+"""The HTTP API under load: wrk against a real `tidings serve` (one uvicorn process).
+
+wrk and the server share the machine's cores, so the figures are a floor, not the
+server's ceiling. The public rate limit is raised out of the way for the run
+(TIDINGS_PUBLIC_RATE_LIMIT), since wrk comes from a single address.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.infra import (
+    ADMIN_TOKEN,
+    OUT,
+    WRK_HINT,
+    Processes,
+    create_pg_database,
+    drop_pg_database,
+    require,
+)
+from bench.report import Results, Row
+from bench.seed import LIST_SLUG, migrate, seed
+from bench.stack import Stack, make_env
+
+# Each wrk thread has its own Lua state: a thread number plus a counter makes every
+# address unique across threads and runs. done() prints the figures as one JSON line.
+LUA_COMMON = """
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+function done(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read
+            + summary.errors.write + summary.errors.timeout
+  io.write(string.format('WRKJSON {"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, '
+    .. '"max_ms": %f, "errors": %d, "non2xx": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, bad, summary.errors.status))
+end
+"""
+LUA_SUBSCRIBE = (
+    LUA_COMMON
+    + """
+local n = 0
+function request()
+  n = n + 1
+  local body = string.format(
+    '{"email": "wrk%d-%d-%d@example.com", "name": "Load Test", "lists": ["%s"]}',
+    tid or 0, RUN, n, "LIST")
+  return wrk.format("POST", "/api/v1/subscribe", {["Content-Type"] = "application/json"}, body)
+end
+"""
+)
+
+
+def wrk(
+    url: str, script: str, *, seconds: int, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run wrk (2 threads, 64 connections) and return its figures."""
+    binary = require("/usr/bin/wrk", WRK_HINT)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    argv = [binary, "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", f.name]
+    for k, v in (headers or {}).items():
+        argv += ["-H", f"{k}: {v}"]
+    out = subprocess.run(argv + [url], capture_output=True, text=True, timeout=seconds + 60)
+    Path(f.name).unlink()
+    (OUT / "wrk.log").open("a").write(out.stdout + out.stderr)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no figures: {out.stderr.strip()[:200]}")
+    figures = json.loads(line.removeprefix("WRKJSON "))
+    figures["rps"] = figures["requests"] / figures["seconds"]
+    return dict(figures)
+
+
+async def measure_api(
+    results: Results,
+    *,
+    procs: Processes,
+    sink_port: int,
+    backend: str,
+    seconds: int,
+    subscribers: int = 10_000,
+) -> dict[str, Any]:
+    """POST /api/v1/subscribe (double opt-in: each sends a confirmation) and GET subscribers."""
+    require("/usr/bin/wrk", WRK_HINT)
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-api-{backend}-"))
+    url = (
+        f"sqlite+aiosqlite:///{tmp}/tidings.db"
+        if backend == "sqlite"
+        else await create_pg_database()
+    )
+    stack: Stack | None = None
+    figures: dict[str, Any] = {}
+    try:
+        await migrate(url)
+        await seed(url, subscribers=subscribers, double_opt_in=True)
+        env = make_env(database_url=url, sink_port=sink_port, var_dir=tmp, embedded_worker=False)
+        stack = await Stack(procs, env, f"api-{backend}").start()
+        base = f"http://127.0.0.1:{stack.port}"
+        script = LUA_SUBSCRIBE.replace("RUN", str(abs(hash(tmp)) % 10**6)).replace(
+            "LIST", LIST_SLUG
+        )
+        figures["subscribe"] = wrk(base + "/api/v1/subscribe", script, seconds=seconds)
+        figures["list"] = wrk(
+            base + "/api/v1/subscribers?limit=100",
+            LUA_COMMON,
+            seconds=seconds,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+    finally:
+        if stack is not None:
+            await stack.stop()
+        if backend == "postgres":
+            await drop_pg_database(url)
+    results.raw[f"api_{backend}"] = figures
+    shared = "wrk -t2 -c64 on the same 2 cores"
+    for key, what in (("subscribe", "POST /api/v1/subscribe"), ("list", "GET /api/v1/subscribers")):
+        f = figures[key]
+        pg_subscribe = backend == "postgres" and key == "subscribe"
+        bad = f"; {f['errors']:,} errors/non-2xx" if f["errors"] else ""
+        results.add(
+            Row(
+                "api",
+                f"{what} ({backend})",
+                f["rps"],
+                "req/s",
+                ">= 1500" if pg_subscribe else "",
+                f["rps"] >= 1500 and not f["errors"] if pg_subscribe else None,
+                f"{shared}{bad}",
+            )
+        )
+        results.add(
+            Row(
+                "api",
+                f"{what} ({backend}) p99",
+                f["p99_ms"],
+                "ms",
+                "< 50" if pg_subscribe else "",
+                f["p99_ms"] < 50 if pg_subscribe else None,
+                f"p50 {f['p50_ms']:.1f} ms",
+            )
+        )
+    return figures

@@ -1,0 +1,125 @@
+"""Cost per message, part by part: render, MIME, DKIM and the SMTP client, in CPU time.
+
+CPU time (not wall time) per message is what tells how many messages a core can make,
+and it is far less disturbed by the other processes of a shared machine than a rate.
+The render and MIME figures use the renderer's own microbenchmark (bench_render.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.delivery.dkim import DkimSigner
+from app.delivery.transport import Envelope, SMTPServer, SMTPTransport
+from app.issues.rendering import CompiledIssue, IssueContent, compile_issue
+from bench import bench_render
+from bench.report import Results, Row
+
+
+def make_dkim_key(path: Path) -> Path:
+    """A fresh 2048-bit RSA key in PEM, as TIDINGS_DKIM_KEY_FILE wants it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    return path
+
+
+def newsletter() -> CompiledIssue:
+    """The benchmark newsletter (bench_render's four-section issue), compiled once."""
+    content = IssueContent(
+        id=1,
+        subject="This week: nine stories",
+        preheader="What happened, in brief",
+        from_addr="Weekly News <news@example.org>",
+        template="newsletter",
+        format="markdown",
+        body=bench_render.BODY,
+        list_id="Weekly News <weekly.example.org>",
+        list_names=("Weekly News",),
+    )
+    return compile_issue(content, archive_url="http://news.example.org/archive/1")
+
+
+def cpu_us_per_call(fn: Any, items: list[Any]) -> float:
+    """CPU microseconds per call of fn over items."""
+    start = time.process_time()
+    for item in items:
+        fn(item)
+    return (time.process_time() - start) / len(items) * 1e6
+
+
+def measure_render(results: Results, *, recipients: int, dkim_key: Path) -> int:
+    """Render, MIME and DKIM per recipient; returns the size of one message as sent."""
+    issue = newsletter()
+    rs = bench_render.recipients(recipients)
+    size = len(issue.render_message(rs[0]))
+    total = cpu_us_per_call(issue.render_message, rs)
+    # _parts is the renderer's per-recipient fill without the MIME assembly.
+    parts = getattr(issue, "_parts", None)
+    render = cpu_us_per_call(parts, rs) if parts else None
+    signer = DkimSigner(
+        domain="example.org", selector="bench", private_key_pem=dkim_key.read_bytes()
+    )
+    message = issue.render_message(rs[0])
+    dkim_us = cpu_us_per_call(lambda _: signer.sign(message), rs[: min(200, recipients)])
+    results.raw["render"] = {
+        "message_bytes": size,
+        "render_mime_us": total,
+        "render_us": render,
+        "dkim_us": dkim_us,
+    }
+    results.add(Row("cost", "message size as sent", size / 1024, "KB"))
+    if render is not None:
+        results.add(Row("cost", "render (fill the compiled issue)", render, "us/msg"))
+        results.add(Row("cost", "MIME (headers, QP parts)", total - render, "us/msg"))
+    results.add(Row("cost", "render + MIME", total, "us/msg", "< 100", total < 100, "CPU, 1 core"))
+    results.add(Row("cost", "DKIM sign, RSA-2048 (dkimpy)", dkim_us, "us/msg"))
+    return size
+
+
+async def _smtp_loop(
+    port: int, message: bytes, count: int, concurrency: int
+) -> tuple[float, float]:
+    transport = SMTPTransport(
+        SMTPServer.from_url(f"smtp://127.0.0.1:{port}?max_connections={concurrency}")
+    )
+    envelope = Envelope("bounces@example.org", ("reader@example.com",), message)
+    queue = iter(range(count))
+
+    async def one_sender() -> None:
+        for _ in queue:
+            await transport.send(envelope)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    try:
+        await asyncio.gather(*(one_sender() for _ in range(concurrency)))
+    finally:
+        await transport.close()
+    return (time.process_time() - cpu) / count * 1e6, count / (time.perf_counter() - wall)
+
+
+async def measure_smtp(results: Results, *, port: int, count: int, size: int) -> float:
+    """Our SMTP transport alone (aiosmtplib, 20 pooled connections) sending one ready message."""
+    message = newsletter().render_message(bench_render.recipients(1)[0])
+    cpu_us, rate = await _smtp_loop(port, message, count, 20)
+    results.raw["smtp_client"] = {"cpu_us": cpu_us, "rate": rate, "count": count}
+    results.add(
+        Row(
+            "cost",
+            "SMTP client (SMTPTransport, 20 conns)",
+            cpu_us,
+            "us/msg",
+            note=f"alone: {rate:,.0f} msg/s",
+        )
+    )
+    return cpu_us

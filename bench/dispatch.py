@@ -1,0 +1,166 @@
+"""Dispatch throughput end to end: seed, send through the API, time until the issue is `sent`.
+
+SQLite runs the embedded dispatcher of `tidings serve`; PostgreSQL runs `tidings serve`
+with no dispatcher plus 1, 2 or 4 `tidings worker` processes. Every run has a fresh
+database, seeded set-based, and sends into the same smtp-sink as smtp-source did, so the
+rate can be read as a fraction of the wire's limit measured in this same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.infra import (
+    Processes,
+    _asyncpg_dsn,
+    cpu_seconds,
+    create_pg_database,
+    drop_pg_database,
+    proc_status,
+)
+from bench.report import Results, Row
+from bench.seed import migrate, seed
+from bench.stack import Stack, make_env
+
+
+@dataclass(frozen=True)
+class Run:
+    backend: str  # sqlite | postgres
+    workers: int  # 0: the embedded dispatcher of `tidings serve`
+    dkim: bool
+    subscribers: int
+
+    @property
+    def name(self) -> str:
+        who = "embedded" if self.workers == 0 else f"{self.workers}w"
+        return f"{self.backend}-{who}-dkim{'on' if self.dkim else 'off'}"
+
+
+def plan(*, subscribers: int, dkim_subscribers: int, postgres: bool) -> list[Run]:
+    """The runs of one benchmark: DKIM runs are shorter, their rate is CPU-bound and steady."""
+    runs = [Run("sqlite", 0, False, subscribers), Run("sqlite", 0, True, dkim_subscribers)]
+    if postgres:
+        runs += [Run("postgres", n, False, subscribers) for n in (1, 2, 4)]
+        runs += [Run("postgres", n, True, dkim_subscribers) for n in (2, 4)]
+    return runs
+
+
+async def _wait_workers(url: str, count: int, timeout: float = 20) -> None:
+    """Wait until `count` workers have registered, so start-up is not timed as sending."""
+    deadline = time.monotonic() + timeout
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    try:
+        while time.monotonic() < deadline:
+            if await conn.fetchval("SELECT count(*) FROM workers") >= count:
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def dispatch_once(
+    run: Run, *, procs: Processes, sink_port: int, dkim_key: Path, concurrency: int
+) -> dict[str, Any]:
+    """One end-to-end send; the figures of that run."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{run.name}-"))
+    url = (
+        f"sqlite+aiosqlite:///{tmp}/tidings.db"
+        if run.backend == "sqlite"
+        else await create_pg_database()
+    )
+    stack: Stack | None = None
+    try:
+        await migrate(url)
+        seed_start = time.perf_counter()
+        await seed(url, subscribers=run.subscribers)
+        seed_s = time.perf_counter() - seed_start
+        env = make_env(
+            database_url=url,
+            sink_port=sink_port,
+            var_dir=tmp,
+            embedded_worker=run.workers == 0,
+            dkim_key=dkim_key if run.dkim else None,
+            concurrency=concurrency,
+        )
+        stack = await Stack(procs, env, run.name).start()
+        stack.start_workers(run.workers)
+        if run.workers:
+            await _wait_workers(url, run.workers)
+        issue_id = await stack.create_issue()
+        t0 = time.time()
+        send_s, answer = await stack.send(issue_id)
+        stats = await stack.wait_sent(issue_id, timeout=max(600, run.subscribers / 50))
+        observed = time.time()
+        # finished_at, when given, is more exact than the polling interval.
+        finished = stats.get("finished_at")
+        end = datetime.fromisoformat(finished).timestamp() if finished else observed
+        elapsed = max(end - t0, 1e-3)
+        senders = stack.workers or [stack.server]
+        cpu = sum(cpu_seconds(p.pid) for p in senders if p)
+        rss = max(proc_status(p.pid, "VmHWM") for p in senders if p)
+        return {
+            "run": run.name,
+            "recipients": answer.get("recipients"),
+            "sent": stats.get("sent"),
+            "failed": stats.get("failed"),
+            "status": stats["status"],
+            "seconds": elapsed,
+            "rate": (stats.get("sent") or 0) / elapsed,
+            "send_call_s": send_s,
+            "seed_s": seed_s,
+            "sender_cpu_s": cpu,
+            "cpu_us_per_msg": cpu / max(stats.get("sent") or 1, 1) * 1e6,
+            "peak_rss_mb": rss,
+            "app_rate": stats.get("messages_per_second"),
+        }
+    finally:
+        if stack is not None:
+            await stack.stop()
+        if run.backend == "postgres":
+            await drop_pg_database(url)
+
+
+async def measure_dispatch(
+    results: Results,
+    runs: list[Run],
+    *,
+    procs: Processes,
+    sink_port: int,
+    dkim_key: Path,
+    wire_rate: float | None,
+    concurrency: int = 20,
+) -> list[dict[str, Any]]:
+    """Every run of the plan, each as a row with its ratio to smtp-source."""
+    done: list[dict[str, Any]] = []
+    for run in runs:
+        print(f"- dispatch {run.name}: {run.subscribers:,} recipients")
+        try:
+            figures = await dispatch_once(
+                run, procs=procs, sink_port=sink_port, dkim_key=dkim_key, concurrency=concurrency
+            )
+        except Exception as exc:  # noqa: BLE001 - one broken run must not lose the others
+            results.add(Row("dispatch", run.name, None, "msg/s", note=f"error: {exc}"[:200]))
+            continue
+        done.append(figures)
+        ratio = figures["rate"] / wire_rate if wire_rate else None
+        target, ok = "", None
+        if run.backend == "postgres" and ratio is not None:
+            need = 0.25 if run.dkim else 0.35
+            target, ok = f">= {need} x smtp-source", ratio >= need
+        note = (f"{ratio:.3f} x smtp-source; " if ratio else "") + (
+            f"{figures['sent']:,}/{figures['recipients']:,} sent in {figures['seconds']:.1f} s, "
+            f"{figures['cpu_us_per_msg']:,.0f} us CPU/msg, RSS {figures['peak_rss_mb']:.0f} MB"
+        )
+        if figures["status"] != "sent" or figures["sent"] != figures["recipients"]:
+            ok, note = False, f"NOT ALL SENT ({figures['status']}); " + note
+        results.add(Row("dispatch", run.name, figures["rate"], "msg/s", target, ok, note))
+    results.raw["dispatch"] = done
+    return done

@@ -1,0 +1,95 @@
+"""Memory and fan-out: the send call for a very large list, and a worker's peak RSS.
+
+The send call writes one delivery per recipient in one set-based statement, so its time
+is the fan-out. Then one `tidings worker` sends for a bounded window (sending a million
+messages would take most of the run); its peak RSS (VmHWM) is sampled through the window.
+The figure to compare it with is the 1-worker dispatch run, which sends a whole smaller
+list: if memory grows with the list, the million-recipient worker shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.dispatch import _wait_workers
+from bench.infra import Processes, create_pg_database, drop_pg_database, proc_status
+from bench.report import Results, Row
+from bench.seed import migrate, seed
+from bench.stack import Stack, make_env
+
+
+async def measure_fanout(
+    results: Results, *, procs: Processes, sink_port: int, subscribers: int, window: float
+) -> dict[str, Any]:
+    """Seed `subscribers` on a fresh PostgreSQL, time the send call, watch one worker."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    url = await create_pg_database()
+    stack: Stack | None = None
+    try:
+        await migrate(url)
+        start = time.perf_counter()
+        await seed(url, subscribers=subscribers)
+        seed_s = time.perf_counter() - start
+        print(f"  seeded {subscribers:,} subscribers in {seed_s:.1f} s")
+        env = make_env(database_url=url, sink_port=sink_port, var_dir=tmp, embedded_worker=False)
+        stack = await Stack(procs, env, "fanout").start()
+        stack.start_workers(1)
+        await _wait_workers(url, 1)
+        worker = stack.workers[0]
+        idle_rss = proc_status(worker.pid, "VmRSS")
+        issue_id = await stack.create_issue()
+        send_s, answer = await stack.send(issue_id)
+        samples: list[tuple[float, float]] = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < window and worker.poll() is None:
+            await asyncio.sleep(1)
+            samples.append((time.monotonic() - t0, proc_status(worker.pid, "VmHWM")))
+        stats = await stack.stats(issue_id)
+        peak = proc_status(worker.pid, "VmHWM")
+        await stack.api.post(f"/api/v1/issues/{issue_id}/cancel")
+    finally:
+        if stack is not None:
+            await stack.stop()
+        await drop_pg_database(url)
+    figures = {
+        "subscribers": subscribers,
+        "recipients": answer.get("recipients"),
+        "send_call_s": send_s,
+        "seed_s": seed_s,
+        "window_s": window,
+        "sent_in_window": stats.get("sent"),
+        "worker_idle_rss_mb": idle_rss,
+        "worker_peak_rss_mb": peak,
+        "rss_samples": samples,
+    }
+    results.raw["fanout"] = figures
+    million = subscribers >= 1_000_000
+    label = f"{subscribers:,}"
+    results.add(
+        Row(
+            "fan-out",
+            f"send call, {label} recipients",
+            send_s,
+            "s",
+            "< 5 (1M)",
+            send_s < 5 if million else None,
+            f"{answer.get('recipients'):,} deliveries written; seeding took {seed_s:.0f} s",
+        )
+    )
+    results.add(
+        Row(
+            "memory",
+            f"worker peak RSS, {label}-recipient send",
+            peak,
+            "MB",
+            "< 150",
+            peak < 150,
+            f"first {window:.0f} s of sending: {stats.get('sent') or 0:,} sent; "
+            f"idle {idle_rss:.0f} MB",
+        )
+    )
+    return figures

@@ -1,0 +1,218 @@
+"""What the benchmarks run on: processes, free ports, PostgreSQL databases, Postfix's sink.
+
+Every process started here is in its own process group and is stopped by `Processes.stop_all`
+(SIGTERM, then SIGKILL), so a failed or interrupted run leaves nothing behind. Every server
+listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).resolve().parent / "out"
+PG_URL = os.environ.get(
+    "TIDINGS_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+ADMIN_TOKEN = "bench-admin-token"
+SMTP_SINK = "/usr/sbin/smtp-sink"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+POSTFIX_HINT = (
+    "install Postfix's test tools without starting its daemon: "
+    "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d"
+    " && apt-get install -y postfix"
+)
+WRK_HINT = "install the load generator: apt-get install -y wrk"
+
+
+class Skip(Exception):
+    """A part that cannot run on this machine; the message says what to install."""
+
+
+def require(path: str, hint: str) -> str:
+    """The path of a tool, or Skip with the install hint."""
+    found = path if os.access(path, os.X_OK) else shutil.which(Path(path).name)
+    if not found:
+        raise Skip(f"{Path(path).name} missing: {hint}")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tidings(*args: str) -> list[str]:
+    """The argv of the `tidings` command, run by this Python from the work tree."""
+    code = "import sys; from app.cli import main; sys.argv[0] = 'tidings'; main()"
+    return [sys.executable, "-c", code, *args]
+
+
+class Processes:
+    """Child processes, each in its own group, all stopped at the end."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, argv: list[str], *, log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after `timeout`."""
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+            except ProcessLookupError:
+                pass
+        if proc in self.running:
+            self.running.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(reversed(self.running)):
+            self.stop(proc, timeout=10)
+
+
+def proc_status(pid: int, field: str) -> float:
+    """A /proc/PID/status field in MB (VmHWM is the peak resident set size)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def pg_available() -> str | None:
+    """None when PostgreSQL answers at PG_URL, else why not."""
+    try:
+        conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"PostgreSQL at {PG_URL}: {exc} (set TIDINGS_BENCH_POSTGRES_URL)"
+    await conn.close()
+    return None
+
+
+async def create_pg_database() -> str:
+    """A fresh, empty PostgreSQL database with a unique name; its SQLAlchemy URL."""
+    name = f"tidings_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return PG_URL.rpartition("/")[0] + "/" + name
+
+
+async def drop_pg_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def start_sink(procs: Processes) -> int:
+    """Postfix's smtp-sink on a free loopback port: accepts every message and discards it."""
+    sink = require(SMTP_SINK, POSTFIX_HINT)
+    port = free_port()
+    argv = [sink, "-m", "1000", f"127.0.0.1:{port}", "1000"]
+    if os.geteuid() == 0:
+        argv[1:1] = ["-u", "postfix" if _user_exists("postfix") else "nobody"]
+    procs.start(argv, log=OUT / "smtp-sink.log")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return port
+        time.sleep(0.05)
+    raise RuntimeError("smtp-sink did not start; see bench/out/smtp-sink.log")
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def smtp_source_rate(port: int, *, size: int, count: int, sessions: int = 20) -> float:
+    """Messages/s of Postfix's C client into the sink: `size`-byte bodies, reused connections."""
+    source = require(SMTP_SOURCE, POSTFIX_HINT)
+    argv = [
+        source,
+        "-d",
+        "-s",
+        str(sessions),
+        "-l",
+        str(size),
+        "-m",
+        str(count),
+        "-f",
+        "bench@example.org",
+        "-t",
+        "reader@example.com",
+        f"127.0.0.1:{port}",
+    ]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, timeout=600, stdout=subprocess.DEVNULL)
+    return count / (time.perf_counter() - start)
+
+
+async def wait_http(url: str, timeout: float = 60) -> None:
+    """Wait until `url` answers 200, or raise."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
