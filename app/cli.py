@@ -98,5 +98,22 @@ def send(
     raise typer.Exit(asyncio.run(send_cli(Settings(), issue_id, follow=follow)))
 
 
+@cli.command()
+def bounces(
+    imap: Annotated[
+        str,
+        typer.Option(envvar="TIDINGS_IMAP_URL", help="imaps://user:password@host/INBOX"),
+    ],
+    interval: Annotated[float, typer.Option(help="seconds between polls")] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="poll once and exit")] = False,
+) -> None:
+    """Poll a bounce mailbox over IMAP and record every bounce and complaint in it."""
+    from app.bounces.imap import run
+
+    settings = Settings()
+    _logging(settings)
+    raise typer.Exit(asyncio.run(run(settings, imap, interval=interval, once=once)))
+
+
 def main() -> None:
     cli()

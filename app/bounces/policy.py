@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bounces.dsn import BounceEvent
 from app.config import Settings
 from app.db import utcnow
+from app.issues.compose import delivery_from_message_id
 from app.models import Bounce, Delivery, IssueList, Subscriber, Subscription
 from app.subscribers import tokens
 from app.subscribers.addresses import email_key
@@ -110,17 +111,10 @@ async def _find_delivery(
 
 async def _by_message_id(session: AsyncSession, settings: Settings, mid: str) -> Delivery | None:
     mid = mid.strip()
-    try:  # the issues side encodes the delivery in its Message-IDs; use it when it is there
-        from app.issues.compose import delivery_from_message_id
-    except ImportError:
-        delivery_from_message_id = None
-    if delivery_from_message_id is not None:
-        try:
-            found = delivery_from_message_id(settings, mid)
-        except Exception:  # noqa: BLE001  a foreign Message-ID is not ours; fall back to lookup
-            found = None
-        if isinstance(found, int) and (delivery := await session.get(Delivery, found)):
-            return delivery
+    # Our Message-IDs name their delivery under a MAC; a foreign or altered one gives None.
+    found = delivery_from_message_id(settings, mid)
+    if found is not None and (delivery := await session.get(Delivery, found)):
+        return delivery
     candidates = {mid, mid.strip("<>"), f"<{mid.strip('<>')}>"}
     stmt = select(Delivery).where(Delivery.message_id.in_(candidates)).limit(1)
     return (await session.execute(stmt)).scalar_one_or_none()

@@ -68,8 +68,8 @@ async def _resolve(request: Request, session: AsyncSession, token: str) -> Link 
         _limit(request, "unsubscribe-invalid", public_limit)
         return None
     assert values is not None
-    issue_id = values[1] if values[1] and await session.get(Issue, values[1]) else 0
-    return Link(subscriber=subscriber, issue_id=issue_id)
+    issue = await session.get(Issue, values[1]) if values[1] else None
+    return Link(subscriber=subscriber, issue_id=issue.id if issue else 0)
 
 
 async def _memberships(session: AsyncSession, link: Link) -> list[dict[str, Any]]:
