@@ -304,7 +304,8 @@ async def subscribe(
         )
     except ValidationError as exc:
         if not html:
-            raise RequestValidationError(exc.errors(include_url=False)) from None
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            raise RequestValidationError(errors) from None
         fields = {_FIELD_OF.get(str(e["loc"][0]), "email") for e in exc.errors() if e["loc"]}
         errors = {f: _MESSAGES[f] for f in ("email", "name", "list") if f in fields}
         return await _form_again(request, session, raw, errors)
