@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -41,13 +42,17 @@ async def record_bounce(
     delivery_id: int | None = None,
 ) -> Bounce | None:
     """Record one event and apply the policy; None when its event_key was recorded before."""
+    event = _cleaned(event)
     delivery = await _find_delivery(
         session=session, settings=settings, event=event, delivery_id=delivery_id
     )
     subscriber = await _find_subscriber(session=session, event=event, delivery=delivery)
     now = utcnow()
     # A report's own date places it in the 30-day window, but never in the future.
-    occurred = min(event.occurred_at, now) if event.occurred_at else now
+    stamp = event.occurred_at
+    if stamp is not None and stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    occurred = min(stamp, now) if stamp else now
     values: dict[str, Any] = {
         "event_key": (event.event_key or _fallback_key(source, event))[:128],
         # Stored as the mailbox key, so GET /api/v1/bounces?email= finds every spelling.
@@ -59,8 +64,8 @@ async def record_bounce(
         "issue_id": delivery.issue_id if delivery else None,
         "type": event.type,
         "source": source[:16],
-        "status": (event.status or None) and event.status[:16],  # type: ignore[index]
-        "diagnostic": (event.diagnostic or None) and event.diagnostic[:2000],  # type: ignore[index]
+        "status": event.status,
+        "diagnostic": event.diagnostic,
         "counts": event.counts,
         "created_at": occurred,
     }
@@ -71,6 +76,28 @@ async def record_bounce(
                  delivery=delivery, now=now)  # fmt: skip
     await session.flush()
     return await session.get(Bounce, bounce_id)
+
+
+def _text(value: object, size: int) -> str | None:
+    """A provider's field as bounded text; NUL is refused by PostgreSQL, so it goes."""
+    text = str(value).replace("\x00", "").strip()[:size] if value is not None else ""
+    return text or None
+
+
+def _cleaned(event: BounceEvent) -> BounceEvent:
+    """The event with every field a string of the column's size, whatever a payload held."""
+    return replace(
+        event,
+        type=str(event.type),
+        email=_text(event.email, 320),
+        status=_text(event.status, 16),
+        diagnostic=_text(event.diagnostic, 2000),
+        message_id=_text(event.message_id, 998),
+        verp_token=_text(event.verp_token, 200),
+        provider_id=_text(event.provider_id, 998),
+        event_key=_text(event.event_key, 128) or "",
+        occurred_at=event.occurred_at if isinstance(event.occurred_at, datetime) else None,
+    )
 
 
 async def _insert_once(session: AsyncSession, values: dict[str, Any]) -> int | None:

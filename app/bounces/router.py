@@ -34,8 +34,8 @@ class BounceIn(BaseModel):
         if not (self.email or "").strip() and not (self.message_id or "").strip():
             raise ValueError("give the bounced address (email) or the message_id")
         for value in (self.email, self.message_id):
-            if value and ("\r" in value or "\n" in value):
-                raise ValueError("email and message_id cannot contain line breaks")
+            if value and any(c in value for c in "\r\n\x00"):
+                raise ValueError("email and message_id cannot contain line breaks or NUL")
         return self
 
 
@@ -95,6 +95,8 @@ async def list_bounces(
     cursor: str | None = None,
 ) -> BouncePage:
     """Recorded bounces, newest first, optionally of one address or one type."""
+    if email and "\x00" in email:
+        raise HTTPException(422, "email cannot contain NUL")
     stmt = select(Bounce).order_by(Bounce.id.desc()).limit(limit + 1)
     if email:
         stmt = stmt.where(Bounce.email == email_key(email))

@@ -63,6 +63,14 @@ def _json(raw: bytes) -> Any:
         raise HTTPException(422, "the body is not JSON") from exc
 
 
+def _parse(parser: Callable[[Any], list[BounceEvent]], payload: Any) -> list[BounceEvent]:
+    """Run a provider parser; a payload of the wrong shape is the sender's error, a 422."""
+    try:
+        return parser(payload)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise HTTPException(422, f"unreadable payload: {type(exc).__name__}") from exc
+
+
 async def _record_all(
     session: AsyncSession, settings: Settings, events: list[BounceEvent], source: str
 ) -> int:
@@ -129,7 +137,7 @@ async def ses(request: Request, session: SessionDep, settings: SettingsDep) -> d
         except (httpx.HTTPError, OSError) as exc:
             raise HTTPException(502, "could not confirm the SNS subscription") from exc
         return {"confirmed": True}
-    events = parse_ses(message)
+    events = _parse(parse_ses, message)
     recorded = await _record_all(session, settings, events, "ses")
     return {"received": len(events), "recorded": recorded}
 
@@ -151,7 +159,7 @@ async def sendgrid(request: Request, session: SessionDep, settings: SettingsDep)
     payload = _json(raw)
     if not isinstance(payload, list):
         raise HTTPException(422, "expected a JSON array of SendGrid events")
-    events = parse_sendgrid(payload)
+    events = _parse(parse_sendgrid, payload)
     recorded = await _record_all(session, settings, events, "sendgrid")
     return {"received": len(events), "recorded": recorded}
 
@@ -177,7 +185,7 @@ async def postmark(request: Request, session: SessionDep, settings: SettingsDep)
     payload = _json(await request.body())
     if not isinstance(payload, dict):
         raise HTTPException(422, "expected a Postmark webhook object")
-    events = parse_postmark(payload)
+    events = _parse(parse_postmark, payload)
     recorded = await _record_all(session, settings, events, "postmark")
     return {"received": len(events), "recorded": recorded}
 
@@ -202,6 +210,6 @@ async def mailgun(request: Request, session: SessionDep, settings: SettingsDep) 
             )
         except SignatureError as exc:
             raise _deny() from exc
-    events = parse_mailgun(payload)
+    events = _parse(parse_mailgun, payload)
     recorded = await _record_all(session, settings, events, "mailgun")
     return {"received": len(events), "recorded": recorded}

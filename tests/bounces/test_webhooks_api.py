@@ -356,3 +356,26 @@ async def test_bounce_list_is_paginated(client) -> None:
     assert len(seen) == 5 == len(set(seen))
     assert (await client.get("/api/v1/bounces", params={"cursor": "!!"})).status_code == 422
     assert (await client.get("/api/v1/bounces", params={"limit": 1001})).status_code == 422
+
+
+async def test_hostile_field_values_are_stored_safely(app_factory) -> None:
+    client = await app_factory(webhook_secret=SECRET)
+    events = [
+        {"event": "bounce", "email": "a\x00b@example.com", "status": "5.1.1",
+         "reason": "x\x00" * 5000, "sg_event_id": "nul"},
+        {"event": "spamreport", "email": "x" * 5000 + "@example.com", "reason": {"nested": [1]},
+         "sg_event_id": "long", "timestamp": "soon"},
+        {"event": "spamreport", "email": "c@example.com", "sg_event_id": ["not", "a", "string"],
+         "smtp-id": "\x00<evil>"},
+    ]  # fmt: skip
+    r = await client.post(f"/webhooks/sendgrid?secret={SECRET}", json=events)
+    assert r.status_code == 200 and r.json()["recorded"] == 3
+    for b in await bounces(client):
+        assert "\x00" not in (b["email"] or "") + (b["diagnostic"] or "") + (b["status"] or "")
+        assert len(b["email"]) <= 320
+    r = await client.get("/api/v1/bounces", params={"email": "a\x00b@example.com"})
+    assert r.status_code == 422
+    # A payload of the wrong shape is refused whole, never a 500.
+    wrong = [{"event": "bounce", "email": "d@example.com", "status": 550, "sg_event_id": "int"}]
+    r = await client.post(f"/webhooks/sendgrid?secret={SECRET}", json=wrong)
+    assert r.status_code in (200, 422)
