@@ -7,6 +7,8 @@ row per new subscriber, as an export from another tool would look.
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -54,7 +56,7 @@ async def _count(url: str) -> int:
 
 
 async def measure_import(
-    results: Results, *, backend: str, rows: int, sink_port: int
+    results: Results, *, backend: str, rows: int, sink_port: int, time_limit: float
 ) -> dict[str, Any]:
     """Time the import command on a fresh database of `backend`; check every row landed."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-import-{backend}-"))
@@ -70,41 +72,43 @@ async def measure_import(
         env = make_env(database_url=url, sink_port=sink_port, var_dir=tmp, embedded_worker=False)
         log = OUT / f"import-{backend}.log"
         start = time.perf_counter()
+        stopped = False
         with log.open("wb") as out:
-            done = subprocess.run(
-                tidings("import", str(csv_path), "--list", LIST_SLUG),
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=1800,
+            argv = tidings("import", str(csv_path), "--list", LIST_SLUG)
+            proc = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+            try:
+                proc.wait(time_limit)
+            except subprocess.TimeoutExpired:
+                # A slow importer must not hold the whole run: rate over what it did so far.
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                stopped = True
         seconds = time.perf_counter() - start
         members = await _count(url)
     finally:
         if backend == "postgres":
             await drop_pg_database(url)
         csv_path.unlink(missing_ok=True)
+    done = rows if not stopped else members
     figures = {
         "rows": rows,
+        "stopped_after_s": time_limit if stopped else None,
         "seconds": seconds,
-        "rows_per_s": rows / seconds,
-        "exit": done.returncode,
+        "rows_per_s": done / seconds,
+        "exit": proc.returncode,
         "members": members,
     }
     results.raw[f"import_{backend}"] = figures
-    ok = done.returncode == 0 and members == rows
+    rate = done / seconds
+    ok = (proc.returncode == 0 and members == rows) or stopped
     note = f"{rows:,} rows in {seconds:.1f} s, whole command incl. start-up"
-    if not ok:
-        note = f"INCOMPLETE: exit {done.returncode}, {members:,} members; see {log}"
-    results.add(
-        Row(
-            "import",
-            f"tidings import ({backend})",
-            rows / seconds,
-            "rows/s",
-            ">= 20000",
-            ok and rows / seconds >= 20_000,
-            note,
-        )
-    )
+    if stopped:
+        note = f"stopped after {time_limit:.0f} s: {members:,} of {rows:,} rows imported"
+    elif not ok:
+        note = f"INCOMPLETE: exit {proc.returncode}, {members:,} members; see {log}"
+    target_ok = ok and rate >= 20_000 if not stopped else False
+    row = Row("import", f"tidings import ({backend})", rate, "rows/s", ">= 20000", target_ok, note)
+    results.add(row)
     return figures

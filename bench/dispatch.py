@@ -21,9 +21,9 @@ import asyncpg
 from bench.infra import (
     Processes,
     _asyncpg_dsn,
-    cpu_seconds,
     create_pg_database,
     drop_pg_database,
+    group_cpu_seconds,
     proc_status,
 )
 from bench.report import Results, Row
@@ -104,7 +104,7 @@ async def dispatch_once(
         end = datetime.fromisoformat(finished).timestamp() if finished else observed
         elapsed = max(end - t0, 1e-3)
         senders = stack.workers or [stack.server]
-        cpu = sum(cpu_seconds(p.pid) for p in senders if p)
+        cpu = sum(group_cpu_seconds(p.pid) for p in senders if p)
         rss = max(proc_status(p.pid, "VmHWM") for p in senders if p)
         return {
             "run": run.name,

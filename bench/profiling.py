@@ -43,18 +43,22 @@ def summarise(root: Any) -> tuple[dict[str, float], list[tuple[float, str]]]:
     """Seconds per category, and the heaviest functions by self time."""
     by_cat: dict[str, float] = defaultdict(float)
     by_fn: dict[str, float] = defaultdict(float)
-    stack: list[tuple[Any, str]] = [(root, "other")]
+    stack: list[tuple[Any, str, str]] = [(root, "other", "")]
     while stack:
-        frame, inherited = stack.pop()
+        frame, inherited, parent = stack.pop()
         path = frame.file_path or ""
         cat = _category(path) or inherited
+        if cat == "event loop + sockets" and inherited not in ("other", cat):
+            cat = inherited  # a socket write for aiosmtplib is the SMTP client's cost
         if frame.function == "select" and path.endswith("selectors.py"):
             cat = "idle (waiting for I/O)"
         own = frame.time - sum(child.time for child in frame.children)
         by_cat[cat] += own
-        if own > 0 and not frame.is_synthetic:
-            by_fn[f"{frame.function} ({frame.file_path_short}:{frame.line_no})"] += own
-        stack.extend((child, cat) for child in frame.children)
+        # A synthetic [self] or [await] leaf is its parent's own time.
+        name = parent if frame.is_synthetic else f"{frame.function} ({frame.file_path_short})"
+        if own > 0 and name:
+            by_fn[name] += own
+        stack.extend((child, cat, name) for child in frame.children)
     top = sorted(((t, f) for f, t in by_fn.items()), reverse=True)[:12]
     return dict(by_cat), top
 
