@@ -109,6 +109,19 @@ async def list_issues(
     return rows[:limit], rows[limit - 1].id if more else None
 
 
+async def _guarded(
+    session: AsyncSession, issue_id: int, sources: tuple[str, ...], **values: Any
+) -> bool:
+    """UPDATE the issue only if its status is one of `sources`; False if it was not."""
+    result = await session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status.in_(sources))
+        .values({"updated_at": utcnow(), **values})
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def _refuse_move(session: AsyncSession, issue_id: int, what: str) -> HTTPException:
     """404 when the issue does not exist, else 409 saying why `what` is not possible now."""
     status = await session.scalar(select(Issue.status).where(Issue.id == issue_id))
@@ -135,13 +148,7 @@ async def update_issue(
         "template": issue.template, "format": issue.format, "body": issue.body, **changes,
     }  # fmt: skip
     await asyncio.to_thread(check_renderable, settings, merged)
-    result = await session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.status.in_(EDITABLE))
-        .values(**changes, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if not await _guarded(session, issue_id, EDITABLE, **changes):
         raise await _refuse_move(session, issue_id, "edit")
     if lists is not None:
         await session.execute(delete(IssueList).where(IssueList.issue_id == issue_id))
@@ -188,22 +195,13 @@ async def begin_sending(*, session: AsyncSession, issue_id: int) -> int | None:
     from app.delivery import queue
 
     now = utcnow()
-    result = await session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.status.in_(EDITABLE))
-        .values(status="sending", started_at=now, status_reason=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if not await _guarded(
+        session, issue_id, EDITABLE, status="sending", started_at=now, status_reason=None
+    ):
         return None
     count = int(await queue.enqueue_issue(session=session, issue_id=issue_id))
     # enqueue_issue stores the count too; stated here so stats never depend on that detail.
-    await session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id)
-        .values(recipients=count)
-        .execution_options(synchronize_session=False)
-    )
+    await _guarded(session, issue_id, ("sending",), recipients=count)
     return count
 
 
@@ -217,13 +215,9 @@ async def start_send(
     # Compile the whole message now: a broken body must never fail halfway through a send.
     await compiled(settings, issue)
     if send_at is not None and send_at > utcnow():
-        result = await session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.status.in_(EDITABLE))
-            .values(status="scheduled", send_at=send_at, status_reason=None, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        if not await _guarded(
+            session, issue_id, EDITABLE, status="scheduled", send_at=send_at, status_reason=None
+        ):
             raise await _refuse_move(session, issue_id, "schedule")
         return "scheduled", await count_recipients(session=session, issue_id=issue_id)
     count = await begin_sending(session=session, issue_id=issue_id)
@@ -239,16 +233,10 @@ async def move(*, session: AsyncSession, issue_id: int, action: str) -> Issue:
     if action == "resume" and issue.status == "scheduled":
         return issue  # nothing is paused: it will start at send_at as planned
     now = utcnow()
-    values: dict[str, Any] = {"status": target, "updated_at": now, "status_reason": None}
+    values: dict[str, Any] = {"status": target, "status_reason": None}
     if action == "cancel":
         values["finished_at"] = now
-    result = await session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.status.in_(sources))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if not await _guarded(session, issue_id, sources, **values):
         raise await _refuse_move(session, issue_id, action)
     if action == "cancel":
         from app.delivery import queue
