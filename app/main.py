@@ -4,31 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 
+from app.bounces import router as bounces_api
+from app.bounces import webhooks_router as webhooks
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.delivery.transport import Mailer, build_transports
+from app.issues import pages as archive
+from app.issues import router as issues_api
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.migrate import head_revision
+from app.subscribers import pages as subscribers_pages
+from app.subscribers import router as subscribers_api
+from app.subscribers import unsubscribe
+from app.web import ops
 
 log = logging.getLogger("tidings")
 
-# Routers of each domain; a domain that is not built yet is simply absent.
 ROUTERS = (
-    "app.web.ops",
-    "app.subscribers.router",
-    "app.subscribers.pages",
-    "app.issues.router",
-    "app.issues.pages",
-    "app.bounces.router",
-    "app.bounces.webhooks_router",
-    "app.subscribers.unsubscribe",
+    ops.router,
+    subscribers_api.router,
+    subscribers_pages.router,
+    unsubscribe.router,
+    issues_api.router,
+    archive.router,
+    bounces_api.router,
+    webhooks.router,
 )
 
 
@@ -71,14 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit=settings.max_body_bytes,
         overrides={"/api/v1/subscribers/import": settings.max_import_bytes},
     )
-    for name in ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise
-            continue
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
