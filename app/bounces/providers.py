@@ -80,14 +80,19 @@ def verify_sendgrid(*, public_key: str, payload: bytes, signature: str, timestam
         raise SignatureError("the SendGrid signature does not match") from exc
 
 
+def _text(value: object) -> str | None:
+    """A payload field as text: providers send codes as numbers as often as strings."""
+    return None if value is None or value == "" else str(value)
+
+
 def _sendgrid_kind(event: dict[str, Any]) -> tuple[str, bool] | None:
     """What one SendGrid event means for the address, or None when it is no bounce."""
     name = event.get("event")
-    reason = str(event.get("reason") or "")
+    reason = _text(event.get("reason")) or ""
     if name == "bounce":
         if event.get("type") == "blocked":  # refused for reputation or content: about us
             return "soft", False
-        return classify_status(event.get("status"), reason, "failed")
+        return classify_status(_text(event.get("status")), reason, "failed")
     if name == "dropped":
         # SendGrid drops sends to addresses it already suppresses; the reason says why.
         return {
@@ -116,8 +121,8 @@ def parse_sendgrid(events: list[dict[str, Any]]) -> list[BounceEvent]:
             BounceEvent(
                 type=kind[0],
                 email=email,
-                status=event.get("status") or None,
-                diagnostic=event.get("reason") or event.get("response") or None,
+                status=_text(event.get("status")),
+                diagnostic=_text(event.get("reason")) or _text(event.get("response")),
                 counts=kind[1],
                 message_id=message_id,
                 verp_token=token,

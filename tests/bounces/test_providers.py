@@ -237,3 +237,20 @@ def test_mailgun_hmac():
         verify_mailgun(**args, now=1529006854 + 301)
     with pytest.raises(SignatureError):
         verify_mailgun(**{**args, "timestamp": "soon"}, now=1529006900)
+
+
+def test_sendgrid_numeric_status_and_reason_are_read_as_text() -> None:
+    events = parse_sendgrid(
+        [
+            {
+                "event": "bounce",
+                "email": "num@example.org",
+                "status": 550,
+                "reason": 511,
+                "sg_event_id": "numeric-1",
+            }
+        ]
+    )
+    assert len(events) == 1
+    assert events[0].status == "550"
+    assert events[0].type == "hard"
