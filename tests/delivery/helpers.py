@@ -39,8 +39,12 @@ async def seed(url: str, count: int, slug: str = "news", prefix: str = "r") -> l
             await conn.execute(
                 insert(Subscription),
                 [
-                    {"subscriber_id": i, "list_id": list_id, "status": "confirmed",
-                     "confirmed_at": utcnow()}  # fmt: skip
+                    {
+                        "subscriber_id": i,
+                        "list_id": list_id,
+                        "status": "confirmed",
+                        "confirmed_at": utcnow(),
+                    }  # fmt: skip
                     for i in ids
                 ],
             )

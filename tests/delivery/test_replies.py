@@ -74,9 +74,7 @@ async def test_550_user_unknown_fails_at_once_and_is_a_hard_bounce(
             bounces = (await conn.execute(select(Bounce.__table__))).all()
     finally:
         await engine.dispose()
-    assert [(b.type, b.source, b.delivery_id) for b in bounces] == [
-        ("hard", "smtp", rows[bad].id)
-    ]
+    assert [(b.type, b.source, b.delivery_id) for b in bounces] == [("hard", "smtp", rows[bad].id)]
     subscriber = (await client.get(f"/api/v1/subscribers/{rows[bad].subscriber_id}")).json()
     assert subscriber["status"] == "blocklisted"
 
