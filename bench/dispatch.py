@@ -151,10 +151,8 @@ async def measure_dispatch(
             continue
         done.append(figures)
         ratio = figures["rate"] / wire_rate if wire_rate else None
+        # Pass/miss is judged in the summary rows, against both smtp-source samples.
         target, ok = "", None
-        if run.backend == "postgres" and ratio is not None:
-            need = 0.25 if run.dkim else 0.35
-            target, ok = f">= {need} x smtp-source", ratio >= need
         note = (f"{ratio:.3f} x smtp-source; " if ratio else "") + (
             f"{figures['sent']:,}/{figures['recipients']:,} sent in {figures['seconds']:.1f} s, "
             f"{figures['cpu_us_per_msg']:,.0f} us CPU/msg, RSS {figures['peak_rss_mb']:.0f} MB"
