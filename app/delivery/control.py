@@ -164,7 +164,7 @@ async def sign_many(pool: ProcessPoolExecutor | None, datas: list[bytes]) -> lis
     """DKIM-sign messages, split across the pool's processes."""
     assert pool is not None
     loop = asyncio.get_running_loop()
-    parts = max(1, min(len(datas), pool._max_workers))  # noqa: SLF001
+    parts = max(1, min(len(datas), os.cpu_count() or 1))
     size = -(-len(datas) // parts)
     chunks = [datas[i : i + size] for i in range(0, len(datas), size)]
     signed = await asyncio.gather(*(loop.run_in_executor(pool, _sign_list, c) for c in chunks))

@@ -23,7 +23,7 @@ _T = UTCDateTime()
 
 
 def _pg(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _sql(sql: str, *times: str) -> Any:

@@ -36,7 +36,7 @@ class Grant:
 
 
 async def _locked_row(session: AsyncSession, key: str, now: float) -> RateBucket:
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     await session.execute(
         dialect.insert(RateBucket)
         .values(
