@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from app.deps import AdminDep, MailerDep, SessionDep, SettingsDep
 from app.security import rate_limited
 from app.subscribers import service
+from app.subscribers.addresses import InvalidAddress, normalize
 from app.subscribers.emails import confirmation_envelope, send_confirmation
 from app.subscribers.importer import ImportFailed, import_csv
 from app.subscribers.pages import render_form
@@ -243,6 +244,14 @@ async def _confirm_later(
     background.add_task(send_confirmation, mailer, envelope)
 
 
+def _valid_address(value: object) -> bool:
+    try:
+        normalize(str(value))
+    except InvalidAddress:
+        return False
+    return True
+
+
 def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
@@ -304,10 +313,12 @@ async def subscribe(
         )
     except ValidationError as exc:
         if not html:
-            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-            raise RequestValidationError(errors) from None
+            located = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            raise RequestValidationError(located) from None
         fields = {_FIELD_OF.get(str(e["loc"][0]), "email") for e in exc.errors() if e["loc"]}
-        errors = {f: _MESSAGES[f] for f in ("email", "name", "list") if f in fields}
+        if "email" not in fields and not _valid_address(raw.get("email")):
+            fields.add("email")  # show every mistake at once, not one per attempt
+        errors: dict[str, str] = {f: _MESSAGES[f] for f in ("email", "name", "list") if f in fields}
         return await _form_again(request, session, raw, errors)
     except service.Invalid as exc:
         if not html:
