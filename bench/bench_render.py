@@ -1,4 +1,5 @@
-"""Per-recipient cost of rendering an issue: fast path, slow path, EmailMessage baseline, DKIM.
+"""Per-recipient cost of rendering an issue: fast path, slow path, personalised subject,
+EmailMessage baseline, DKIM.
 
 Run: python bench/bench_render.py [recipients]
 """
@@ -44,6 +45,7 @@ adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliq
 BODY = "\n".join(SECTION.format(n=n) for n in range(1, 5)) + (
     "\nSee you next week, {{ subscriber.attributes.city | default('friend') }}!\n"
 )
+PERSONAL_SUBJECT = "{{ subscriber.name }}, this week: nine stories"
 SLOW_BODY = BODY + "\n{% if subscriber.attributes.vip %}Thanks for your support!{% endif %}\n"
 
 
@@ -83,10 +85,15 @@ def main() -> None:
         IssueContent(**{**content.__dict__, "body": SLOW_BODY}),
         archive_url="https://news.example.org/archive/1",
     )
-    assert fast.fast and not slow.fast
+    personal = compile_issue(
+        IssueContent(**{**content.__dict__, "subject": PERSONAL_SUBJECT}),
+        archive_url="https://news.example.org/archive/1",
+    )
+    assert fast.fast and not slow.fast and personal.fast
     size = len(fast.render_message(rs[0]))
     fast_us = per_recipient(fast.render_message, rs)
     slow_us = per_recipient(slow.render_message, rs)
+    personal_us = per_recipient(personal.render_message, rs)
 
     html, text = fast.render_html(rs[0]), fast.render_text(rs[0])
 
@@ -111,6 +118,7 @@ def main() -> None:
     print(f"message size              {size / 1024:8.1f} KB   (compile once: {compile_ms:.1f} ms)")
     print(f"fast path   render+MIME   {fast_us:8.1f} us/recipient")
     print(f"slow path   render+MIME   {slow_us:8.1f} us/recipient  (control flow on subscriber)")
+    print(f"personal subject, fast    {personal_us:8.1f} us/recipient  (non-ASCII name, RFC 2047)")
     print(f"EmailMessage baseline     {base_us:8.1f} us/recipient")
     print(f"DKIM RSA-2048 sign        {dkim_us:8.1f} us/message")
 

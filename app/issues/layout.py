@@ -142,16 +142,19 @@ class Layout:
 
 
 @lru_cache(maxsize=32)
-def load_layout(name: str) -> Layout:
-    """Load and compile email_templates/<name>/ (layout.mjml, layout.txt, content.css)."""
+def load_layout(name: str, dynamic: frozenset[str] = DYNAMIC_NAMES) -> Layout:
+    """Load and compile email_templates/<name>/ (layout.mjml, layout.txt, content.css).
+
+    `dynamic` names the per-recipient variables: `issue` too when the subject is personalised.
+    """
     folder = TEMPLATES_DIR / name
     if not _NAME.fullmatch(name) or not (folder / "layout.mjml").is_file():
         raise FileNotFoundError(f"no template folder email_templates/{name}/ with layout.mjml")
     css = folder / "content.css"
     return Layout(
         name=name,
-        html=_slotted(folder / "layout.mjml", "L", True, DYNAMIC_NAMES),
-        text=_slotted(folder / "layout.txt", "T", False, DYNAMIC_NAMES),
+        html=_slotted(folder / "layout.mjml", "L", True, dynamic),
+        text=_slotted(folder / "layout.txt", "T", False, dynamic),
         css=css.read_text() if css.is_file() else "",
     )
 

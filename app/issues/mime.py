@@ -23,11 +23,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 _PLAIN_QP = re.compile(rb"[\x21-\x3c\x3e-\x7e]{0,70}")  # printable, no '=', no spaces
 _MAX_NAME = 200
+_MAX_SUBJECT = 500  # the API's bound on a subject's source
+_FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
 
 
 def clean_header_text(value: str) -> str:
     """Subscriber-supplied text made safe for a header: CR, LF and controls become spaces."""
     return " ".join(_CONTROL.sub(" ", value).split())[:_MAX_NAME]
+
+
+def clean_subject(value: str) -> str:
+    """A rendered subject made safe for a header: controls become spaces, runs of space one."""
+    return " ".join(_CONTROL.sub(" ", value).split())[:_MAX_SUBJECT]
 
 
 def check_header_value(value: str, what: str) -> None:
@@ -43,17 +50,41 @@ def fold_header(name: str, value: str) -> bytes:
     return policy.header_factory(name, value).fold(policy=policy).encode("ascii")
 
 
-def _encoded_words(text: str) -> str:
-    """RFC 2047 base64 encoded-words of at most 75 characters, folded onto new lines."""
-    words, chunk = [], b""
-    for char in text:
-        raw = char.encode("utf-8")
-        if len(chunk) + len(raw) > 45:  # 45 bytes -> 60 base64 chars + 12 of wrapping
-            words.append(chunk)
-            chunk = b""
-        chunk += raw
-    words.append(chunk)
+def _encoded_words(text: str, first: int = 45) -> str:
+    """RFC 2047 base64 encoded-words of at most 75 characters, folded onto new lines.
+
+    45 bytes make 60 base64 characters plus 12 of wrapping; `first` bytes at most go into
+    the first word, which shares its line with the field name. UTF-8 sequences stay whole.
+    """
+    data = text.encode("utf-8")
+    words, start, limit = [], 0, first
+    while len(data) - start > limit:
+        end = start + limit
+        while data[end] & 0xC0 == 0x80:  # a continuation byte: cut before its sequence
+            end -= 1
+        words.append(data[start:end])
+        start, limit = end, 45
+    words.append(data[start:])
     return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words)
+
+
+def subject_header(value: str) -> bytes:
+    """A `Subject:` line for a cleaned per-recipient value, without the email package's cost.
+
+    ASCII is folded at spaces; anything else, or text that would read as an encoded-word,
+    becomes base64 encoded-words (39 bytes fit beside "Subject: " within 76 characters).
+    """
+    if value.isascii() and "=?" not in value:
+        if len(value) <= _FOLD_AT - 9:
+            return b"Subject: " + value.encode("ascii") + b"\r\n"
+        lines, line = [], "Subject:"
+        for word in value.split(" "):
+            if len(line) + 1 + len(word) > _FOLD_AT and line != "Subject:":
+                lines.append(line)
+                line = ""
+            line += " " + word
+        return ("\r\n".join([*lines, line]) + "\r\n").encode("ascii")
+    return b"Subject: " + _encoded_words(value, first=39).encode("ascii") + b"\r\n"
 
 
 def format_address(name: str, addr: str) -> str:
@@ -66,7 +97,7 @@ def format_address(name: str, addr: str) -> str:
     name = clean_header_text(name)
     if not name:
         return addr
-    if not name.isascii():
+    if not name.isascii() or "=?" in name:  # a name that reads as an encoded-word is encoded
         phrase = _encoded_words(name)
     elif _ATEXT_PHRASE.fullmatch(name):
         phrase = name
@@ -142,10 +173,11 @@ def date_header() -> bytes:
 class MessageSkeleton:
     """The fixed bytes of an issue's messages; per recipient only To, ids and parts vary."""
 
-    def __init__(self, *, from_addr: str, subject: str, list_id: str):
+    def __init__(self, *, from_addr: str, subject: str | None, list_id: str):
         self.boundary = "=_tidings_" + secrets.token_hex(12)  # '=_' never occurs in QP bodies
         self.from_line = fold_header("From", from_addr)
-        self.subject_line = fold_header("Subject", subject)
+        # None: a personalised subject, whose line each message() call brings.
+        self.subject_line = fold_header("Subject", subject) if subject is not None else None
         self.list_id_line = fold_header("List-Id", list_id) if list_id else b""
         b = self.boundary.encode()
         self.tail_headers = (
@@ -161,9 +193,19 @@ class MessageSkeleton:
         self.end = b"\r\n--" + b + b"--\r\n"
 
     def message(
-        self, *, to: str, message_id: str, unsubscribe_url: str, text: bytes, html: bytes
+        self,
+        *,
+        to: str,
+        message_id: str,
+        unsubscribe_url: str,
+        text: bytes,
+        html: bytes,
+        subject_line: bytes | None = None,
     ) -> bytes:
         """The whole message: headers, then text/plain and text/html, CRLF throughout."""
+        subject_line = subject_line or self.subject_line
+        if subject_line is None:
+            raise HeaderError("a personalised subject needs its subject line")
         for value, what in ((message_id, "Message-ID"), (unsubscribe_url, "unsubscribe URL")):
             check_header_value(value, what)
         if " " in unsubscribe_url or ">" in unsubscribe_url:
@@ -171,7 +213,7 @@ class MessageSkeleton:
         to_bytes = to.encode("utf-8")  # ASCII unless the address itself is internationalised
         return b"".join((
             b"Date: ", date_header(), b"\r\n", self.from_line,
-            b"To: ", to_bytes, b"\r\n", self.subject_line,
+            b"To: ", to_bytes, b"\r\n", subject_line,
             b"Message-ID: ", message_id.encode("ascii"), b"\r\n",
             b"MIME-Version: 1.0\r\n", self.list_id_line,
             b"List-Unsubscribe: <", unsubscribe_url.encode("ascii"), b">\r\n",

@@ -23,10 +23,19 @@ from app.issues.mime import (
     MessageSkeleton,
     check_header_value,
     clean_header_text,
+    clean_subject,
     format_address,
     simple_message,
+    subject_header,
 )
-from app.issues.templating import DYNAMIC_NAMES, BodyError, HeaderError, SlottedTemplate
+from app.issues.templating import (
+    DYNAMIC_NAMES,
+    BodyError,
+    HeaderError,
+    SlottedTemplate,
+    SubjectTemplate,
+    is_template,
+)
 from app.issues.templating import trial_render as _trial
 
 __all__ = [
@@ -110,7 +119,11 @@ def validate_issue(
         raise BodyError(str(exc)) from None
     compiled = SlottedTemplate(body, tag="B", autoescape=True, dynamic=DYNAMIC_NAMES)
     sample = _sample_recipient()
-    ctx = _context(sample, {"subject": subject, "preheader": preheader, "id": 0}, "")
+    issue = {"subject": subject, "preheader": preheader, "id": 0}
+    if is_template(subject):
+        personal = SubjectTemplate(subject, {"issue": issue, "archive_url": ""})
+        issue = {**issue, "subject": clean_subject(personal.check(_context(sample, issue, "")))}
+    ctx = _context(sample, issue, "")
     _trial(lambda: _layout.body_fragment(compiled.render_recording(ctx)[0], format, ""))
 
 
@@ -124,16 +137,37 @@ def _context(r: Recipient, issue: Mapping[str, Any], archive_url: str) -> dict[s
     }
 
 
+def _compile_subject(
+    issue: Mapping[str, Any], archive_url: str
+) -> tuple[str, SubjectTemplate | None]:
+    """The subject everyone gets, or the neutral subscriber's and a per-recipient template."""
+    source = str(issue["subject"])
+    if not is_template(source):
+        return source, None
+    # `issue.subject` inside the subject is its own source text: no recursion.
+    template = SubjectTemplate(source, {"issue": issue, "archive_url": archive_url})
+    if template.constant is not None:
+        return clean_subject(template.constant), None
+    neutral = _context(_sample_recipient(), issue, archive_url)
+    return clean_subject(template.render(neutral)), template
+
+
 class CompiledIssue:
     """An issue with its expensive work done; render_* are cheap per recipient."""
 
     def __init__(self, content: IssueContent, *, archive_url: str):
         self.content = content
         self.archive_url = archive_url
-        self._issue = {"subject": content.subject, "preheader": content.preheader,
-                       "id": content.id}  # fmt: skip
-        self._layout = _layout.load_layout(content.template)
-        self._body = SlottedTemplate(content.body, tag="B", autoescape=True, dynamic=DYNAMIC_NAMES)
+        self._raw_issue = {"subject": content.subject, "preheader": content.preheader,
+                           "id": content.id}  # fmt: skip
+        subject, self._subject = _compile_subject(self._raw_issue, archive_url)
+        # Inside the body and layout, `issue.subject` is what this recipient's header says;
+        # here, what the neutral subscriber's does.
+        self._issue = {**self._raw_issue, "subject": subject}
+        self._neutral = _context(_sample_recipient(), self._raw_issue, archive_url)
+        dynamic = DYNAMIC_NAMES | {"issue"} if self._subject else DYNAMIC_NAMES
+        self._layout = _layout.load_layout(content.template, dynamic)
+        self._body = SlottedTemplate(content.body, tag="B", autoescape=True, dynamic=dynamic)
         date = content.date or datetime.now(UTC)
         self._static = {
             "issue": self._issue,
@@ -149,16 +183,33 @@ class CompiledIssue:
         self._templates = (self._layout.html, self._layout.text, self._body)
         self._fixed = [t.render_skeleton(self._static) if t.fast else None for t in self._templates]
         self._cache: dict[tuple[str, ...], _layout.Assembled] = {}
-        self.fast = all(t.fast for t in self._templates)
+        self.fast = all(t.fast for t in self._templates) and (
+            self._subject is None or self._subject.fast
+        )
         self._skeleton = MessageSkeleton(
-            from_addr=content.from_addr, subject=content.subject, list_id=content.list_id
+            from_addr=content.from_addr,
+            subject=None if self._subject else subject,
+            list_id=content.list_id,
         )
         self._parts(_sample_recipient())  # compile now, so a broken layout fails here
 
+    def render_subject(self, r: Recipient) -> str:
+        """The subject this recipient sees, in the header and wherever the layout shows it."""
+        return self._subject_in(_context(r, self._raw_issue, self.archive_url), False)
+
+    def _subject_in(self, personal: dict[str, Any], force_slow: bool) -> str:
+        if self._subject is None:
+            return str(self._issue["subject"])
+        raw = self._subject.render(personal, neutral=self._neutral, force_slow=force_slow)
+        return clean_subject(raw)
+
     def _parts(
         self, r: Recipient, *, force_slow: bool = False
-    ) -> tuple[_layout.Assembled, list[str], list[str]]:
-        ctx = {**self._static, **_context(r, self._issue, self.archive_url)}
+    ) -> tuple[_layout.Assembled, list[str], list[str], str]:
+        personal = _context(r, self._raw_issue, self.archive_url)
+        subject = self._subject_in(personal, force_slow)
+        issue = self._issue if self._subject is None else {**self._issue, "subject": subject}
+        ctx = {**self._static, **personal, "issue": issue}
         skeletons: list[str] = []
         values: dict[str, list[str]] = {}
         for template, fixed in zip(self._templates, self._fixed, strict=True):
@@ -171,7 +222,7 @@ class CompiledIssue:
             except Exception:  # noqa: BLE001 - documented fallback: neutral content, never a crash
                 log.warning("issue %s: body failed for one recipient", self.content.id,
                             exc_info=True)  # fmt: skip
-                neutral = {**ctx, **_context(_sample_recipient(), self._issue, self.archive_url)}
+                neutral = {**ctx, **_context(_sample_recipient(), issue, self.archive_url)}
                 skeleton, vals = template.render_recording(neutral)
             skeletons.append(skeleton)
             values[template.tag] = vals
@@ -182,26 +233,32 @@ class CompiledIssue:
                 self._cache.clear()
             assembled = _layout.assemble(self._layout, *skeletons, format=self.content.format)
             self._cache[key] = assembled
-        return assembled, *assembled.fill(values)
+        html, text = assembled.fill(values)
+        return assembled, html, text, subject
 
     def render_html(self, r: Recipient) -> str:
         """The HTML part for this recipient (previews)."""
-        assembled, html, _ = self._parts(r)
+        assembled, html, _, _ = self._parts(r)
         return assembled.html.text(html)
 
     def render_text(self, r: Recipient) -> str:
         """The plain-text part for this recipient (previews)."""
-        assembled, _, text = self._parts(r)
+        assembled, _, text, _ = self._parts(r)
         return assembled.text.text(text)
 
     def render_archive_html(self) -> str:
         """The public web version: a neutral subscriber, no unsubscribe token."""
         return self.render_html(_sample_recipient())
 
+    def render_archive_subject(self) -> str:
+        """The subject as the public archive shows it: rendered for the neutral subscriber."""
+        return self.render_subject(_sample_recipient())
+
     def render_message(self, r: Recipient, *, force_slow: bool = False) -> bytes:
         """The full RFC 5322 message (CRLF, QP parts, no DKIM), ready for SMTP DATA."""
-        assembled, html, text = self._parts(r, force_slow=force_slow)
+        assembled, html, text, subject = self._parts(r, force_slow=force_slow)
         return self._skeleton.message(
+            subject_line=subject_header(subject) if self._subject else None,
             to=format_address(r.name, r.email),
             message_id=r.message_id,
             unsubscribe_url=r.unsubscribe_url,

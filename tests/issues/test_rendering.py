@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import html as htmllib
 import re
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -299,3 +300,101 @@ def test_dkim_sign_and_verify(issue) -> None:
     tampered = signed.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                               b"List-Unsubscribe-Post: nope")  # fmt: skip
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+PERSONAL = "Hi {{ subscriber.name }}: {{ issue.subject | length }} chars, issue {{ issue.id }}"
+HOSTILE_NAMES = {
+    "Zoë Müller": "Zoë Müller",
+    "Bob": "Bob",
+    "Bob\r\nBcc: x@y\r\n\r\nbody": "Bob Bcc: x@y body",
+    "<script>alert(1)</script>": "<script>alert(1)</script>",
+    "=?utf-8?q?Boss?=": "=?utf-8?q?Boss?=",
+    "Ann" + " long" * 40: "Ann" + " long" * 40,
+    "Zoë " + "ü" * 90: "Zoë " + "ü" * 90,
+}
+
+
+def subject_lines(raw: bytes) -> list[bytes]:
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    field = re.search(rb"^Subject:.*?(?=\r\n(?! ))", head, re.M | re.S)
+    assert field is not None
+    return field[0].split(b"\r\n")
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_NAMES))
+def test_personalised_subject_per_recipient(name: str) -> None:
+    compiled = compile_issue(content(subject=PERSONAL), archive_url=ARCHIVE)
+    assert compiled.fast
+    expected = f"Hi {HOSTILE_NAMES[name]}: {len(PERSONAL)} chars, issue 7"
+    r = recipient(name=name)
+    raw = compiled.render_message(r)
+    assert raw == compiled.render_message(r, force_slow=True)
+    assert all(len(line) <= 78 and line.isascii() for line in subject_lines(raw))
+    msg = parse(raw)
+    assert msg["Subject"] == expected and "Bcc" not in msg
+    assert not msg.defects and not msg["Subject"].defects
+    plain, html = parts(raw)
+    assert f"<title>{htmllib.escape(expected, quote=False)}</title>" in html
+    assert "<script" not in html.lower()
+    assert f"\n{expected}\n{'=' * min(len(expected), 76)}\n" in plain
+
+
+def test_personalised_subject_fails_soft_and_takes_slow_path() -> None:
+    failing = compile_issue(content(subject="Total {{ subscriber.attributes.n + 1 }}!"),
+                            archive_url=ARCHIVE)  # fmt: skip
+    assert parse(failing.render_message(recipient(attributes={"n": "x"})))["Subject"] == "Total !"
+    assert parse(failing.render_message(recipient(attributes={"n": 2})))["Subject"] == "Total 3!"
+    vip = "{% if subscriber.attributes.vip %}VIP {% endif %}News for {{ subscriber.name }}"
+    slow = compile_issue(content(subject=vip), archive_url=ARCHIVE)
+    assert not slow.fast
+    for attributes, expected in (({"vip": True}, "VIP News for Zoë Müller"),
+                                 ({}, "News for Zoë Müller")):  # fmt: skip
+        r = recipient(attributes=attributes)
+        raw = slow.render_message(r)
+        assert parse(raw)["Subject"] == expected and slow.render_subject(r) == expected
+        assert f"<title>{expected}</title>" in parts(raw)[1]
+        assert raw == slow.render_message(r, force_slow=True)
+
+
+def test_archive_and_body_see_the_rendered_subject() -> None:
+    body = "Subject was: {{ issue.subject }}"
+    compiled = compile_issue(content(body, subject="News for {{ subscriber.name or 'you' }}"),
+                             archive_url=ARCHIVE)  # fmt: skip
+    assert "Subject was: News for Zoë Müller" in compiled.render_text(recipient())
+    assert compiled.render_archive_subject() == "News for you"
+    archive = compiled.render_archive_html()
+    assert "<title>News for you</title>" in archive and "Zoë" not in archive
+
+
+@pytest.mark.parametrize("subject", ["Grüße: week 12", "Use {# and } literally", "{{ issue.id }}"])
+def test_static_subject_is_one_precompiled_header(subject: str) -> None:
+    from app.issues.mime import fold_header
+
+    compiled = compile_issue(content(subject=subject), archive_url=ARCHIVE)
+    expected = "7" if subject == "{{ issue.id }}" else subject
+    header = fold_header("Subject", expected)
+    for name in ("Zoë Müller", "Bob"):
+        raw = compiled.render_message(recipient(name=name))
+        assert header in raw and parse(raw)["Subject"] == expected
+    assert f"<title>{expected}</title>" in compiled.render_html(recipient())
+
+
+VALID = dict(preheader="", from_addr="A <a@example.org>", template="newsletter",
+             format="markdown", body="x")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Hi {{ ''.__class__ }}", "{{ subscriber.__init__ }}", "{{ subscriber | attr('__class__') }}",
+     "{{ subscriber.attributes.pop('x') }}", "{% include 'x' %}", "Hi {% if %}",
+     "{{ subscriber.name | nosuchfilter }}", "{{ issue.id + 'x' }}"],
+)  # fmt: skip
+def test_subject_sandbox_escapes_and_broken_subjects_refused(subject: str) -> None:
+    with pytest.raises(HeaderError, match="^subject"):
+        validate_issue(subject=subject, **VALID)
+
+
+def test_personalised_subject_validates_and_line_breaks_stay_refused() -> None:
+    validate_issue(subject="Hi {{ subscriber.name }}, {{ subscriber.attributes.city }}", **VALID)
+    with pytest.raises(HeaderError):
+        validate_issue(subject="Hi {{ subscriber.name }}\r\nBcc: x@y", **VALID)
