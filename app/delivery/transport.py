@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import aiosmtplib
+from app.delivery.smtp import (
+    RecipientsRefused,
+    SMTPConnection,
+    SMTPReplyError,
+    dot_stuffed,
+)
 
 
 @dataclass(frozen=True)
@@ -138,11 +143,12 @@ class SMTPServer:
 
 
 class SMTPTransport(Transport):
-    """A pool of reused connections to one SMTP server.
+    """A pool of reused connections to one SMTP server, through our own client (smtp.py).
 
-    A connection is reused message after message (RSET between them is implicit in a new
-    MAIL FROM); any error that leaves its state in doubt closes it, so the next message
-    starts on a fresh one. The pool never holds more than `max_connections`.
+    A connection is reused message after message; a refused transaction is RSET and the
+    connection kept, while any error that leaves its state in doubt (a drop, a timeout,
+    a 421) closes it, so the next message starts on a fresh one. The pool never holds
+    more than `max_connections`.
     """
 
     def __init__(self, server: SMTPServer) -> None:
@@ -150,65 +156,55 @@ class SMTPTransport(Transport):
         self.name = f"smtp://{server.host}:{server.port}"
         self.rate = server.rate
         self.max_connections = server.max_connections
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[SMTPConnection] = []
         self._slots = asyncio.Semaphore(server.max_connections)
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        s = self.server
-        client = aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
-            use_tls=s.use_tls,
-            start_tls=s.start_tls if s.start_tls else False,
-            validate_certs=s.validate_certs,
-            timeout=s.timeout,
-            username=s.username,
-            password=s.password,
-        )
-        await client.connect()
-        return client
+    async def _connection(self) -> SMTPConnection:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.is_connected:
+                return conn
+            conn.abort()
+        try:
+            return await SMTPConnection.open(self.server)
+        except SMTPReplyError as exc:
+            # A refused greeting, STARTTLS or login is about the server or our settings,
+            # never the recipient: temporary, so the failure streak pauses the issue.
+            raise DeliveryError(f"{exc.reply} ({exc.command})", code=exc.reply.code) from exc
 
     async def send(self, envelope: Envelope) -> str:
+        payload = dot_stuffed(envelope.data)
         async with self._slots:
-            client = self._idle.pop() if self._idle else None
+            conn: SMTPConnection | None = None
             try:
-                if client is None or not client.is_connected:
-                    client = await self._connect()
-                errors, reply = await client.sendmail(
-                    envelope.sender, list(envelope.recipients), envelope.data
-                )
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                self._idle.append(client)  # type: ignore[arg-type]  # the session is still sound
-                first = exc.recipients[0]
+                conn = await self._connection()
+                final, refused = await conn.send(envelope.sender, envelope.recipients, payload)
+            except RecipientsRefused as exc:
+                reply = exc.refused[0][1]
                 raise DeliveryError(
-                    f"{first.code} {first.message}", code=first.code, permanent=first.code >= 500
+                    str(reply), code=reply.code, permanent=reply.code >= 500
                 ) from exc
-            except aiosmtplib.SMTPResponseException as exc:
-                await _discard(client)
-                raise DeliveryError(
-                    f"{exc.code} {exc.message}", code=exc.code, permanent=exc.code >= 500
-                ) from exc
-            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                # Dropped connection, refused connection, timeout: nothing was accepted.
-                await _discard(client)
+            except SMTPReplyError as exc:
+                code = exc.reply.code
+                raise DeliveryError(str(exc.reply), code=code, permanent=code >= 500) from exc
+            except ValueError as exc:  # an address no server can take: retrying cannot help
+                raise DeliveryError(str(exc), permanent=True) from exc
+            except (TimeoutError, OSError) as exc:
+                # Dropped, refused or stalled connection: nothing was accepted.
                 raise DeliveryError(f"{type(exc).__name__}: {exc}", code=None) from exc
-            self._idle.append(client)
-            if errors:
-                code, msg = next(iter(errors.values()))
-                raise DeliveryError(f"{code} {msg}", code=code, permanent=code >= 500)
-            return reply
+            finally:
+                if conn is not None and conn.is_connected:
+                    self._idle.append(conn)
+        if refused:  # some recipients took it; report the first refusal, as before
+            reply = refused[0][1]
+            raise DeliveryError(str(reply), code=reply.code, permanent=reply.code >= 500)
+        return str(final)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
-        for client in idle:
+        for conn in idle:
             with contextlib.suppress(Exception):
-                await client.quit(timeout=2)
-
-
-async def _discard(client: aiosmtplib.SMTP | None) -> None:
-    if client is not None:
-        with contextlib.suppress(Exception):
-            client.close()
+                await asyncio.wait_for(conn.quit(), 2)
 
 
 def build_transports(smtp_url: str | None, var_dir: Path) -> list[Transport]:
