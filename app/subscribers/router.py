@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,6 +51,8 @@ public = APIRouter(prefix="/api/v1", tags=["sign-up"], dependencies=[Depends(ser
 Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
 SubscriberId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SlugPath = Annotated[str, Path(pattern=SLUG, description="the list's slug")]
 
 
 # --- lists -----------------------------------------------------------------------------
@@ -84,21 +86,21 @@ async def browse_lists(session: SessionDep, limit: Limit = 100, cursor: Cursor =
 
 
 @admin.get("/lists/{slug}", response_model=ListOut, tags=["lists"])
-async def get_list(slug: str, session: SessionDep) -> dict[str, Any]:
+async def get_list(slug: SlugPath, session: SessionDep) -> dict[str, Any]:
     """One list with its counts."""
     mailing_list = await service.get_list(session=session, slug=slug)
     return (await _lists_out(session, [mailing_list]))[0]
 
 
 @admin.patch("/lists/{slug}", response_model=ListOut, tags=["lists"])
-async def update_list(slug: str, data: ListUpdate, session: SessionDep) -> dict[str, Any]:
+async def update_list(slug: SlugPath, data: ListUpdate, session: SessionDep) -> dict[str, Any]:
     """Rename a list, or change its description, opt-in mode or visibility on the form."""
     mailing_list = await service.update_list(session=session, slug=slug, data=data)
     return (await _lists_out(session, [mailing_list]))[0]
 
 
 @admin.delete("/lists/{slug}", status_code=204, tags=["lists"])
-async def delete_list(slug: str, session: SessionDep) -> Response:
+async def delete_list(slug: SlugPath, session: SessionDep) -> Response:
     """Delete a list and its memberships (the subscribers stay)."""
     await service.delete_list(session=session, slug=slug)
     return Response(status_code=204)
@@ -130,9 +132,15 @@ async def search_subscribers(
     session: SessionDep,
     limit: Limit = 100,
     cursor: Cursor = None,
-    q: Annotated[str | None, Query(max_length=320, description="in email or name")] = None,
-    list: Annotated[str | None, Query(max_length=64, description="a list's slug")] = None,  # noqa: A002
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$", description="in email or name"),
+    ] = None,
+    list: Annotated[str | None, Query(pattern=SLUG, description="a list's slug")] = None,  # noqa: A002
+    status: Annotated[
+        Literal["active", "blocklisted", "pending", "confirmed", "unsubscribed"] | None,
+        Query(description="the membership's with `list`, else the person's"),
+    ] = None,
 ) -> dict[str, Any]:
     """Subscribers by id. `status` filters the membership (pending, confirmed, unsubscribed)
     when `list` is given, else the person (active, blocklisted)."""
@@ -154,7 +162,7 @@ async def search_subscribers(
 async def import_subscribers(
     request: Request,
     settings: SettingsDep,
-    list: Annotated[str, Query(max_length=64, description="slug of the list to join")],  # noqa: A002
+    list: Annotated[str, Query(pattern=SLUG, description="slug of the list to join")],  # noqa: A002
 ) -> dict[str, Any]:
     """Import a CSV (header row; `email` required, `name`, other columns become attributes)."""
     maker = request.app.state.sessionmaker
@@ -171,7 +179,7 @@ async def import_subscribers(
             check_deliverability=settings.check_deliverability,
         )
     except ImportFailed as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise service.Invalid(str(exc), loc=("body",)) from None
     return result.as_dict()
 
 

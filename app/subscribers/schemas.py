@@ -8,13 +8,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Every kind of line break and control character, Unicode's too (U+0085, U+2028, U+2029):
+# names reach the To and List-Id headers, where a line break would be an injection.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Free text may have line breaks, but never NUL (PostgreSQL cannot store it) or other controls.
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _no_control_chars(value: str) -> str:
-    # Names reach the To header and every page: a line break there is an injection.
     if _CONTROL.search(value):
         raise ValueError("must not contain line breaks or control characters")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if _TEXT_CONTROL.search(value):
+        raise ValueError("must not contain NUL or control characters")
     return value
 
 
@@ -30,6 +39,7 @@ ListTitle = Annotated[
     AfterValidator(_no_control_chars),
 ]
 Email = Annotated[str, StringConstraints(min_length=1, max_length=320)]
+Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
 Attributes = Annotated[dict[str, Any], Field(max_length=100)]
 SubscriptionStatus = Literal["pending", "confirmed", "unsubscribed"]
 
@@ -41,14 +51,14 @@ class Strict(BaseModel):
 class ListCreate(Strict):
     slug: Slug
     name: ListTitle
-    description: str = Field("", max_length=2000)
+    description: Description = ""
     double_opt_in: bool = True
     public: bool = True
 
 
 class ListUpdate(Strict):
     name: ListTitle | None = None
-    description: str | None = Field(None, max_length=2000)
+    description: Description | None = None
     double_opt_in: bool | None = None
     public: bool | None = None
 

@@ -9,7 +9,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import BigInteger, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,7 +68,7 @@ def decode_cursor(cursor: str | None) -> int:
             raise ValueError(text)
         return int(value)
     except (ValueError, UnicodeDecodeError):
-        raise Invalid("cursor is not one this API returned") from None
+        raise Invalid("cursor is not one this API returned", loc=("query", "cursor")) from None
 
 
 def page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
@@ -271,11 +271,16 @@ async def search_subscribers(
         stmt = stmt.join(Subscription).where(Subscription.list_id == mailing_list.id)
         if status:
             if status not in ("pending", "confirmed", "unsubscribed"):
-                raise Invalid("with a list, status is one of pending, confirmed, unsubscribed")
+                raise Invalid(
+                    "with a list, status is one of pending, confirmed, unsubscribed",
+                    loc=("query", "status"),
+                )
             stmt = stmt.where(Subscription.status == status)
     elif status:
         if status not in ("active", "blocklisted"):
-            raise Invalid("without a list, status is one of active, blocklisted")
+            raise Invalid(
+                "without a list, status is one of active, blocklisted", loc=("query", "status")
+            )
         stmt = stmt.where(Subscriber.status == status)
     return list(await session.scalars(stmt))
 
@@ -286,7 +291,9 @@ async def update_subscriber(
     """Apply an admin's changes; memberships not named are left as they are."""
     subscriber = await get_subscriber(session=session, subscriber_id=subscriber_id)
     if data.blocklist_reason and data.status != "blocklisted":
-        raise Invalid("blocklist_reason goes with status 'blocklisted'")
+        raise Invalid(
+            "blocklist_reason goes with status 'blocklisted'", loc=("body", "blocklist_reason")
+        )
     if data.lists is not None:
         lists = await lists_by_slug(session=session, slugs=[m.slug for m in data.lists])
         for mailing_list, membership in zip(lists, data.lists, strict=True):
@@ -320,6 +327,18 @@ async def erase_subscriber(*, session: AsyncSession, subscriber_id: int) -> None
         )
         .values(email=None, diagnostic=None)
     )
+    # Deliveries keep no foreign key (it would cost fan-out a lookup per row): unlink them
+    # here. Probing (issue, subscriber) per issue uses the unique index instead of a scan.
+    await session.execute(
+        update(Delivery)
+        .where(
+            tuple_(Delivery.issue_id, Delivery.subscriber_id).in_(
+                select(Issue.id, literal(subscriber.id, BigInteger))
+            )
+        )
+        .values(subscriber_id=None)
+        .execution_options(synchronize_session=False)
+    )
     if not await is_suppressed(session=session, key=subscriber.email_key):
         session.add(Suppression(email_hash=hashed, reason="erased"))
     await session.delete(subscriber)
@@ -332,7 +351,8 @@ async def export_subscriber(*, session: AsyncSession, subscriber_id: int) -> dic
     deliveries = await session.execute(
         select(Delivery, Issue.subject)
         .join(Issue, Issue.id == Delivery.issue_id)
-        .where(Delivery.subscriber_id == subscriber.id)
+        # Joining from issues lets the (issue, subscriber) index find the rows.
+        .where(Delivery.subscriber_id == subscriber.id, Delivery.issue_id == Issue.id)
         .order_by(Delivery.id)
     )
     bounces = await session.scalars(

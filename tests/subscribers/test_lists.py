@@ -81,3 +81,30 @@ async def test_update_and_delete_list(client: AppClient) -> None:
 async def test_lists_need_admin(anon: AppClient) -> None:
     assert (await anon.get("/api/v1/lists")).status_code == 401
     assert (await anon.post("/api/v1/lists", json={"slug": "x", "name": "x"})).status_code == 401
+
+
+async def test_names_refuse_every_line_break_and_nul(client: AppClient) -> None:
+    """A list name reaches List-Id; a description must be storable on PostgreSQL."""
+    for i, name in enumerate(("a\u2028b", "a\u0085b", "a\x00b", "a\rb")):
+        r = await client.post("/api/v1/lists", json={"slug": f"n{i}", "name": name})
+        assert r.status_code == 422, name
+    r = await client.post("/api/v1/lists", json={"slug": "d", "name": "D", "description": "a\x00"})
+    assert r.status_code == 422
+    ok = await client.post("/api/v1/lists", json={"slug": "d", "name": "D", "description": "a\nb"})
+    assert ok.status_code == 201
+
+
+async def test_errors_have_the_documented_422_shape(client: AppClient) -> None:
+    """Every 422 is FastAPI's list of {loc, msg, type}, as the OpenAPI document says."""
+    for path, params in (
+        ("/api/v1/lists", {"cursor": "not-a-cursor"}),
+        ("/api/v1/subscribers", {"cursor": "bm90LWlk"}),
+        ("/api/v1/subscribers", {"q": "a\x00b"}),
+        ("/api/v1/subscribers", {"list": "BAD SLUG"}),
+        ("/api/v1/subscribers", {"status": "nope"}),
+        ("/api/v1/lists/%00", {}),
+    ):
+        r = await client.get(path, params=params)
+        assert r.status_code == 422, (path, params, r.text)
+        detail = r.json()["detail"]
+        assert isinstance(detail, list) and detail[0]["loc"], (path, params, detail)
