@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -130,17 +131,28 @@ class Delivery(Base):
     """
 
     __tablename__ = "deliveries"
+    # Fan-out writes a row per recipient, a million in one statement, so every index and
+    # constraint here is paid a million times at send time. Measured on PostgreSQL, the two
+    # foreign keys alone cost more than the insert itself (a trigger and a KEY SHARE lock
+    # per row), so deliveries carry none: an issue with deliveries cannot be deleted (the
+    # API allows it only before sending), and erasure clears `subscriber_id` itself. The
+    # one composite index serves claiming, stats and the log; the partial one holds only
+    # the few rows in flight, for lease renewal and crash recovery.
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
-        Index("ix_deliveries_claim", "status", "next_attempt_at"),
-        Index("ix_deliveries_issue_status", "issue_id", "status"),
+        Index("ix_deliveries_queue", "issue_id", "status", "next_attempt_at"),
+        Index(
+            "ix_deliveries_inflight",
+            "lease_owner",
+            "lease_expires_at",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True
-    )
+    issue_id: Mapped[int] = mapped_column(Integer)
+    subscriber_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     # queued | sending | sent | failed | skipped | cancelled | bounced | complained
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -148,7 +160,8 @@ class Delivery(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    message_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    # Our Message-IDs name their delivery under a MAC, so bounces find it without an index.
+    message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     smtp_server: Mapped[str | None] = mapped_column(String(255), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,12 +8,13 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from app import metrics
 from app.db import utcnow
+from app.delivery import queue
 from app.migrate import current_revision
-from app.models import Delivery
+from app.models import Delivery, Issue
 
 router = APIRouter(tags=["operations"])
 
@@ -51,13 +52,18 @@ async def prometheus(request: Request) -> Response:
 
 
 async def _refresh_gauges(request: Request) -> None:
+    since = utcnow() - timedelta(seconds=60)
+    # Restricted to issues still sending or just finished, so the (issue, status) index
+    # serves it rather than a scan of every delivery ever made.
+    active = select(Issue.id).where(
+        or_(Issue.status.in_(("sending", "paused")), Issue.finished_at >= since)
+    )
     async with request.app.state.sessionmaker() as session:
-        depth = await session.scalar(
-            select(func.count()).where(Delivery.status.in_(("queued", "sending")))
-        )
-        since = utcnow() - timedelta(seconds=60)
+        depth = await queue.queue_depth(session=session)
         recent = await session.scalar(
-            select(func.count()).where(Delivery.status == "sent", Delivery.sent_at >= since)
+            select(func.count()).where(
+                Delivery.issue_id.in_(active), Delivery.status == "sent", Delivery.sent_at >= since
+            )
         )
-    metrics.queue_depth.set(depth or 0)
+    metrics.queue_depth.set(depth)
     metrics.send_rate.set((recent or 0) / 60)

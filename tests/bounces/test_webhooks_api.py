@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from app.bounces import sns
+from app.issues.compose import message_id
 from app.subscribers import tokens
 from tests.unsubscribe import factory
 
@@ -318,7 +319,11 @@ async def test_admin_bounce_by_email_and_message_id(client, anon) -> None:
     assert r.status_code == 202
     r = await client.post("/api/v1/bounces", json={"email": "ANN@example.org", "type": "soft"})
     assert r.status_code == 202  # a retried call records nothing new
-    mid = f"<d{world.subscribers['bob@example.org']}.test@example.com>"
+    mid = message_id(
+        client.app.state.settings,
+        issue_id=world.issue_id,
+        delivery_id=world.deliveries["bob@example.org"],
+    )
     r = await client.post("/api/v1/bounces", json={"message_id": mid, "type": "complaint"})
     assert r.status_code == 202
     assert len(await bounces(client)) == 2
