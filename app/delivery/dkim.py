@@ -10,7 +10,9 @@ event loop.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import os
 import re
 import time
 from typing import Any
@@ -150,7 +152,14 @@ def signer_from_settings(settings: Any) -> DkimSigner | None:
     """A signer when TIDINGS_DKIM_DOMAIN, _SELECTOR and _KEY_FILE are all set, else None."""
     if not (settings.dkim_domain and settings.dkim_selector and settings.dkim_key_file):
         return None
-    with open(settings.dkim_key_file, "rb") as f:
-        key = f.read()
-    return DkimSigner(domain=settings.dkim_domain, selector=settings.dkim_selector,
-                      private_key_pem=key)  # fmt: skip
+    path = os.fspath(settings.dkim_key_file)
+    return _signer(settings.dkim_domain, settings.dkim_selector, path, os.stat(path).st_mtime_ns)
+
+
+# Loading an RSA key costs ~30 ms (cryptography checks it), more than signing, and callers
+# such as issues/compose.py ask for a signer per message. The mtime in the key picks up a
+# rotated key file without a restart.
+@functools.lru_cache(maxsize=8)
+def _signer(domain: str, selector: str, path: str, mtime_ns: int) -> DkimSigner:
+    with open(path, "rb") as f:
+        return DkimSigner(domain=domain, selector=selector, private_key_pem=f.read())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.policy
+import os
 import re
 from email.message import EmailMessage
 from pathlib import Path
@@ -274,6 +275,13 @@ def test_signer_from_settings(tmp_path: Path, rsa_key: rsa.RSAPrivateKey, dns: A
     )
     signer = signer_from_settings(settings)
     assert signer is not None and dkim.verify(signer.sign(MESSAGES["plain"]), dnsfunc=dns)
+    assert signer_from_settings(settings) is signer  # the key is loaded once, not per message
     assert (
         signer_from_settings(SimpleNamespace(**{**vars(settings), "dkim_selector": None})) is None
     )
+    # A rotated key file is picked up without a restart.
+    new = ed25519.Ed25519PrivateKey.generate()
+    key_file.write_bytes(pem(new))
+    os.utime(key_file, ns=(0, key_file.stat().st_mtime_ns + 1))
+    rotated = signer_from_settings(settings)
+    assert rotated is not None and rotated is not signer and rotated.algorithm == b"ed25519-sha256"
