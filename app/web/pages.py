@@ -15,11 +15,12 @@ WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 
-# Public pages take no script, fetch nothing from elsewhere, and never leak their URL (which
-# may hold a confirm or unsubscribe token) to another site through the Referer header.
+# Public pages run no script, fetch nothing from elsewhere but the images of an archived
+# issue, and never leak their URL (which may hold a confirm or unsubscribe token) to
+# another site through the Referer header.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "Referrer-Policy": "no-referrer",

@@ -245,3 +245,14 @@ async def test_confirmation_send_is_bounded(monkeypatch, smtpd: SMTPServer) -> N
         assert await emails.send_confirmation(mailer, envelope) is False
     finally:
         await mailer.close()
+
+
+async def test_sign_up_and_confirm_are_rate_limited(app_factory) -> None:  # type: ignore[no-untyped-def]
+    client = await app_factory(public_rate_limit=2)
+    await make_list(client, "open", double_opt_in=False)
+    body = {"email": "r@example.com", "lists": ["open"]}
+    codes = [(await client.post("/api/v1/subscribe", json=body)).status_code for _ in range(3)]
+    assert codes == [202, 202, 429]
+    token = tokens.make(client.app.state.settings.secret_key_value, "confirm", 1)
+    codes = [(await client.get(f"/subscribe/confirm/{token}")).status_code for _ in range(3)]
+    assert codes[-1] == 429
