@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.header
 import email.policy
 import re
 import secrets
@@ -38,9 +39,21 @@ def clean_subject(value: str) -> str:
 
 
 def check_header_value(value: str, what: str) -> None:
-    """Raise HeaderError when `value` holds CR, LF or another control character."""
+    """Raise HeaderError when `value` holds CR, LF or another control character.
+
+    The text is checked as written and as a mail reader would decode it: an RFC 2047
+    encoded-word such as `=?utf-8?q?a=0D=0ABcc:x?=` is plain ASCII, but the standard
+    library's header folding decodes it, and the CR LF inside would reach the header.
+    """
     if _CONTROL.search(value):
         raise HeaderError(f"{what} must not contain line breaks or control characters")
+    if "=?" in value:
+        try:
+            decoded = str(email.header.make_header(email.header.decode_header(value)))
+        except (ValueError, LookupError, UnicodeError) as exc:
+            raise HeaderError(f"{what} holds a malformed encoded-word: {exc}") from None
+        if _CONTROL.search(decoded):
+            raise HeaderError(f"{what} must not encode line breaks or control characters")
 
 
 def fold_header(name: str, value: str) -> bytes:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.utils import make_msgid, parseaddr
+from email.utils import getaddresses, make_msgid, parseaddr
 from typing import Any
 
 from markupsafe import Markup
@@ -104,6 +104,9 @@ def validate_issue(
     check_header_value(from_addr, "from")
     if not subject.strip():
         raise HeaderError("subject must not be empty")
+    # One mailbox: a list of authors in From needs a Sender and fails DMARC alignment.
+    if len(getaddresses([from_addr])) != 1:
+        raise HeaderError("from must name exactly one address")
     _, addr = parseaddr(from_addr)
     try:
         Address(addr_spec=addr)

@@ -98,12 +98,6 @@ async def test_issue_header_fields(client: AppClient, field: str) -> None:
     assert_clean_message(await _eml(client, draft.json()["id"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: app/issues/rendering.py validate_issue checks only parseaddr()'s first address; "
-    "POST /api/v1/issues with from='a@example.org, b@evil.example' is 201 and the message's "
-    "From header names both mailboxes (a multi-author From with no Sender; DMARC-hostile)",
-)
 async def test_from_cannot_smuggle_more_addresses(client: AppClient) -> None:
     """From names one mailbox; a list of addresses in it is refused or reduced to one."""
     await make_list(client, "news")
@@ -167,12 +161,6 @@ async def test_names_the_api_accepts_render_clean(client: AppClient) -> None:
         assert_clean_message(await _eml(client, issue_id, r.json()["id"]), to=email)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: POST /api/v1/lists accepts names with U+2028/U+0085 (app/subscribers/schemas.py "
-    "_no_control_chars), but app/issues/mime.py check_header_value refuses them in List-Id, so "
-    "every issue to that list is created (201) and then fails to render: preview 422, send fails",
-)
 async def test_list_names_the_api_accepts_can_be_sent(client: AppClient) -> None:
     """Any list name the lists API accepts yields a valid List-Id, never a render failure."""
     for i, payload in enumerate(p for p in PAYLOADS if not _has_line_break(p)):
@@ -217,15 +205,6 @@ async def test_hostile_stored_data_cannot_inject(client: AppClient) -> None:
     tried("header", count)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: app/issues/mime.py fold_header() folds through email.policy.SMTP.header_factory, "
-    "which decodes RFC 2047 encoded words, so a subject, From name or list name holding "
-    "'=?utf-8?q?a=0D=0AX-Injected:_yes?=' passes check_header_value (run on the raw text) and "
-    "comes out as a raw CRLF plus an injected header line (reproduce: POST /api/v1/issues with "
-    "that subject, then GET /api/v1/issues/1/preview?format=eml); with such a word in the From "
-    "display name the preview raises ValueError (a 500)",
-)
 async def test_encoded_words_cannot_smuggle_line_breaks(client: AppClient) -> None:
     """Encoded words that decode to CR/LF, in subject, From and list name, cannot inject."""
     failures = []
