@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.deps import SessionDep, SettingsDep
 from app.issues import compose, rendering
+from app.issues.templating import is_template
 from app.models import Issue
 from app.web.pages import not_found_page, render_page
 
@@ -22,6 +23,7 @@ PAGE_SIZE = 50
 # entry, so a crawler walking the archive costs one compile per issue, not per request.
 _CACHE_SIZE = 64
 _cache: OrderedDict[tuple[str, int, str], str] = OrderedDict()
+_subjects: OrderedDict[tuple[str, int, str], str] = OrderedDict()
 # The email's own HTML: images may come from anywhere, nothing may run or be framed.
 ISSUE_HEADERS = {
     "Content-Security-Policy": (
@@ -36,7 +38,10 @@ ISSUE_HEADERS = {
 
 @router.get("/archive", response_class=HTMLResponse)
 async def archive(
-    request: Request, session: SessionDep, before: int | None = Query(None, ge=1)
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    before: int | None = Query(None, ge=1),
 ) -> HTMLResponse:
     """The list of sent issues, newest first."""
     query = select(Issue).where(Issue.status == "sent").order_by(Issue.id.desc())
@@ -44,7 +49,11 @@ async def archive(
         query = query.where(Issue.id < before)
     rows = list((await session.scalars(query.limit(PAGE_SIZE + 1))).all())
     issues = [
-        {"id": i.id, "subject": i.subject, "date": i.started_at or i.finished_at}
+        {
+            "id": i.id,
+            "subject": await _archive_subject(settings, i),
+            "date": i.started_at or i.finished_at,
+        }
         for i in rows[:PAGE_SIZE]
     ]
     older = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
@@ -78,6 +87,24 @@ async def _archive_html(settings: Settings, issue: Issue) -> str:
     else:
         _cache.move_to_end(key)
     return html
+
+
+async def _archive_subject(settings: Settings, issue: Issue) -> str:
+    """The subject as the archive shows it: a personalised one rendered for no one in particular."""
+    if not is_template(issue.subject):
+        return issue.subject
+    key = (settings.public_url, issue.id, issue.updated_at.isoformat())
+    subject = _subjects.get(key)
+    if subject is None:
+        try:
+            compiled = await asyncio.to_thread(compose.compile_for_send, settings, issue)
+            subject = compiled.render_archive_subject()
+        except (rendering.BodyError, rendering.HeaderError):
+            subject = ""
+        _subjects[key] = subject
+        if len(_subjects) > _CACHE_SIZE * 8:
+            _subjects.popitem(last=False)
+    return subject
 
 
 def _render(settings: Settings, issue: Issue) -> str:

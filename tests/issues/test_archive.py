@@ -66,3 +66,15 @@ async def test_empty_archive_and_paging(client: AppClient, anon: AppClient) -> N
     older = (await anon.get("/archive", params={"before": ids[2]})).text
     assert "Edition number 01" in older and "Edition number 00" in older
     assert "Edition number 02" not in older
+
+
+async def test_archive_lists_a_personalised_subject_as_no_one_in_particular(
+    client: AppClient, anon: AppClient
+) -> None:
+    await make_list(client, "news", "Weekly News")
+    issue = await make_issue(client, subject="News for {{ subscriber.name or 'you' }}")
+    started = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+    await set_issue(client, issue["id"], status="sent", started_at=started, finished_at=started)
+    listing = await anon.get("/archive")
+    assert "News for you" in listing.text
+    assert "{{" not in listing.text
