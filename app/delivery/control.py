@@ -1,4 +1,4 @@
-"""The dispatcher's side duties: its 0.5 s control tick, hard bounces from SMTP, DKIM workers.
+"""The dispatcher's side duties: its 0.5 s control tick and hard bounces from SMTP.
 
 Kept apart from dispatcher.py so that the hot path (claim, render, send, record) reads
 in one place; everything here runs at most a few times a second, or once per chunk.
@@ -6,14 +6,10 @@ in one place; everything here runs at most a few times a second, or once per chu
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import multiprocessing
-import os
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -127,45 +123,3 @@ async def record_hard_bounces(
                 )  # fmt: skip
         except Exception:
             log.exception("recording the hard bounce of delivery %s failed", delivery_id)
-
-
-# -- DKIM in worker processes: dkimpy costs ~6 ms of CPU per message, so it runs in a
-# process pool sized to the cores, a chunk per process, in parallel with our event loop.
-
-_signer: Any = None
-
-
-def _init_signer(domain: str, selector: str, key_file: str) -> None:
-    global _signer
-    from app.delivery.dkim import DkimSigner
-
-    with open(key_file, "rb") as f:
-        _signer = DkimSigner(domain=domain, selector=selector, private_key_pem=f.read())
-
-
-def _sign_list(datas: list[bytes]) -> list[bytes]:
-    return [_signer.sign(d) for d in datas]
-
-
-def start_signer(settings: Settings) -> tuple[ProcessPoolExecutor | None, bool]:
-    """A pool of DKIM signing processes when DKIM is configured, else (None, False)."""
-    if not (settings.dkim_domain and settings.dkim_selector and settings.dkim_key_file):
-        return None, False
-    pool = ProcessPoolExecutor(
-        max_workers=os.cpu_count() or 1,
-        mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded event loop
-        initializer=_init_signer,
-        initargs=(settings.dkim_domain, settings.dkim_selector, str(settings.dkim_key_file)),
-    )
-    return pool, True
-
-
-async def sign_many(pool: ProcessPoolExecutor | None, datas: list[bytes]) -> list[bytes]:
-    """DKIM-sign messages, split across the pool's processes."""
-    assert pool is not None
-    loop = asyncio.get_running_loop()
-    parts = max(1, min(len(datas), os.cpu_count() or 1))
-    size = -(-len(datas) // parts)
-    chunks = [datas[i : i + size] for i in range(0, len(datas), size)]
-    signed = await asyncio.gather(*(loop.run_in_executor(pool, _sign_list, c) for c in chunks))
-    return [m for part in signed for m in part]

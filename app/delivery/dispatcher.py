@@ -2,12 +2,18 @@
 
 One asyncio pipeline per process, with no per-message database round trip:
 
-    feeder ──(claim a batch; per chunk: rate tokens, re-check, render, DKIM)──▶ send queue
+    feeder (feeder.py) ──(claim a batch; per chunk: rate tokens, re-check, render)──┐
+        DKIM signing tasks (signing.py), a few chunks at once, beside the feeder ◀──┘
+        ──▶ send queue
     senders (settings.concurrency tasks) ──(one SMTP transaction each)──▶ results
     writer ──(one UPDATE per batch of results, guarded by our lease)──▶ deliveries
     control (every 0.5 s) ── issue statuses, scheduler, lease upkeep, heartbeat
 
-Every claimed delivery stays in `_held` until a result for it is written, so whatever
+The senders are long-lived coroutines (no task per message); each takes a connection
+from its transport's pool for one transaction. Results, metrics and back-offs are
+collected in memory and written by the writer every 0.1 s in one transaction.
+
+Every claimed delivery stays in `held` until a result for it is written, so whatever
 happens (pause, cancel, SIGTERM, a sender cancelled after the grace period) the
 unsent ones are released back to the queue, and a crash leaves only leases that expire.
 """
@@ -17,52 +23,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import signal
 import socket
 import time
 import uuid
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections import Counter, deque
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
 
 from app import metrics
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, utcnow
-from app.delivery import queue, ratelimit
-from app.delivery.control import (
-    control_tick,
-    hard_bounce,
-    record_hard_bounces,
-    sign_many,
-    start_signer,
-)
+from app.delivery import queue, ratelimit, signing
+from app.delivery.control import control_tick, hard_bounce, record_hard_bounces
+from app.delivery.feeder import Item, feed_loop
 from app.delivery.queue import Result
-from app.delivery.transport import DeliveryError, Envelope, Transport, build_transports
-from app.models import Issue, Worker
+from app.delivery.signing import Signer, start_signer
+from app.delivery.transport import DeliveryError, Transport, build_transports
+from app.models import Worker
 
 log = logging.getLogger("tidings.dispatcher")
 
-CHUNK = 50  # deliveries re-checked (unsubscribed? blocklisted?) in one query, just before sending
 THROTTLE_CODES = (421, 451, 452)
 STOP_GRACE = 20.0  # seconds in-flight sends get to finish on stop; the whole stop stays < 30 s
-
-
-@dataclass(frozen=True)
-class Item:
-    id: int
-    issue_id: int
-    attempts: int
-    transport: Transport
-    envelope: Envelope
-    message_id: str
 
 
 class Dispatcher:
@@ -97,9 +84,11 @@ class Dispatcher:
         self.compiled: dict[int, Any] = {}
         self.sent_log: deque[tuple[float, int]] = deque()
         self.sendq: asyncio.Queue[Item | None] = asyncio.Queue(max(2 * settings.concurrency, 4))
-        self.pool: ProcessPoolExecutor | None = None
-        self.signer_ready = False
-        self._turn = 0
+        self.signer: Signer | None = None
+        self.signing: set[asyncio.Task[None]] = set()  # chunks being DKIM-signed
+        self.counted: Counter[str] = Counter()  # results not yet added to the metrics
+        self.sign_slots = asyncio.Semaphore(signing.MAX_IN_FLIGHT)
+        self.turn = 0  # the feeder's round-robin over sending issues
         self._task: asyncio.Task[Any] | None = None
 
     # -- life cycle -------------------------------------------------------------------
@@ -110,9 +99,9 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Dispatch until stop(); then drain gracefully (within 30 s)."""
-        self.pool, self.signer_ready = start_signer(self.settings)
+        self.signer = start_signer(self.settings)
         await self._heartbeat(first=True)
-        feeder = asyncio.create_task(self._feed_loop(), name="feeder")
+        feeder = asyncio.create_task(feed_loop(self), name="feeder")
         senders = [asyncio.create_task(self._send_loop()) for _ in range(self.settings.concurrency)]
         side = [asyncio.create_task(self._control_loop()), asyncio.create_task(self._write_loop())]
         try:
@@ -120,11 +109,13 @@ class Dispatcher:
         finally:
             self.stopping.set()
             feeder.cancel()
-            await asyncio.gather(feeder, return_exceptions=True)
+            for task in self.signing:  # what they held is released below, with the rest
+                task.cancel()
+            await asyncio.gather(feeder, *self.signing, return_exceptions=True)
             while not self.sendq.empty():
                 item = self.sendq.get_nowait()
                 if item is not None:
-                    self._release(item.id)
+                    self.release(item.id)
             for _ in senders:
                 self.sendq.put_nowait(None)
             _, late = await asyncio.wait(senders, timeout=STOP_GRACE)
@@ -132,13 +123,13 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
             for delivery_id in list(self.held):
-                self._release(delivery_id)
+                self.release(delivery_id)
             for task in side:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
             await self._final_flush()
-            if self.pool is not None:
-                self.pool.shutdown(cancel_futures=True)
+            if self.signer is not None:
+                self.signer.close()
 
     async def _final_flush(self) -> None:
         deadline = time.monotonic() + 5
@@ -157,113 +148,6 @@ class Dispatcher:
             else:
                 row.heartbeat_at = utcnow()
 
-    # -- feeding ----------------------------------------------------------------------
-
-    def _claim_size(self) -> int:
-        if all(b.rate > 0 for b in self.budgets.values()):
-            # Under a rate limit, hold no more than ~2 s of work: pause and take-over stay cheap.
-            rate = sum(b.rate for b in self.budgets.values())
-            return max(1, min(self.settings.batch_size, math.ceil(2 * rate)))
-        return self.settings.batch_size
-
-    async def _feed_loop(self) -> None:
-        idle = 0
-        while not self.stopping.is_set():
-            try:
-                busy = await self._feed_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("feeder: will retry")
-                await ratelimit._sleep(1.0, self.stopping)
-                continue
-            idle = 0 if busy else idle + 1
-            sending = sum(1 for s in self.status.values() if s == "sending")
-            if idle > max(1, sending):
-                await ratelimit._sleep(0.25, self.stopping)
-                idle = 0
-
-    async def _feed_once(self) -> bool:
-        issues = sorted(i for i, s in self.status.items() if s == "sending")
-        if not issues:
-            return False
-        issue_id = issues[self._turn % len(issues)]
-        self._turn += 1
-        buf = self.buffer.setdefault(issue_id, deque())
-        if not buf:
-            async with self.sessionmaker() as s, s.begin():
-                ids = await queue.claim(session=s, issue_id=issue_id, owner=self.owner,
-                                        limit=self._claim_size(),
-                                        lease_seconds=self.settings.lease_seconds)  # fmt: skip
-            for i in ids:
-                self.held[i] = issue_id
-            buf.extend(ids)
-            if not ids:
-                return False
-        transport = self._pick()
-        granted = await self.budgets[transport.name].take(min(CHUNK, len(buf)), self.stopping)
-        if not granted or self.status.get(issue_id) != "sending":
-            return True
-        ids = [buf.popleft() for _ in range(min(granted, len(buf)))]
-        await self._prepare(issue_id, ids, transport)
-        return True
-
-    def _pick(self) -> Transport:
-        from app.delivery.transport import pick_weighted
-
-        now = time.time()
-        blocked = {n for n, b in self.budgets.items() if b.blocked_local > now}
-        return pick_weighted(self.transports, blocked)
-
-    async def _compiled(self, issue_id: int) -> Any:
-        from app.issues import compose
-
-        if issue_id not in self.compiled:
-            async with self.sessionmaker() as s:
-                issue = await s.scalar(
-                    select(Issue).where(Issue.id == issue_id).options(selectinload(Issue.lists))
-                )
-            assert issue is not None
-            self.compiled[issue_id] = await asyncio.to_thread(
-                compose.compile_for_send, self.settings, issue
-            )
-        return self.compiled[issue_id]
-
-    async def _prepare(self, issue_id: int, ids: list[int], transport: Transport) -> None:
-        from app.issues import compose
-
-        try:
-            compiled = await self._compiled(issue_id)
-        except Exception as exc:  # a body that cannot render: stop the issue, never crash
-            log.exception("issue %s cannot be rendered", issue_id)
-            self._pause(issue_id, f"rendering failed: {exc}")
-            for i in ids:
-                self._release(i)
-            return
-        async with self.sessionmaker() as s:
-            targets = await queue.load_targets(session=s, ids=ids)
-        found = {t.id for t in targets}
-        for i in ids:
-            if i not in found:  # the delivery row is gone (issue deleted): nothing to send
-                self.held.pop(i, None)
-        items, datas = [], []
-        settings = self.settings
-        for t in targets:
-            if not t.eligible:
-                self._emit(Result(t.id, "skipped", refund=1, error="unsubscribed or blocklisted"))
-                continue
-            r = compose.recipient(settings, issue_id=issue_id, delivery_id=t.id,
-                                  subscriber_id=t.subscriber_id, email=t.email, name=t.name,
-                                  attributes=t.attributes)  # fmt: skip
-            datas.append(compiled.render_message(r))
-            sender = compose.envelope_sender(settings, r, from_addr=compiled.content.from_addr)
-            items.append((t, sender, r.message_id))
-        if self.signer_ready and datas:
-            datas = await sign_many(self.pool, datas)
-        for (t, sender, mid), data in zip(items, datas, strict=True):
-            envelope = Envelope(sender, (t.email,), data)
-            await self.sendq.put(Item(t.id, issue_id, t.attempts, transport, envelope, mid))
-
     # -- sending ----------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
@@ -272,7 +156,7 @@ class Dispatcher:
             if item is None:
                 return
             if self.status.get(item.issue_id) != "sending":
-                self._release(item.id)
+                self.release(item.id)
                 continue
             try:
                 reply = await item.transport.send(item.envelope)
@@ -287,7 +171,7 @@ class Dispatcher:
         now = utcnow()
         self.streak[item.issue_id] = 0
         self.backoff.pop(item.transport.name, None)
-        self._emit(Result(item.id, "sent", message_id=item.message_id,
+        self.emit(Result(item.id, "sent", message_id=item.message_id,
                           server=item.transport.name[:255], sent_at=now))  # fmt: skip
 
     def _is_throttle(self, name: str, exc: DeliveryError) -> bool:
@@ -309,23 +193,23 @@ class Dispatcher:
                 budget.drop()
                 self.blocks[name] = self.backoff[name]
             wait = max(1.0, budget.blocked_local - time.time())
-            self._emit(Result(item.id, "queued", refund=1, error=error,
+            self.emit(Result(item.id, "queued", refund=1, error=error,
                               next_attempt_at=now + timedelta(seconds=wait)))  # fmt: skip
             return
         streak = self.streak.get(item.issue_id, 0) + 1
         self.streak[item.issue_id] = streak
         delays = self.settings.retry_delays
         if exc.permanent or item.attempts > len(delays):
-            self._emit(Result(item.id, "failed", error=error))
+            self.emit(Result(item.id, "failed", error=error))
             if exc.permanent and hard_bounce(exc.code, error):
                 self.bounces.append((item.id, item.envelope.recipients[0], error))
         else:
             when = now + timedelta(seconds=delays[max(0, item.attempts - 1)])
-            self._emit(Result(item.id, "queued", error=error, next_attempt_at=when))
+            self.emit(Result(item.id, "queued", error=error, next_attempt_at=when))
         if streak >= self.settings.failure_pause_threshold:
-            self._pause(item.issue_id, f"paused after {streak} consecutive failures; last: {error}")
+            self.pause(item.issue_id, f"paused after {streak} consecutive failures; last: {error}")
 
-    def _pause(self, issue_id: int, reason: str) -> None:
+    def pause(self, issue_id: int, reason: str) -> None:
         if self.status.get(issue_id) == "sending":
             self.status[issue_id] = "paused"
             self.pauses[issue_id] = reason
@@ -335,21 +219,21 @@ class Dispatcher:
         """Give back at once what we claimed of an issue that left 'sending'."""
         buf = self.buffer.pop(issue_id, deque())
         for delivery_id in buf:
-            self._release(delivery_id)
+            self.release(delivery_id)
 
-    def _release(self, delivery_id: int) -> None:
+    def release(self, delivery_id: int) -> None:
         issue_id = self.held.get(delivery_id)
         status = "cancelled" if self.status.get(issue_id or 0) == "cancelled" else "queued"
-        self._emit(Result(delivery_id, status, refund=1))
+        self.emit(Result(delivery_id, status, refund=1))
 
-    def _emit(self, result: Result) -> None:
+    def emit(self, result: Result) -> None:
         if self.held.pop(result.id, None) is None:
             return  # already given a result (or never ours)
         self.results.append(result)
-        label = {"queued": "retry" if not result.refund else "released"}.get(
-            result.status, result.status
-        )
-        metrics.messages.labels(label).inc()
+        status = result.status
+        if status == "queued":
+            status = "released" if result.refund else "retry"
+        self.counted[status] += 1  # added to the metrics with the next write, not per message
 
     # -- writing results and control ----------------------------------------------------
 
@@ -378,7 +262,10 @@ class Dispatcher:
             return False
         for issue_id in pauses:
             self.pauses.pop(issue_id, None)
-        sent = sum(1 for r in results if r.status == "sent")
+        counted, self.counted = self.counted, Counter()
+        for label, n in counted.items():
+            metrics.messages.labels(label).inc(n)
+        sent = counted["sent"]
         if sent:
             self.sent_log.append((time.monotonic(), sent))
         bounces, self.bounces = self.bounces, []

@@ -31,6 +31,9 @@ class Envelope:
     sender: str  # the envelope sender, MAIL FROM (Return-Path); VERP when configured
     recipients: tuple[str, ...]
     data: bytes  # the whole message, CRLF line endings
+    # True when the producer vouches there is no bare CR or LF in `data`, so SMTP skips
+    # its check (three scans of every message); only the dispatcher's renderer does.
+    crlf: bool = False
 
 
 class DeliveryError(Exception):
@@ -173,7 +176,7 @@ class SMTPTransport(Transport):
             raise DeliveryError(f"{exc.reply} ({exc.command})", code=exc.reply.code) from exc
 
     async def send(self, envelope: Envelope) -> str:
-        payload = dot_stuffed(envelope.data)
+        payload = dot_stuffed(envelope.data, crlf=envelope.crlf)
         async with self._slots:
             conn: SMTPConnection | None = None
             try:

@@ -81,7 +81,9 @@ def _mac(settings: Settings, issue_id: int, delivery_id: int) -> str:
 def message_id(settings: Settings, *, issue_id: int, delivery_id: int) -> str:
     """The Message-ID of one delivery: the same on every retry, so receivers can dedupe."""
     mac = _mac(settings, issue_id, delivery_id)
-    return f"<{issue_id}.{delivery_id}.{mac}@{settings.sender_domain}>"
+    # Settings.sender_domain, from the From parsed once rather than per message.
+    domain = _address_of(settings.from_).rpartition("@")[2] or "localhost"
+    return f"<{issue_id}.{delivery_id}.{mac}@{domain}>"
 
 
 def delivery_from_message_id(settings: Settings, message_id: str) -> int | None:

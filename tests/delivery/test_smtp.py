@@ -346,3 +346,31 @@ async def test_a_421_said_while_idle_retires_the_connection() -> None:
             await transport.close()
     assert server.connections == 2
     assert len(server.messages) == 2
+
+
+def test_on_uvloop_with_starttls_and_auth(server_tls: ssl.SSLContext) -> None:
+    # `tidings worker` runs on uvloop: its start_tls and transports must behave the same.
+    uvloop = pytest.importorskip("uvloop")
+    handler = Recorder(pipelining=True)
+    controller = _start(
+        handler, tls_context=server_tls, require_starttls=True, auth_required=True,
+        authenticator=handler.authenticate,
+    )  # fmt: skip
+    url = f"smtp://user:s3cret@127.0.0.1:{controller.port}?starttls=true&verify=false"
+
+    async def main() -> None:
+        transport = SMTPTransport(SMTPServer.from_url(url))
+        try:
+            for data in MESSAGES:
+                await transport.send(_envelope(data))
+        finally:
+            await transport.close()
+
+    try:
+        uvloop.run(main())
+    finally:
+        controller.stop()
+    assert len(handler.logins) == 1
+    assert [r.data for r in handler.received] == [
+        m if m.endswith(b"\r\n") else m + b"\r\n" for m in MESSAGES
+    ]
