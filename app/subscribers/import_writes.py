@@ -1,0 +1,212 @@
+"""Writing an import: one batch of validated rows, one transaction, a handful of statements.
+
+The rules (who is created, updated, skipped, joined or confirmed) are decided once, in
+`plan_batch`, from what the database holds; each backend then only looks up and writes.
+PostgreSQL goes through asyncpg directly with arrays (`= ANY($1)`, `unnest`): a whole
+batch is a few parameters encoded in C, not thousands of bind values that SQLAlchemy
+would process one by one, which was most of the write cost.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from sqlalchemy import bindparam, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import UTCDateTime, utcnow
+from app.models import Subscriber, Subscription
+from app.subscribers.addresses import suppression_hash
+from app.subscribers.csvrows import Row
+
+# subscriber id, name, attributes, person's status, membership of this list (or None)
+Known = tuple[int, str, dict[str, Any], str, str | None]
+
+
+@dataclass
+class Plan:
+    new: list[Row] = field(default_factory=list)
+    changes: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    join: list[int] = field(default_factory=list)  # existing, active, not yet on the list
+    confirm: list[int] = field(default_factory=list)  # existing, active, pending on the list
+    updated: int = 0
+    skipped: int = 0
+
+
+def plan_batch(rows: list[Row], suppressed: set[str], known: dict[str, Known]) -> Plan:
+    """What to do with each row, given the suppressed hashes and the known subscribers."""
+    plan = Plan()
+    for row in rows:
+        if suppressed and suppression_hash(row.key) in suppressed:
+            plan.skipped += 1
+            continue
+        existing = known.get(row.key)
+        if existing is None:
+            plan.new.append(row)
+            continue
+        sid, name, attrs, status, membership = existing
+        if status != "active" or membership == "unsubscribed":
+            plan.skipped += 1  # never reactivated or resubscribed by an import
+            continue
+        merged = {**attrs, **row.attributes}
+        new_name = row.name or name
+        changed = merged != attrs or new_name != name
+        if changed:
+            plan.changes.append((sid, new_name, merged))
+        if membership is None:
+            plan.join.append(sid)
+        elif membership == "pending":
+            plan.confirm.append(sid)
+        if changed or membership != "confirmed":
+            plan.updated += 1
+        else:
+            plan.skipped += 1
+    return plan
+
+
+async def write_batch_pg(
+    conn: asyncpg.Connection, *, list_id: int, rows: list[Row]
+) -> tuple[int, int, int]:
+    """PostgreSQL: (created, updated, skipped) of one batch, in one transaction."""
+    now = utcnow()
+    async with conn.transaction():
+        # No fsync wait per batch: a crash can lose only the last batches, and re-running an
+        # import is harmless (it changes nothing twice). Custom plans: a generic plan made
+        # while the table was still empty would scan it, ever slower as the import grows it.
+        await conn.execute(
+            "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan"
+        )
+        hashes = [suppression_hash(r.key) for r in rows]
+        suppressed = {
+            h
+            for (h,) in await conn.fetch(
+                "SELECT email_hash FROM suppressions WHERE email_hash = ANY($1::text[])", hashes
+            )
+        }
+        found = await conn.fetch(
+            "SELECT s.id, s.email_key, s.name, s.attributes::text, s.status, m.status"
+            " FROM subscribers s LEFT JOIN subscriptions m"
+            "   ON m.subscriber_id = s.id AND m.list_id = $2"
+            " WHERE s.email_key = ANY($1::text[])",
+            [r.key for r in rows],
+            list_id,
+        )
+        known = {k: (i, n, json.loads(a) if a else {}, s, m) for i, k, n, a, s, m in found}
+        plan = plan_batch(rows, suppressed, known)
+        created: list[int] = []
+        if plan.new:
+            created = [
+                sid
+                for (sid,) in await conn.fetch(
+                    "INSERT INTO subscribers"
+                    " (email, email_key, name, attributes, status, created_at, updated_at)"
+                    " SELECT e, k, n, a::json, 'active', $5, $5"
+                    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(e, k, n, a)"
+                    " ON CONFLICT (email_key) DO NOTHING RETURNING id",
+                    [r.email for r in plan.new],
+                    [r.key for r in plan.new],
+                    [r.name for r in plan.new],
+                    [json.dumps(r.attributes) for r in plan.new],
+                    now,
+                )
+            ]
+            plan.skipped += len(plan.new) - len(created)  # signed up by someone else meanwhile
+        if created or plan.join:
+            await conn.execute(
+                "INSERT INTO subscriptions"
+                " (subscriber_id, list_id, status, created_at, confirmed_at)"
+                " SELECT unnest($1::bigint[]), $2, 'confirmed', $3, $3 ON CONFLICT DO NOTHING",
+                created + plan.join,
+                list_id,
+                now,
+            )
+        if plan.confirm:
+            await conn.execute(
+                "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $3"
+                " WHERE list_id = $2 AND subscriber_id = ANY($1::bigint[])",
+                plan.confirm,
+                list_id,
+                now,
+            )
+        if plan.changes:
+            await conn.execute(
+                "UPDATE subscribers s SET name = c.n, attributes = c.a::json, updated_at = $4"
+                " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS c(id, n, a)"
+                " WHERE s.id = c.id",
+                [c[0] for c in plan.changes],
+                [c[1] for c in plan.changes],
+                [json.dumps(c[2]) for c in plan.changes],
+                now,
+            )
+    return len(created), plan.updated, plan.skipped
+
+
+# Each batch travels as one JSON parameter unpacked by json_each: SQLAlchemy processes two
+# bind values instead of seven per row, and the INSERT keeps its RETURNING.
+_SQLITE_INSERT_SUBSCRIBERS = text(
+    "INSERT INTO subscribers"
+    " (email, email_key, name, attributes, status, created_at, updated_at)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), 'active', :now, :now"
+    " FROM json_each(:rows) WHERE true"  # WHERE: SQLite's parser needs it before ON CONFLICT
+    " ON CONFLICT (email_key) DO NOTHING RETURNING id"
+).bindparams(bindparam("now", type_=UTCDateTime))
+_SQLITE_INSERT_SUBSCRIPTIONS = text(
+    "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at)"
+    " SELECT value, :list_id, 'confirmed', :now, :now FROM json_each(:ids) WHERE true"
+    " ON CONFLICT DO NOTHING"
+).bindparams(bindparam("now", type_=UTCDateTime))
+_SQLITE_KNOWN = text(
+    "SELECT s.id, s.email_key, s.name, s.attributes, s.status, m.status"
+    " FROM subscribers s LEFT JOIN subscriptions m"
+    "   ON m.subscriber_id = s.id AND m.list_id = :list_id"
+    " WHERE s.email_key IN (SELECT value FROM json_each(:keys))"
+)
+_SQLITE_SUPPRESSED = text(
+    "SELECT email_hash FROM suppressions WHERE email_hash IN (SELECT value FROM json_each(:hashes))"
+)
+
+
+async def write_batch_sqlite(
+    session: AsyncSession, *, list_id: int, rows: list[Row]
+) -> tuple[int, int, int]:
+    """SQLite: the same batch in the caller's transaction."""
+    now = utcnow()
+    hashes = json.dumps([suppression_hash(r.key) for r in rows])
+    suppressed = set(await session.scalars(_SQLITE_SUPPRESSED, {"hashes": hashes}))
+    found = await session.execute(
+        _SQLITE_KNOWN, {"list_id": list_id, "keys": json.dumps([r.key for r in rows])}
+    )
+    known = {k: (i, n, json.loads(a) if a else {}, s, m) for i, k, n, a, s, m in found}
+    plan = plan_batch(rows, suppressed, known)
+    created: list[int] = []
+    if plan.new:
+        values = [[r.email, r.key, r.name, json.dumps(r.attributes)] for r in plan.new]
+        inserted = await session.execute(
+            _SQLITE_INSERT_SUBSCRIBERS, {"rows": json.dumps(values), "now": now}
+        )
+        created = list(inserted.scalars())
+        plan.skipped += len(plan.new) - len(created)
+    if created or plan.join:
+        await session.execute(
+            _SQLITE_INSERT_SUBSCRIPTIONS,
+            {"ids": json.dumps(created + plan.join), "list_id": list_id, "now": now},
+        )
+    if plan.confirm:
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.list_id == list_id, Subscription.subscriber_id.in_(plan.confirm))
+            .values(status="confirmed", confirmed_at=now)
+        )
+    if plan.changes:
+        await session.execute(
+            update(Subscriber),
+            [
+                {"id": sid, "name": name, "attributes": attrs, "updated_at": now}
+                for sid, name, attrs in plan.changes
+            ],
+        )
+    return len(created), plan.updated, plan.skipped
