@@ -146,7 +146,7 @@ async def test_list_name_refused_by_the_api(client: AppClient) -> None:
 async def test_names_the_api_accepts_render_clean(client: AppClient) -> None:
     """Subscriber names the API accepts (Unicode separators, address look-alikes) render clean."""
     await make_list(client, "news")
-    r = await _issue(client, body="Hi {{ subscriber.name }}")
+    r = await _issue(client, subject="For {{ subscriber.name }}", body="Hi {{ subscriber.name }}")
     issue_id = r.json()["id"]
     names = [p for p in PAYLOADS if not _has_line_break(p)] + ADDRESS_TRICKS
     for i, name in enumerate(names):
@@ -189,7 +189,12 @@ async def test_hostile_stored_data_cannot_inject(client: AppClient) -> None:
             name="Ann" + payload if payload in payloads else payload,
             lists={list_id: "confirmed"},
         )
-        r = await _issue(client, lists=[slug], body="Hi {{ subscriber.name }}")
+        r = await _issue(
+            client,
+            lists=[slug],
+            subject="Hi {{ subscriber.name }}",
+            body="Hi {{ subscriber.name }}",
+        )
         count += 1
         if r.status_code == 422:
             continue
