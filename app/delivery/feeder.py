@@ -20,7 +20,6 @@ import logging
 import math
 import time
 from collections import deque
-from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from sqlalchemy.orm import selectinload
 
 from app.delivery import queue, ratelimit
 from app.delivery.queue import Result, Target
+from app.delivery.signing import SignAgain
 from app.delivery.transport import Envelope, Transport, pick_weighted
 from app.issues import compose
 from app.models import Issue
@@ -169,9 +169,10 @@ async def _sign_then_queue(
     try:
         signed = await d.signer.sign(datas)
         await _queue(d, issue_id, transport, items, signed)
-    except BrokenExecutor:  # a signing process died: a fresh pool; these go back in the queue
-        log.exception("the DKIM signing pool broke; restarting it")
-        d.signer.restart()
+    except SignAgain:  # a signing process died and the pool was restarted
+        log.warning(
+            "the DKIM signing pool broke and was restarted; %d back in the queue", len(items)
+        )
         for t, _, _ in items:
             d.release(t.id)
     except Exception as exc:  # a key that cannot sign: stop the issue rather than loop on it

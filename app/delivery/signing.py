@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from app.config import Settings
@@ -51,6 +51,10 @@ def _sign_list(datas: list[bytes]) -> list[tuple[bytes, bool]]:
     return out
 
 
+class SignAgain(Exception):
+    """The signing pool was restarted under this chunk: send it through again later."""
+
+
 def dkim_configured(settings: Settings) -> bool:
     return bool(settings.dkim_domain and settings.dkim_selector and settings.dkim_key_file)
 
@@ -64,6 +68,7 @@ class Signer:
                      str(settings.dkim_key_file))  # fmt: skip
         self.workers = os.cpu_count() or 1
         self.pool = self._start()
+        self.failed_since_start = False  # the pool was restarted and has not signed since
 
     def _start(self) -> Executor:
         if self.kind == "thread":
@@ -81,20 +86,27 @@ class Signer:
             pool.submit(_sign_list, [])
         return pool
 
-    def restart(self) -> None:
-        """A fresh pool, after one of its processes died (BrokenExecutor)."""
-        self.close(wait=False)
-        self.pool = self._start()
-
     async def sign(self, datas: list[bytes]) -> list[bytes]:
         """The messages signed, split across the pool, in their order."""
-        loop = asyncio.get_running_loop()
+        loop, pool = asyncio.get_running_loop(), self.pool
         parts = max(1, min(len(datas), self.workers))
         size = -(-len(datas) // parts)
         chunks = [datas[i : i + size] for i in range(0, len(datas), size)]
-        signed = await asyncio.gather(
-            *(loop.run_in_executor(self.pool, _sign_list, c) for c in chunks)
-        )
+        try:
+            signed = await asyncio.gather(
+                *(loop.run_in_executor(pool, _sign_list, c) for c in chunks)
+            )
+        except BrokenExecutor:
+            # A signing process died. Every chunk in flight fails with it; the first to
+            # notice starts a fresh pool, and all of them are tried again. A fresh pool
+            # that breaks before signing anything (a key it cannot load) is final.
+            if pool is self.pool:
+                if self.failed_since_start:
+                    raise
+                self.close(wait=False)
+                self.pool, self.failed_since_start = self._start(), True
+            raise SignAgain from None
+        self.failed_since_start = False
         out = [m for part in signed for m in part]
         return [
             head + d if only_head else head for (head, only_head), d in zip(out, datas, strict=True)
