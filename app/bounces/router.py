@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Literal
 
@@ -16,6 +14,7 @@ from app.bounces.policy import record_bounce
 from app.db import utcnow
 from app.deps import AdminDep, SessionDep, SettingsDep
 from app.models import Bounce
+from app.pagination import Cursor, decode_cursor, encode_cursor
 from app.subscribers.addresses import email_key
 
 router = APIRouter(prefix="/api/v1/bounces", tags=["bounces"], dependencies=[AdminDep])
@@ -77,22 +76,13 @@ async def report_bounce(body: BounceIn, session: SessionDep, settings: SettingsD
     return {"recorded": bounce is not None, "id": bounce.id if bounce else None}
 
 
-def _cursor(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        return int(base64.urlsafe_b64decode(value.encode() + b"==").decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise HTTPException(422, "invalid cursor") from exc
-
-
 @router.get("")
 async def list_bounces(
     session: SessionDep,
     email: str | None = Query(None, max_length=320),
     type: Literal["hard", "soft", "complaint", "unsubscribe"] | None = None,  # noqa: A002
     limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> BouncePage:
     """Recorded bounces, newest first, optionally of one address or one type."""
     if email and "\x00" in email:
@@ -102,13 +92,11 @@ async def list_bounces(
         stmt = stmt.where(Bounce.email == email_key(email))
     if type:
         stmt = stmt.where(Bounce.type == type)
-    if (after := _cursor(cursor)) is not None:
+    if (after := decode_cursor(cursor)) is not None:
         stmt = stmt.where(Bounce.id < after)
     rows = list((await session.execute(stmt)).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = (
-        base64.urlsafe_b64encode(str(rows[-1].id).encode()).decode().rstrip("=") if more else None
-    )
+    next_cursor = encode_cursor(rows[-1].id) if more else None
     items = [BounceOut.model_validate(r, from_attributes=True) for r in rows]
     return BouncePage(items=items, next_cursor=next_cursor)

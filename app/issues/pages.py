@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
@@ -41,7 +42,7 @@ async def archive(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    before: int | None = Query(None, ge=1),
+    before: int | None = Query(None, ge=1, le=2**31 - 1),
 ) -> HTMLResponse:
     """The list of sent issues, newest first."""
     query = select(Issue).where(Issue.status == "sent").order_by(Issue.id.desc())
@@ -62,7 +63,10 @@ async def archive(
 
 @router.get("/archive/{issue_id}", response_class=HTMLResponse)
 async def archive_issue(
-    issue_id: int, request: Request, session: SessionDep, settings: SettingsDep
+    issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> HTMLResponse:
     """The web version of one sent issue; 404 for anything not sent."""
     issue = await session.get(Issue, issue_id)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from app.config import Settings
@@ -25,10 +25,12 @@ from app.issues.schemas import (
     StatsOut,
     TestIn,
     TestOut,
-    decode_cursor,
-    encode_cursor,
 )
 from app.models import Issue, Subscriber
+from app.pagination import Cursor, decode_cursor, encode_cursor
+
+# Issue ids are int4 in the database: a larger one is a 422, not a driver error.
+IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 router = APIRouter(prefix="/api/v1/issues", tags=["issues"], dependencies=[AdminDep])
 
@@ -71,11 +73,11 @@ async def list_issues(
     settings: SettingsDep,
     status: IssueStatus | None = None,
     limit: int = Limit,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> IssuePage:
     """Issues, oldest first, optionally of one status."""
     issues, last = await service.list_issues(
-        session=session, status=status, limit=limit, after=decode_cursor(cursor)
+        session=session, status=status, limit=limit, after=decode_cursor(cursor) or 0
     )
     return IssuePage(
         items=[issue_out(settings, i) for i in issues],
@@ -84,14 +86,14 @@ async def list_issues(
 
 
 @router.get("/{issue_id}", response_model=IssueOut)
-async def get_issue(issue_id: int, session: SessionDep, settings: SettingsDep) -> IssueOut:
+async def get_issue(issue_id: IssueId, session: SessionDep, settings: SettingsDep) -> IssueOut:
     """One issue."""
     return issue_out(settings, await service.get(session=session, issue_id=issue_id))
 
 
 @router.patch("/{issue_id}", response_model=IssueOut)
 async def patch_issue(
-    issue_id: int, data: IssuePatch, session: SessionDep, settings: SettingsDep
+    issue_id: IssueId, data: IssuePatch, session: SessionDep, settings: SettingsDep
 ) -> IssueOut:
     """Change a draft or scheduled issue (409 once it has started)."""
     issue = await service.update_issue(
@@ -101,7 +103,7 @@ async def patch_issue(
 
 
 @router.delete("/{issue_id}", status_code=204)
-async def delete_issue(issue_id: int, session: SessionDep) -> Response:
+async def delete_issue(issue_id: IssueId, session: SessionDep) -> Response:
     """Delete a draft or scheduled issue (409 once it has started)."""
     await service.delete_issue(session=session, issue_id=issue_id)
     return Response(status_code=204)
@@ -109,7 +111,7 @@ async def delete_issue(issue_id: int, session: SessionDep) -> Response:
 
 @router.get("/{issue_id}/preview", response_class=Response)
 async def preview(
-    issue_id: int,
+    issue_id: IssueId,
     session: SessionDep,
     settings: SettingsDep,
     format: Literal["html", "text", "eml"] = "html",
@@ -145,7 +147,7 @@ async def preview(
 
 @router.post("/{issue_id}/test", status_code=202, response_model=TestOut)
 async def test_send(
-    issue_id: int, data: TestIn, session: SessionDep, settings: SettingsDep, mailer: MailerDep
+    issue_id: IssueId, data: TestIn, session: SessionDep, settings: SettingsDep, mailer: MailerDep
 ) -> TestOut:
     """Send the issue at once to a few addresses; no delivery is recorded."""
     issue = await service.get(session=session, issue_id=issue_id)
@@ -177,7 +179,7 @@ async def test_send(
 
 @router.post("/{issue_id}/send", status_code=202, response_model=SendOut)
 async def send(
-    issue_id: int, session: SessionDep, settings: SettingsDep, data: SendIn | None = None
+    issue_id: IssueId, session: SessionDep, settings: SettingsDep, data: SendIn | None = None
 ) -> SendOut:
     """Send now, or at send_at (ISO 8601 with an offset); 409 unless draft or scheduled."""
     status, recipients = await service.start_send(
@@ -189,46 +191,52 @@ async def send(
     return SendOut(status=status, recipients=recipients)  # type: ignore[arg-type]
 
 
-async def _move(session: SessionDep, settings: Settings, issue_id: int, action: str) -> IssueOut:
+async def _move(
+    session: SessionDep, settings: Settings, issue_id: IssueId, action: str
+) -> IssueOut:
     issue = await service.move(session=session, issue_id=issue_id, action=action)
     return issue_out(settings, issue)
 
 
 @router.post("/{issue_id}/pause", response_model=IssueOut)
-async def pause(issue_id: int, session: SessionDep, settings: SettingsDep) -> IssueOut:
+async def pause(issue_id: IssueId, session: SessionDep, settings: SettingsDep) -> IssueOut:
     """Pause a sending issue; what was sent stays sent."""
     return await _move(session, settings, issue_id, "pause")
 
 
 @router.post("/{issue_id}/resume", response_model=IssueOut)
-async def resume(issue_id: int, session: SessionDep, settings: SettingsDep) -> IssueOut:
+async def resume(issue_id: IssueId, session: SessionDep, settings: SettingsDep) -> IssueOut:
     """Resume a paused issue where it stopped (a scheduled one stays scheduled)."""
     return await _move(session, settings, issue_id, "resume")
 
 
 @router.post("/{issue_id}/cancel", response_model=IssueOut)
-async def cancel(issue_id: int, session: SessionDep, settings: SettingsDep) -> IssueOut:
+async def cancel(issue_id: IssueId, session: SessionDep, settings: SettingsDep) -> IssueOut:
     """Cancel an issue that has not finished; its queued deliveries are dropped."""
     return await _move(session, settings, issue_id, "cancel")
 
 
 @router.get("/{issue_id}/stats", response_model=StatsOut)
-async def stats(issue_id: int, session: SessionDep) -> StatsOut:
+async def stats(issue_id: IssueId, session: SessionDep) -> StatsOut:
     """Counts of the issue's deliveries by outcome, and the send rate."""
     return StatsOut(**await service.stats(session=session, issue_id=issue_id))
 
 
 @router.get("/{issue_id}/deliveries", response_model=DeliveryPage)
 async def deliveries(
-    issue_id: int,
+    issue_id: IssueId,
     session: SessionDep,
     status: DeliveryStatus | None = None,
     limit: int = Limit,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> DeliveryPage:
     """The per-recipient delivery log."""
     items, last = await service.deliveries(
-        session=session, issue_id=issue_id, status=status, limit=limit, after=decode_cursor(cursor)
+        session=session,
+        issue_id=issue_id,
+        status=status,
+        limit=limit,
+        after=decode_cursor(cursor) or 0,
     )
     return DeliveryPage(
         items=items,  # type: ignore[arg-type]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Literal
 
-from fastapi import HTTPException
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 IssueStatus = Literal["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
@@ -15,6 +12,14 @@ DeliveryStatus = Literal[
     "queued", "sending", "sent", "failed", "skipped", "cancelled", "bounced", "complained"
 ]
 Format = Literal["markdown", "html"]
+
+
+def _no_nul(value: object) -> object:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail on insert."""
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(t, str) and "\x00" in t for t in texts):
+        raise ValueError("must not contain the NUL character")
+    return value
 
 
 class IssueIn(BaseModel):
@@ -30,6 +35,8 @@ class IssueIn(BaseModel):
     format: Format = "markdown"
     body: str = Field(max_length=500_000)
 
+    _text_without_nul = field_validator("*")(_no_nul)
+
 
 class IssuePatch(BaseModel):
     """A change to a draft or scheduled issue: only the fields given change."""
@@ -43,6 +50,8 @@ class IssuePatch(BaseModel):
     template: str | None = Field(None, min_length=1, max_length=64)
     format: Format | None = None
     body: str | None = Field(None, max_length=500_000)
+
+    _text_without_nul = field_validator("*")(_no_nul)
 
 
 class IssueOut(BaseModel):
@@ -139,22 +148,3 @@ class DeliveryOut(BaseModel):
 class DeliveryPage(BaseModel):
     items: list[DeliveryOut]
     next_cursor: str | None
-
-
-def encode_cursor(last_id: int) -> str:
-    """An opaque cursor after the row with this id."""
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
-    """The id a cursor points after (0 for none); 422 for one we did not make."""
-    if not cursor:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = raw.partition(":")
-        if prefix != "id" or not value.isdigit():
-            raise ValueError
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise HTTPException(422, "cursor: not a cursor from this API") from None

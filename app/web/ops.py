@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, or_, select
 
@@ -41,7 +41,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "revision": revision})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(request: Request) -> Response:
     """Prometheus text format."""
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from tests.conftest import AppClient
 
@@ -28,13 +27,6 @@ async def test_huge_ids_elsewhere_are_4xx(client: AppClient) -> None:
                 assert r.status_code in (404, 422), (path, r.status_code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: app/issues/router.py and app/issues/pages.py take issue_id (and /archive's "
-    "?before=) as an unbounded int: 2**31 is a 500 on PostgreSQL (int4 column, asyncpg "
-    "DataError) and 2**63 a 500 on both backends (OverflowError); found by schemathesis. "
-    "Fix: Path/Query(ge=1, le=2**31-1), as the subscribers routes do",
-)
 async def test_huge_issue_ids_are_4xx(client: AppClient) -> None:
     """Issue ids past the column's range are 404/422, never 500."""
     failures = []
@@ -54,14 +46,6 @@ async def test_huge_issue_ids_are_4xx(client: AppClient) -> None:
     assert not failures, failures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a foreign ?cursor= on GET /api/v1/issues, /api/v1/issues/{id}/deliveries "
-    "(app/issues/schemas.py decode_cursor) and /api/v1/bounces (app/bounces/router.py _cursor) "
-    "is answered 422 with a string detail, while the OpenAPI documents every 422 as "
-    "HTTPValidationError (detail: a list of {loc, msg, type}); lists and subscribers were "
-    "fixed; found by schemathesis (ST108)",
-)
 async def test_bad_cursor_422_matches_documented_shape(client: AppClient) -> None:
     """A cursor this API never made: 422 whose detail is the documented list of errors."""
     from tests.security.seed import make_list
@@ -82,11 +66,6 @@ async def test_bad_cursor_422_matches_documented_shape(client: AppClient) -> Non
         assert isinstance(r.json()["detail"], list), (path, r.json())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: app/web/ops.py /metrics answers text/plain (Prometheus) but its OpenAPI "
-    "operation documents application/json (no response_class); found by schemathesis (ST105)",
-)
 async def test_metrics_content_type_documented(client: AppClient) -> None:
     """The OpenAPI document says what /metrics really answers."""
     schema = (await client.get("/openapi.json")).json()
@@ -122,23 +101,7 @@ async def _nul_answers(client: AppClient) -> dict[str, int]:
     return answers
 
 
-async def test_nul_characters_are_not_500_except_known(client: AppClient) -> None:
+async def test_nul_characters_are_never_a_500(client: AppClient) -> None:
     """NUL in free text (PostgreSQL cannot store it) is refused or stored, never a 500."""
     answers = await _nul_answers(client)
-    for label in ("list description", "issue body", "issue preheader"):
-        answers.pop(label)  # pinned by the xfail below
     assert all(code < 500 for code in answers.values()), answers
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on PostgreSQL a NUL character in POST /api/v1/issues 'body' or 'preheader' "
-    "is a 500 (asyncpg: invalid byte sequence 0x00; app/issues/schemas.py IssueIn does not "
-    "refuse it); the list description was fixed; found by schemathesis",
-)
-async def test_nul_in_list_description_and_issue_text_is_not_500(client: AppClient) -> None:
-    """NUL in a list description or an issue body/preheader: 422 (or stored), never a 500."""
-    if not client.app.state.settings.database_url.startswith("postgresql"):
-        pytest.xfail("SQLite stores NUL; the bug shows on PostgreSQL only")  # keeps strict honest
-    answers = await _nul_answers(client)
-    assert all(answers[k] < 500 for k in ("list description", "issue body", "issue preheader"))
