@@ -30,6 +30,7 @@ from app.subscribers.schemas import (
     SubscriberPage,
     SubscriberUpdate,
 )
+from app.subscribers.signup import public_subscribe
 
 
 async def service_errors() -> AsyncIterator[None]:
@@ -123,7 +124,9 @@ async def create_subscriber(
     )
     if data.subscription_status == "pending" and subscriber.subscriptions:
         names = sorted(s.mailing_list.name for s in subscriber.subscriptions)
-        await _confirm_later(session, settings, mailer, background, subscriber, names)
+        await session.commit()
+        _confirm_later(settings, mailer, background, subscriber_id=subscriber.id,
+                       email=subscriber.email, name=subscriber.name, list_names=names)  # fmt: skip
     return service.subscriber_out(subscriber)
 
 
@@ -236,20 +239,22 @@ _SUBSCRIBE_BODY = {
 }
 
 
-async def _confirm_later(
-    session: Any, settings: Any, mailer: Any, background: BackgroundTasks, subscriber: Any,
-    names: list[str],
+def _confirm_later(
+    settings: Any, mailer: Any, background: BackgroundTasks, *, subscriber_id: int, email: str,
+    name: str, list_names: list[str],
 ) -> None:  # fmt: skip
-    """Commit, then send the confirmation after the answer: SMTP never holds the request."""
-    await session.commit()
-    envelope = confirmation_envelope(
-        settings,
-        subscriber_id=subscriber.id,
-        email=subscriber.email,
-        name=subscriber.name,
-        list_names=names,
-    )
-    background.add_task(send_confirmation, mailer, envelope)
+    """Build and send the confirmation after the answer: neither holds the request.
+
+    The caller has committed, so the link never names a row that a rollback could undo.
+    """
+
+    async def build_and_send() -> None:
+        envelope = confirmation_envelope(
+            settings, subscriber_id=subscriber_id, email=email, name=name, list_names=list_names
+        )
+        await send_confirmation(mailer, envelope)
+
+    background.add_task(build_and_send)
 
 
 def _valid_address(value: object) -> bool:
@@ -289,36 +294,43 @@ _MESSAGES = {
 }
 
 
+_subscribe_limit = rate_limited("subscribe")
+
+
+async def _subscribe_limited(request: Request) -> None:
+    """The sign-up's rate limit, awaited inline: FastAPI runs a plain `def` dependency in a
+    worker thread, a thread hop per request that cost more than the limiter itself."""
+    _subscribe_limit(request)
+
+
 @public.post(
     "/subscribe",
     status_code=202,
     response_model=SubscribeOut,
-    dependencies=[Depends(rate_limited("subscribe"))],
+    dependencies=[Depends(_subscribe_limited)],
     openapi_extra={"requestBody": _SUBSCRIBE_BODY},
     responses={303: {"description": "a browser's form post: to the thank-you page"}},
 )
-async def subscribe(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    mailer: MailerDep,
-    background: BackgroundTasks,
-) -> Response:
+async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     """Public sign-up (JSON or form); the same answer whether the address was known or not."""
+    # app.state directly: SettingsDep and MailerDep are plain functions, each a thread hop.
+    settings, mailer = request.app.state.settings, request.app.state.mailer
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_form = content_type in _FORM_TYPES
     html = is_form and _wants_html(request)
     raw = await _read_subscribe_body(request, is_form=is_form)
     try:
         data = SubscribeIn.model_validate(raw)
-        signup = await service.public_subscribe(
-            session=session,
-            email=data.email,
-            name=data.name,
-            slugs=data.lists,
-            attributes=data.attributes,
-            check_deliverability=settings.check_deliverability,
-        )
+        # A bare connection, not the ORM session: the sign-up is Core statements only.
+        async with request.app.state.engine.begin() as conn:
+            signup = await public_subscribe(
+                conn=conn,
+                email=data.email,
+                name=data.name,
+                slugs=data.lists,
+                attributes=data.attributes,
+                check_deliverability=settings.check_deliverability,
+            )
     except ValidationError as exc:
         if not html:
             located = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
@@ -327,25 +339,32 @@ async def subscribe(
         if "email" not in fields and not _valid_address(raw.get("email")):
             fields.add("email")  # show every mistake at once, not one per attempt
         errors: dict[str, str] = {f: _MESSAGES[f] for f in ("email", "name", "list") if f in fields}
-        return await _form_again(request, session, raw, errors)
+        return await _form_again(request, raw, errors)
     except service.Invalid as exc:
         if not html:
             raise
         field = _FIELD_OF.get(exc.loc[-1] if exc.loc else "email", "email")
-        return await _form_again(request, session, raw, {field: exc.detail})
-    if signup.confirm is not None:
-        await _confirm_later(
-            session, settings, mailer, background, signup.confirm, signup.list_names
+        return await _form_again(request, raw, {field: exc.detail})
+    if signup.subscriber_id is not None:
+        _confirm_later(
+            settings,
+            mailer,
+            background,
+            subscriber_id=signup.subscriber_id,
+            email=signup.email,
+            name=signup.name,
+            list_names=signup.list_names,
         )
     if html:
         return RedirectResponse(f"/subscribe/thanks?status={signup.status}", status_code=303)
     return JSONResponse({"status": signup.status}, status_code=202)
 
 
-async def _form_again(request: Request, session: Any, raw: Any, errors: dict[str, str]) -> Response:
+async def _form_again(request: Request, raw: Any, errors: dict[str, str]) -> Response:
     values = {"email": str(raw.get("email", "")), "name": str(raw.get("name", "")),
               "lists": raw.get("lists", [])}  # fmt: skip
-    return await render_form(request, session, values=values, errors=errors, status_code=422)
+    async with request.app.state.sessionmaker() as session:
+        return await render_form(request, session, values=values, errors=errors, status_code=422)
 
 
 router.include_router(admin)

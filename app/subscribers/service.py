@@ -6,7 +6,6 @@ Services only flush; the request's session is committed by its dependency.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import BigInteger, delete, func, literal, or_, select, tuple_, update
@@ -18,6 +17,7 @@ from app.models import (
     Bounce,
     Delivery,
     Issue,
+    IssueList,
     MailingList,
     Subscriber,
     Subscription,
@@ -136,8 +136,30 @@ async def update_list(*, session: AsyncSession, slug: str, data: ListUpdate) -> 
     return mailing_list
 
 
+# An issue in these states will still read its lists: at send time, or while it sends.
+ISSUE_STATES_NEEDING_LISTS = ("draft", "scheduled", "sending", "paused")
+
+
 async def delete_list(*, session: AsyncSession, slug: str) -> None:
+    """Delete a list; Conflict naming the issues that still target it and may yet send."""
     mailing_list = await get_list(session=session, slug=slug)
+    blocking = (
+        await session.execute(
+            select(Issue.id, Issue.status)
+            .join(IssueList, IssueList.issue_id == Issue.id)
+            .where(
+                IssueList.list_id == mailing_list.id,
+                Issue.status.in_(ISSUE_STATES_NEEDING_LISTS),
+            )
+            .order_by(Issue.id)
+        )
+    ).all()
+    if blocking:
+        named = ", ".join(f"{issue_id} ({status})" for issue_id, status in blocking)
+        raise Conflict(
+            f"list {slug!r} is targeted by issue(s) {named}; "
+            "remove it from them, or cancel them, first"
+        )
     await session.delete(mailing_list)
     await session.flush()
 
@@ -396,62 +418,6 @@ async def export_subscriber(*, session: AsyncSession, subscriber_id: int) -> dic
         ],
         "exported_at": utcnow(),
     }
-
-
-@dataclass
-class SignUp:
-    """The outcome of a public sign-up: the answer, and who needs a confirmation email."""
-
-    status: str
-    confirm: Subscriber | None = None
-    list_names: list[str] = field(default_factory=list)
-
-
-async def public_subscribe(
-    *,
-    session: AsyncSession,
-    email: str,
-    name: str,
-    slugs: list[str],
-    attributes: dict[str, Any],
-    check_deliverability: bool,
-) -> SignUp:
-    """A sign-up from the public: the answer depends on the lists only, never on the person.
-
-    Anonymous input never overwrites a known subscriber's name or attributes (anyone can type
-    anyone's address). A blocklisted address gets the same answer and no email. An address on
-    the suppression list is only taken back through the confirmation link, even on a single
-    opt-in list, because erasure must not be undone by a stranger typing the address.
-    """
-    lists = await lists_by_slug(session=session, slugs=slugs, public_only=True)
-    address, key = normalize_or_invalid(email, check_deliverability=check_deliverability)
-    answer = "pending" if any(m.double_opt_in for m in lists) else "confirmed"
-    subscriber = await by_key(session=session, key=key)
-    if subscriber is None:
-        subscriber = Subscriber(
-            email=address, email_key=key, name=name, attributes=attributes, subscriptions=[]
-        )
-        session.add(subscriber)
-    elif subscriber.status == "blocklisted":
-        return SignUp(status=answer)
-    suppressed = await is_suppressed(session=session, key=key)
-    to_confirm: list[str] = []
-    for mailing_list in lists:
-        current = next((s for s in subscriber.subscriptions if s.list_id == mailing_list.id), None)
-        if current is not None and current.status == "confirmed":
-            continue
-        if mailing_list.double_opt_in or suppressed:
-            set_membership(subscriber, mailing_list, "pending")
-            to_confirm.append(mailing_list.name)
-        else:
-            set_membership(subscriber, mailing_list, "confirmed")
-    try:
-        await session.flush()
-    except IntegrityError:  # the same address signed up by a concurrent request
-        raise Conflict("this address is being signed up by another request; try again") from None
-    if not to_confirm:
-        return SignUp(status=answer)
-    return SignUp(status=answer, confirm=subscriber, list_names=to_confirm)
 
 
 async def pending_list_names(*, session: AsyncSession, subscriber_id: int) -> list[str] | None:

@@ -108,3 +108,22 @@ async def test_errors_have_the_documented_422_shape(client: AppClient) -> None:
         assert r.status_code == 422, (path, params, r.text)
         detail = r.json()["detail"]
         assert isinstance(detail, list) and detail[0]["loc"], (path, params, detail)
+
+
+async def test_delete_refused_while_an_issue_may_still_send_to_it(client: AppClient) -> None:
+    await make_list(client, "news")
+    await make_list(client, "spare")
+    body = {"subject": "Hello", "lists": ["news"], "format": "markdown", "body": "Hi"}
+    draft = (await client.post("/api/v1/issues", json=body)).json()
+    cancelled = (await client.post("/api/v1/issues", json=body)).json()
+    await client.post(f"/api/v1/issues/{cancelled['id']}/cancel")
+
+    refused = await client.delete("/api/v1/lists/news")
+    assert refused.status_code == 409, refused.text
+    assert f"{draft['id']} (draft)" in refused.json()["detail"]
+    assert "(cancelled)" not in refused.json()["detail"]  # a cancelled issue never sends
+    assert (await client.get("/api/v1/lists/news")).status_code == 200
+
+    assert (await client.delete(f"/api/v1/issues/{draft['id']}")).status_code == 204
+    assert (await client.delete("/api/v1/lists/news")).status_code == 204
+    assert (await client.delete("/api/v1/lists/spare")).status_code == 204
