@@ -25,6 +25,10 @@ def _logging(settings: Settings) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="HTTP processes, each with its own dispatcher unless disabled"),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API and pages, with an embedded dispatcher unless disabled."""
     import uvicorn
@@ -39,7 +43,19 @@ def serve(
         typer.echo("Admin token: from TIDINGS_ADMIN_TOKEN")
     else:
         typer.echo(f"Admin token: in {token_file} (or run `tidings token`)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+        )
+        return
+    settings.secret_key_value  # noqa: B018 (created once here, not raced by the workers)
+    # Several processes need an import path to build the app in each; same environment.
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=settings.log_level.lower(), proxy_headers=False)  # fmt: skip
 
 
 @cli.command()
