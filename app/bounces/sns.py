@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ CONFIRMATION_FIELDS = (
 HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}  # noqa: S303  SHA1 is what SNS v1 signs with
 # SNS rotates its signing certificate rarely; fetching it for every notification would be slow.
 _cert_cache: dict[str, x509.Certificate] = {}
+MAX_CERT_BYTES = 64 * 1024
 
 
 class SignatureError(Exception):
@@ -45,12 +47,35 @@ def canonical_string(message: dict[str, Any]) -> bytes:
     return "".join(f"{k}\n{message[k]}\n" for k in fields if message.get(k) is not None).encode()
 
 
-async def _fetch_https(url: str) -> bytes:
-    """Download a certificate, refusing redirects that could lead off amazonaws.com."""
-    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
-        response = await client.get(url)
+async def fetch_certificate(url: str, *, http: httpx.AsyncClient | None = None) -> bytes:
+    """Download a signing certificate over verified HTTPS from an SNS host; never redirected.
+
+    `http` lets a caller (a test, a proxy set-up) supply the client and its transport; the
+    checks here hold whatever that client's own settings are.
+    """
+    # Checked here too, not only in verify_sns: this is the one place that goes out.
+    if not CERT_URL.match(url):
+        raise SignatureError("the signing certificate is not on an SNS amazonaws.com host")
+    if http is None:
+        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
+            return await _download(client, url)
+    return await _download(http, url)
+
+
+async def _download(client: httpx.AsyncClient, url: str) -> bytes:
+    # follow_redirects per request: a redirect could lead off amazonaws.com, even when the
+    # caller's client would follow one; raise_for_status refuses the 3xx itself.
+    async with client.stream("GET", url, follow_redirects=False) as response:
         response.raise_for_status()
-        return response.content
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_CERT_BYTES:  # a certificate is a few KB; do not buffer more
+                raise SignatureError("the signing certificate is too large")
+        return bytes(body)
+
+
+_fetch_https = fetch_certificate  # the name this default had before it took `http`
 
 
 async def _certificate(url: str, fetch: Callable[[str], Awaitable[bytes]]) -> x509.Certificate:
@@ -64,9 +89,16 @@ async def _certificate(url: str, fetch: Callable[[str], Awaitable[bytes]]) -> x5
 
 
 async def verify_sns(
-    message: dict[str, Any], *, fetch_cert: Callable[[str], Awaitable[bytes]] | None = None
+    message: dict[str, Any],
+    *,
+    fetch_cert: Callable[[str], Awaitable[bytes]] | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> None:
-    """Check an SNS message's signature against AWS's certificate; raise SignatureError if bad."""
+    """Check an SNS message's signature against AWS's certificate; raise SignatureError if bad.
+
+    The certificate comes from `fetch_cert` when given, else from fetch_certificate through
+    `http` (an httpx client) or a fresh client of its own.
+    """
     url = str(message.get("SigningCertURL") or message.get("SigningCertUrl") or "")
     if not CERT_URL.match(url):
         raise SignatureError("the signing certificate is not on an SNS amazonaws.com host")
@@ -77,7 +109,9 @@ async def verify_sns(
         signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SignatureError("the signature is not base64") from exc
-    cert = await _certificate(url, fetch_cert or _fetch_https)
+    if fetch_cert is None:
+        fetch_cert = functools.partial(fetch_certificate, http=http)
+    cert = await _certificate(url, fetch_cert)
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey) or cert.not_valid_after_utc < datetime.now(UTC):
         raise SignatureError("the signing certificate is unusable")
