@@ -61,14 +61,14 @@ async def wait_sent(client: AppClient, issue_id: int, timeout: float = 120) -> N
 
 
 async def start(app_factory: Callable[..., Any], db: str, n: int) -> tuple[AppClient, int, str]:
-    if not db.startswith("postgresql"):
-        pytest.skip("several worker processes need PostgreSQL")
+    assert db.startswith("postgresql"), "marked postgres_only: SQLite has one writer"
     client = await app_factory()
     await seed(db, n)
     issue_id = await new_issue(client)
     return client, issue_id, str(client.app.state.settings.secret_key_value)
 
 
+@pytest.mark.postgres_only
 async def test_three_workers_send_each_recipient_exactly_once(
     app_factory: Callable[..., Any], db: str, smtpd: SMTPServer, tmp_path: Path
 ) -> None:
@@ -86,6 +86,7 @@ async def test_three_workers_send_each_recipient_exactly_once(
     assert await counts(db, issue_id) == {"sent": 2000}
 
 
+@pytest.mark.postgres_only
 async def test_sigkill_mid_send_loses_no_one(
     app_factory: Callable[..., Any], db: str, smtpd: SMTPServer, tmp_path: Path
 ) -> None:
@@ -112,6 +113,7 @@ async def test_sigkill_mid_send_loses_no_one(
     assert await counts(db, issue_id) == {"sent": 2000}
 
 
+@pytest.mark.postgres_only
 async def test_sigterm_drains_and_exits_without_duplicates(
     app_factory: Callable[..., Any], db: str, smtpd: SMTPServer, tmp_path: Path
 ) -> None:
