@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from app.deps import AdminDep, MailerDep, SessionDep, SettingsDep
+from app.pagination import Cursor, Limit, decode_cursor
 from app.security import rate_limited
 from app.subscribers import service
 from app.subscribers.addresses import InvalidAddress, normalize
@@ -49,8 +50,6 @@ router = APIRouter()
 admin = APIRouter(prefix="/api/v1", dependencies=[AdminDep, Depends(service_errors)])
 public = APIRouter(prefix="/api/v1", tags=["sign-up"], dependencies=[Depends(service_errors)])
 
-Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
-Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
 SubscriberId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 SlugPath = Annotated[str, Path(pattern=SLUG, description="the list's slug")]
@@ -80,7 +79,7 @@ async def create_list(data: ListCreate, session: SessionDep) -> dict[str, Any]:
 @admin.get("/lists", response_model=ListPage, tags=["lists"])
 async def browse_lists(session: SessionDep, limit: Limit = 100, cursor: Cursor = None) -> Any:
     """The lists, with their counts of confirmed, pending and unsubscribed members."""
-    after = service.decode_cursor(cursor)
+    after = decode_cursor(cursor) or 0
     rows = await service.browse_lists(session=session, after=after, limit=limit + 1)
     items, next_cursor = service.page(rows, limit)
     return {"items": await _lists_out(session, items), "next_cursor": next_cursor}
@@ -149,7 +148,7 @@ async def search_subscribers(
     when `list` is given, else the person (active, blocklisted)."""
     rows = await service.search_subscribers(
         session=session,
-        after=service.decode_cursor(cursor),
+        after=decode_cursor(cursor) or 0,
         limit=limit + 1,
         q=q,
         list_slug=list,

@@ -5,7 +5,6 @@ Services only flush; the request's session is committed by its dependency.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from sqlalchemy import BigInteger, delete, func, literal, or_, select, tuple_, update
@@ -23,6 +22,7 @@ from app.models import (
     Subscription,
     Suppression,
 )
+from app.pagination import encode_cursor
 from app.subscribers.addresses import InvalidAddress, normalize, suppression_hash
 from app.subscribers.schemas import ListCreate, ListUpdate, SubscriberCreate, SubscriberUpdate
 
@@ -51,24 +51,6 @@ class Invalid(ServiceError):
 
 
 # --- pagination ------------------------------------------------------------------------
-
-
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
-    """The id after which a page starts; 0 for the first page."""
-    if not cursor:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = text.partition(":")
-        if prefix != "id" or not value.isdigit():
-            raise ValueError(text)
-        return int(value)
-    except (ValueError, UnicodeDecodeError):
-        raise Invalid("cursor is not one this API returned", loc=("query", "cursor")) from None
 
 
 def page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
