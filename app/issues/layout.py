@@ -11,6 +11,7 @@ import html as htmllib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,10 @@ _EXTRA_ATTRS = {
 for _tag, _extra in _EXTRA_ATTRS.items():
     _ATTRS[_tag] = _ATTRS.get(_tag, set()) | _extra
 _EVIL_STYLE = re.compile(r"expression|url\s*\(|javascript:|behavio(u)?r|@import|-moz-binding", re.I)
-_IMG_NO_ALT = re.compile(r"<img\b(?![^>]*\salt=)", re.I)
-_IMG_TAG = re.compile(r"<img\b[^>]*>", re.I)
-_IMG_WIDTH = re.compile(r'\swidth="?(\d+)"?', re.I)
-_IMG_HEIGHT = re.compile(r'\sheight="?\d+"?', re.I)
+_WIDTH = re.compile(r"\s*(\d+)")
 MAX_IMAGE_WIDTH = 560  # the 600 px column less its padding
-_EXTERNAL = re.compile(r"<link\b[^>]*>|@import[^;]*;", re.I)
+_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.I | re.S)
+_IMPORT = re.compile(r"@import[^;]*;?", re.I)
 _BAD_SCHEME = re.compile(r"\s*(?!(?:https?|mailto|tel):)[a-z][a-z0-9+.\-]*:", re.I)
 _URL_START = re.compile(r"""\b(?:href|src)\s*=\s*["']?$""", re.I)
 _CSS_VALUE = re.compile(r"""\bstyle\s*=\s*"[^"]*$""", re.I)
@@ -84,23 +83,84 @@ def sanitise(html: str) -> str:
     )
 
 
-def add_alt(html: str) -> str:
-    """Give every image an alt attribute (empty where the author gave none)."""
-    return _IMG_NO_ALT.sub('<img alt=""', html)
+class _StartTags(HTMLParser):
+    """The real start tags of a document, as a browser's tokenizer sees them.
+
+    Regexes over finished HTML also match `<img` written inside an attribute value (mrml
+    puts the subject, with `<` left raw, into the wrapper's aria-label), and an edit made
+    there can close the attribute. Only what this tokenizer calls a tag is ever edited.
+    """
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", html)]
+        self.tags: list[tuple[int, int, str, list[tuple[str, str | None]], bool]] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._note(tag, attrs, closed=False)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._note(tag, attrs, closed=True)
+
+    def _note(self, tag: str, attrs: list[tuple[str, str | None]], *, closed: bool) -> None:
+        line, column = self.getpos()  # the tag's first character: the parser moves on after
+        start = self._line_starts[line - 1] + column
+        raw = self.get_starttag_text() or ""
+        self.tags.append((start, start + len(raw), tag, attrs, closed))
 
 
-def _clamp_image(match: re.Match[str]) -> str:
-    tag = match[0]
-    width = _IMG_WIDTH.search(tag)
-    if width and int(width[1]) > MAX_IMAGE_WIDTH:
+def _serialise(tag: str, attrs: list[tuple[str, str | None]], closed: bool) -> str:
+    # Values come back unescaped from the parser; escaping `<` and `>` as well as quotes
+    # keeps anything shaped like a tag out of attribute values for every later pass.
+    parts = [f" {k}" if v is None else f' {k}="{htmllib.escape(v, quote=True)}"' for k, v in attrs]
+    return f"<{tag}{''.join(parts)}{' /' if closed else ''}>"
+
+
+def _fit_image(attrs: list[tuple[str, str | None]], clamp: bool) -> list[tuple[str, str | None]]:
+    names = {k for k, _ in attrs}
+    width = next((_WIDTH.match(v) for k, v in attrs if k == "width" and v), None)
+    if clamp and width and int(width[1]) > MAX_IMAGE_WIDTH:
         # A fixed width wider than the column would stretch every table around it.
-        tag = _IMG_HEIGHT.sub("", _IMG_WIDTH.sub(f' width="{MAX_IMAGE_WIDTH}"', tag))
-    return tag
+        attrs = [
+            (k, str(MAX_IMAGE_WIDTH) if k == "width" else v) for k, v in attrs if k != "height"
+        ]
+    return attrs if "alt" in names else [("alt", ""), *attrs]
+
+
+def _needs_rewrite(raw: str, tag: str, attrs: list[tuple[str, str | None]], clamp: bool) -> bool:
+    if "<" in raw[1:] or ">" in raw[:-1] or tag == "link":
+        return True
+    if tag != "img":
+        return False
+    return clamp or not any(k == "alt" for k, _ in attrs)
+
+
+def fix_tags(html: str, *, clamp_images: bool = False) -> str:
+    """Real tags only: alt on every image, no raw `<`/`>` in attribute values, no <link>.
+
+    With `clamp_images`, no image is declared wider than the content column.
+    """
+    out: list[str] = []
+    pos = 0
+    for start, end, tag, attrs, closed in _StartTags(html).tags:
+        if not _needs_rewrite(html[start:end], tag, attrs, clamp_images):
+            continue
+        if tag == "link":  # nothing external but images and links: no stylesheets
+            new = ""
+        else:
+            new = _serialise(tag, _fit_image(attrs, clamp_images) if tag == "img" else attrs,
+                             closed)  # fmt: skip
+        out += (html[pos:start], new)
+        pos = end
+    out.append(html[pos:])
+    return "".join(out)
 
 
 def fit_images(html: str) -> str:
     """Body images: alt everywhere, no width attribute wider than the content column."""
-    return _IMG_TAG.sub(_clamp_image, add_alt(html))
+    return fix_tags(html, clamp_images=True)
 
 
 def body_fragment(skeleton: str, format: str, css: str) -> tuple[str, str]:
@@ -119,7 +179,10 @@ def mjml_to_html(source: str) -> str:
         html = mrml.to_html(source, render_options=_render_options).content
     except Exception as exc:  # noqa: BLE001 - mrml raises its own untyped errors
         raise BodyError(f"the layout is not valid MJML: {exc}") from None
-    html = _EXTERNAL.sub("", _inliner.inline(html))
+    # Tags first, so the regexes below can only meet real tags: after fix_tags no attribute
+    # value holds a raw `<`, and text never did (mrml and Jinja escape it).
+    html = fix_tags(_inliner.inline(html))
+    html = _STYLE_BLOCK.sub(lambda m: m[1] + _IMPORT.sub("", m[2]) + m[3], html)
     # MJML hides the preheader in white text, which spam filters score as low contrast text;
     # display:none, max-height:0 and opacity:0 hide it without that.
     html = html.replace(
@@ -128,7 +191,7 @@ def mjml_to_html(source: str) -> str:
         1,
     )
     html = re.sub(r"<head\b[^>]*>", lambda m: m[0] + _DARK_META, html, count=1)
-    return add_alt(html).rstrip("\n") + "\n"
+    return html.rstrip("\n") + "\n"
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import email.policy
 import html as htmllib
 import re
+import time
 from email.message import EmailMessage
 from email.parser import BytesParser
+from html.parser import HTMLParser
 
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from app.config import settings
 from app.delivery.dkim import DkimSigner
 from app.issues.rendering import (
     BodyError,
@@ -398,3 +401,116 @@ def test_personalised_subject_validates_and_line_breaks_stay_refused() -> None:
     validate_issue(subject="Hi {{ subscriber.name }}, {{ subscriber.attributes.city }}", **VALID)
     with pytest.raises(HeaderError):
         validate_issue(subject="Hi {{ subscriber.name }}\r\nBcc: x@y", **VALID)
+
+
+class _Tags(HTMLParser):
+    """Every start tag's attributes, as a browser's tokenizer would read them."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+ATTRIBUTE_BREAKERS = ['"><img src=x onmouseover=alert(1)>', "' onfocus='alert(1)",
+                      "<link rel=stylesheet href=//evil.example/x.css> @import 'y';"]  # fmt: skip
+
+
+@pytest.mark.parametrize("payload", ATTRIBUTE_BREAKERS)
+@pytest.mark.parametrize("personal", [False, True])
+def test_subject_preheader_and_list_names_stay_inside_attributes(
+    payload: str, personal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "organisation_name", f"Org {payload}")
+    subject = ("{{ subscriber.name }} " if personal else "Issue ") + payload
+    compiled = compile_issue(
+        content("Hello", subject=subject, preheader=f"Pre {payload}", list_names=(payload,)),
+        archive_url=ARCHIVE,
+    )
+    for html in (compiled.render_html(recipient()), compiled.render_archive_html()):
+        tags = _Tags(html).tags
+        assert all(not k.startswith("on") for _, attrs in tags for k in attrs), payload
+        assert not any(tag == "link" or "src" in a and a["src"] == "x" for tag, a in tags)
+        labels = [a["aria-label"] for _, a in tags if "aria-label" in a]
+        assert labels and labels[0] is not None and labels[0].endswith(payload)
+        assert all(re.search(r"\salt=", tag) for tag in re.findall(r"<img\b[^>]*>", html))
+
+
+def test_body_images_get_alt_only_in_real_tags() -> None:
+    body = ('<p title="<img src=x onerror=alert(1)>">t</p>'
+            '<img src="https://cdn.example.org/wide.png" width="900" height="300">'
+            '<img alt="kept" src="https://cdn.example.org/a.png" width="100">')  # fmt: skip
+    html = compile_issue(content(body, format="html"), archive_url=ARCHIVE).render_html(recipient())
+    tags = _Tags(html).tags
+    assert not any("onerror" in a for _, a in tags)
+    assert ("p", {"title": "<img src=x onerror=alert(1)>"}) in [
+        (t, {k: v for k, v in a.items() if k == "title"}) for t, a in tags if t == "p"
+    ]
+    images = {a["src"]: a for t, a in tags if t == "img" and "cdn.example.org" in (a["src"] or "")}
+    wide = images["https://cdn.example.org/wide.png"]
+    assert wide["alt"] == "" and wide["width"] == "560" and "height" not in wide
+    assert images["https://cdn.example.org/a.png"]["alt"] == "kept"
+
+
+BOMBS = [
+    "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+    "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+    "{{ 'x' * 10**9 }}",
+    "{% set n = 7 ** 100000000 %}done",
+    "{{ 'x'|center(10**9) }}{{ 'x'.ljust(10**9) }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}",
+    "{% set s = 'x' * 100000 %}{{ s.replace('', s) }}",
+    "{{ '%(a)s%(a)s' % {'a': 'x' * 999999} }}{{ '{0}{0}'.format('x' * 999999) }}",
+    "{% set s = 'x' * 999999 %}{% for i in range(10) %}{{ s }}{% endfor %}",
+    "{% macro f(n) %}{% if n < 30 %}{{ f(n+1) }}{{ f(n+1) }}{% endif %}{% endmacro %}{{ f(0) }}",
+    "{{ lipsum(10**6) }}",
+]
+
+
+@pytest.mark.parametrize("body", BOMBS)
+def test_template_bombs_refused_at_validate_quickly(body: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(BodyError, match="exceed|more than|longer than"):
+        validate_issue(subject="Hi", preheader="", from_addr="A <a@example.org>",
+                       template="newsletter", format="html", body=body)  # fmt: skip
+    assert time.monotonic() - start < 5
+
+
+def test_legitimate_operators_loops_and_formats_still_render() -> None:
+    body = ("{{ 'ab' * 3 }} {{ 2 ** 10 }} {{ '%05d' % 42 }} {{ '{:*>4}'.format('a') }} "
+            "{% for i in range(3) %}{{ i }}{% if not loop.last %},{% endif %}{% endfor %} "
+            "{{ [1, 2] + [3] }} {{ 'a' ~ 'b' }} {{ 'a b'|replace(' ', '-') }}")  # fmt: skip
+    compiled = compile_issue(content(body, format="html"), archive_url=ARCHIVE)
+    assert "ababab 1024 00042 ***a 0,1,2 [1, 2, 3] ab a-b" in compiled.render_text(recipient())
+
+
+def test_bombs_in_subscriber_data_never_hang_a_send() -> None:
+    """Sizes from subscriber data: a fast-path slot renders empty, a slow path falls back."""
+    fast = compile_issue(content("[{{ 'x' * subscriber.attributes.n }}]", format="html"),
+                         archive_url=ARCHIVE)  # fmt: skip
+    slow = compile_issue(
+        content("{% for i in range(subscriber.attributes.n|default(2)) %}{% for j in range(9999) %}"
+                "{% endfor %}{% endfor %}[done]", format="html"),
+        archive_url=ARCHIVE,
+    )  # fmt: skip
+    assert fast.fast and not slow.fast
+    start = time.monotonic()
+    assert "[]" in parts(fast.render_message(recipient(attributes={"n": 10**9})))[0]
+    assert "[done]" in parts(slow.render_message(recipient(attributes={"n": 10**4})))[0]
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{{ '{0.__class__}'.format('') }}", "{{ '{0:{1.__class__}}'.format(1, 2) }}",
+     "{% set f = '{0[0].__init__.__globals__}' %}{{ f.format([cycler]) }}",
+     "{{ '{x._private}'.format_map({'x': subscriber}) }}"],
+)  # fmt: skip
+def test_format_fields_reaching_internals_refused(body: str) -> None:
+    with pytest.raises(BodyError, match="'_'"):
+        validate_issue(subject="Hi", preheader="", from_addr="A <a@example.org>",
+                       template="newsletter", format="html", body=body)  # fmt: skip

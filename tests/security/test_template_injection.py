@@ -152,13 +152,6 @@ async def test_format_string_escapes_render_nothing(client: AppClient) -> None:
             assert "[]" in text and not any(leak in text for leak in LEAKS), (payload, fmt)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): app/issues/templating.py parse_checked inspects the AST for names "
-    "starting with '_' but not str.format fields, so a body \"{{ '{0.__class__}'.format('') }}\" "
-    "is accepted (201) instead of the 422 issue 3 asks for a body reaching for internals; the "
-    "sandbox formatter renders it empty, so nothing leaks",
-)
 async def test_format_string_escapes_refused(client: AppClient) -> None:
     """Dunders reached through str.format are refused at create like any other."""
     await make_list(client, "news")
@@ -212,15 +205,6 @@ async def test_bounded_bombs_refused(bomb_server: LiveServer) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: app/issues/templating.py trial render (validate_issue, in a thread) has no "
-    "time or size bound: POST /api/v1/issues with body "
-    "'{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}' never "
-    "answers and burns a CPU for hours; \"{{ 'x' * 10**9 }}\" and '{% set n = 7 ** 100000000 %}' "
-    "(Jinja's sandbox intercepts no binary operators) take gigabytes or minutes. Needs "
-    "intercepted_binops for * and ** with a size check, and a render time limit",
-)
 async def test_unbounded_bombs_refused(bomb_server: LiveServer) -> None:
     """Loops, repetition and powers big enough to hang: refused with 422 within the bound."""
     names = ("nested loops", "huge repeat", "huge power")
