@@ -23,13 +23,8 @@ from markdown_it import MarkdownIt
 
 from app.issues.mime import PartChunks
 from app.issues.plaintext import html_to_text
-from app.issues.templating import (
-    DYNAMIC_NAMES,
-    SLOT_RE,
-    BodyError,
-    SlottedTemplate,
-    make_env,
-)
+from app.issues.sandbox import make_env
+from app.issues.templating import DYNAMIC_NAMES, SLOT_RE, BodyError, SlottedTemplate
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "email_templates"
 BODY_MARK = "zqTIDINGSBODYqz"
