@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app import metrics
 from app.config import Settings
 from app.delivery import queue
+from app.delivery.feeder import precompile
 from app.models import RateBucket
 
 if TYPE_CHECKING:
@@ -32,21 +33,28 @@ _USER_UNKNOWN = re.compile(
 )
 
 
+TICK = 0.1  # seconds between control ticks
+# Statuses every tick (one indexed query): a send starts, and a pause or cancel takes
+# hold, within a tenth of a second. The rest, counted in ticks, is upkeep.
+EVERY_HALF_SECOND, EVERY_2_S, EVERY_5_S = 5, 20, 50
+
+
 async def control_tick(d: Dispatcher, tick: int) -> None:
-    """Every 0.5 s: issue statuses; every second: scheduler and finished issues; and upkeep."""
+    """Issue statuses every tick; scheduler, finished issues and upkeep every few ticks."""
     async with d.sessionmaker() as s, s.begin():
         statuses = await queue.issue_statuses(session=s, held=set(d.held.values()) | set(d.status))
-        if tick % 2 == 0:
+        if tick % EVERY_HALF_SECOND == 0:
             started = await queue.promote_scheduled(session=s)
             finished = await queue.finish_issues(session=s)
             if started or finished:
                 log.info("issues started %s, finished %s", started, finished)
             await _refresh_blocks(d, s)
-        if tick % 4 == 0:
+        if tick % EVERY_2_S == 0:
             recovered = await queue.recover_expired(session=s)
             if recovered:
                 log.warning("%d deliveries of a vanished dispatcher back in the queue", recovered)
-        if d.held and tick % max(1, int(d.settings.lease_seconds * 2 / 3)) == 0:
+        # Leases are renewed every third of their length.
+        if d.held and tick % max(1, int(d.settings.lease_seconds / 3 / TICK)) == 0:
             await queue.extend_leases(
                 session=s, owner=d.owner, lease_seconds=d.settings.lease_seconds
             )
@@ -57,8 +65,11 @@ async def control_tick(d: Dispatcher, tick: int) -> None:
             d.release_issue(issue_id)
         if status in ("sent", "cancelled"):
             d.compiled.pop(issue_id, None)
+        elif status == "sending" and d.status.get(issue_id) != "sending":
+            precompile(d, issue_id)  # while the feeder claims the first batch
+            d.wake.set()  # an idle feeder starts on it now, not at its next look
     d.status = statuses
-    if tick % 10 == 0:
+    if tick % EVERY_5_S == 0:
         await d._heartbeat()
         await _gauges(d)
 

@@ -7,7 +7,7 @@ One asyncio pipeline per process, with no per-message database round trip:
         ──▶ send queue
     senders (settings.concurrency tasks) ──(one SMTP transaction each)──▶ results
     writer ──(one UPDATE per batch of results, guarded by our lease)──▶ deliveries
-    control (every 0.5 s) ── issue statuses, scheduler, lease upkeep, heartbeat
+    control (every 0.25 s) ── issue statuses, scheduler, lease upkeep, heartbeat
 
 The senders are long-lived coroutines (no task per message); each takes a connection
 from its transport's pool for one transaction. Results, metrics and back-offs are
@@ -39,7 +39,7 @@ from app import metrics
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.delivery import queue, ratelimit, signing
-from app.delivery.control import control_tick, hard_bounce, record_hard_bounces
+from app.delivery.control import TICK, control_tick, hard_bounce, record_hard_bounces
 from app.delivery.feeder import Item, feed_loop
 from app.delivery.queue import Result
 from app.delivery.signing import Signer, start_signer
@@ -49,7 +49,9 @@ from app.models import Worker
 log = logging.getLogger("tidings.dispatcher")
 
 THROTTLE_CODES = (421, 451, 452)
-STOP_GRACE = 20.0  # seconds in-flight sends get to finish on stop; the whole stop stays < 30 s
+FLUSH_AT = 50  # results that make the writer write at once instead of within 0.1 s
+SIDE_GRACE = 3.0  # seconds the writer and control loops get to finish their turn on stop
+STOP_GRACE = 20.0  # seconds in-flight sends get to finish on stop; with the rest, < 30 s
 
 
 class Dispatcher:
@@ -65,7 +67,10 @@ class Dispatcher:
         self.settings, self.sessionmaker, self.transports = settings, sessionmaker, transports
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stopping = asyncio.Event()
-        self.status: dict[int, str] = {}  # issue id -> status, refreshed every 0.5 s
+        self.wake = asyncio.Event()  # set by the control tick when an issue starts sending
+        self.flush_now = asyncio.Event()  # set when FLUSH_AT results wait to be written
+        self.closing = False  # the writer and control loops end at their next turn
+        self.status: dict[int, str] = {}  # issue id -> status, refreshed every 0.25 s
         self.held: dict[int, int] = {}  # claimed delivery id -> issue id, until its result
         self.buffer: dict[int, deque[int]] = {}  # claimed, not yet prepared, per issue
         self.results: list[Result] = []
@@ -81,7 +86,7 @@ class Dispatcher:
         self.backoff: dict[str, float] = {}
         self.throttles: dict[str, deque[float]] = {}
         self.streak: dict[int, int] = {}
-        self.compiled: dict[int, Any] = {}
+        self.compiled: dict[int, asyncio.Future[Any]] = {}  # issue id -> its compilation
         self.sent_log: deque[tuple[float, int]] = deque()
         self.sendq: asyncio.Queue[Item | None] = asyncio.Queue(max(2 * settings.concurrency, 4))
         self.signer: Signer | None = None
@@ -89,6 +94,7 @@ class Dispatcher:
         self.counted: Counter[str] = Counter()  # results not yet added to the metrics
         self.sign_slots = asyncio.Semaphore(signing.MAX_IN_FLIGHT)
         self.turn = 0  # the feeder's round-robin over sending issues
+        self.claiming: asyncio.Future[list[int]] | None = None  # the feeder's last claim
         self._task: asyncio.Task[Any] | None = None
 
     # -- life cycle -------------------------------------------------------------------
@@ -100,6 +106,8 @@ class Dispatcher:
     async def run(self) -> None:
         """Dispatch until stop(); then drain gracefully (within 30 s)."""
         self.signer = start_signer(self.settings)
+        if self.signer is not None:  # registered means ready: no send waits for the pool
+            await self.signer.ready()
         await self._heartbeat(first=True)
         feeder = asyncio.create_task(feed_loop(self), name="feeder")
         senders = [asyncio.create_task(self._send_loop()) for _ in range(self.settings.concurrency)]
@@ -112,6 +120,8 @@ class Dispatcher:
             for task in self.signing:  # what they held is released below, with the rest
                 task.cancel()
             await asyncio.gather(feeder, *self.signing, return_exceptions=True)
+            if self.claiming is not None:  # a claim the feeder left: its rows join `held`
+                await asyncio.gather(self.claiming, return_exceptions=True)
             while not self.sendq.empty():
                 item = self.sendq.get_nowait()
                 if item is not None:
@@ -124,7 +134,13 @@ class Dispatcher:
             await asyncio.gather(*senders, return_exceptions=True)
             for delivery_id in list(self.held):
                 self.release(delivery_id)
-            for task in side:
+            # The writer and the control loop end between two transactions, not in one:
+            # a transaction cancelled half-way can stay open on the server, holding row
+            # locks that the final flush would then wait for forever.
+            self.closing = True
+            self.flush_now.set()
+            _, late = await asyncio.wait(side, timeout=SIDE_GRACE)
+            for task in late:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
             await self._final_flush()
@@ -172,7 +188,7 @@ class Dispatcher:
         self.streak[item.issue_id] = 0
         self.backoff.pop(item.transport.name, None)
         self.emit(Result(item.id, "sent", message_id=item.message_id,
-                          server=item.transport.name[:255], sent_at=now))  # fmt: skip
+                         server=item.transport.name[:255], sent_at=now))  # fmt: skip
 
     def _is_throttle(self, name: str, exc: DeliveryError) -> bool:
         if exc.code not in THROTTLE_CODES:
@@ -194,7 +210,7 @@ class Dispatcher:
                 self.blocks[name] = self.backoff[name]
             wait = max(1.0, budget.blocked_local - time.time())
             self.emit(Result(item.id, "queued", refund=1, error=error,
-                              next_attempt_at=now + timedelta(seconds=wait)))  # fmt: skip
+                             next_attempt_at=now + timedelta(seconds=wait)))  # fmt: skip
             return
         streak = self.streak.get(item.issue_id, 0) + 1
         self.streak[item.issue_id] = streak
@@ -230,6 +246,8 @@ class Dispatcher:
         if self.held.pop(result.id, None) is None:
             return  # already given a result (or never ours)
         self.results.append(result)
+        if len(self.results) >= FLUSH_AT:
+            self.flush_now.set()
         status = result.status
         if status == "queued":
             status = "released" if result.refund else "retry"
@@ -238,14 +256,22 @@ class Dispatcher:
     # -- writing results and control ----------------------------------------------------
 
     async def _write_loop(self) -> None:
-        while True:
-            await asyncio.sleep(0.1)
+        # Every 0.1 s, or as soon as FLUSH_AT results wait: a message sent but not yet
+        # recorded is what a crash would send twice, so that window is kept small in
+        # messages, not only in time, however fast we send.
+        while not self.closing:
+            await ratelimit._sleep(0.1, self.flush_now)
+            self.flush_now.clear()
             if self.results or self.pauses or self.blocks or self.bounces:
                 if not await self._flush():
                     await asyncio.sleep(1.0)
 
     async def _flush(self) -> bool:
+        # Bounces are taken with their results: the bounce policy must see a delivery only
+        # after its failure is written (it moves the row past 'sending', which the write
+        # of a result written after it would then skip, losing its SMTP reply).
         results, self.results = self.results, []
+        bounces, self.bounces = self.bounces, []
         pauses = dict(self.pauses)  # kept until written: the control tick reads them
         blocks, self.blocks = self.blocks, {}
         try:
@@ -253,12 +279,22 @@ class Dispatcher:
                 for issue_id, reason in pauses.items():
                     await queue.pause_issue(session=s, issue_id=issue_id, reason=reason)
                 await queue.record(session=s, owner=self.owner, results=results)
+                if results and not self.held:
+                    # We hold nothing more: if no one else does, the issue is done now
+                    # rather than at the next control tick.
+                    await queue.finish_issues(session=s)
                 for name, seconds in blocks.items():
                     await ratelimit.block(session=s, key=name, seconds=seconds)
-        except Exception:
-            log.exception("writing %d results failed; will retry", len(results))
+        except BaseException as exc:
+            # Put them back: a failed write is retried, and a writer cancelled mid-write
+            # (on stop) leaves them to the final flush. Writing one twice is harmless:
+            # the second finds no lease of ours.
             self.results[:0] = results
+            self.bounces[:0] = bounces
             self.blocks = {**blocks, **self.blocks}
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("writing %d results failed; will retry", len(results))
             return False
         for issue_id in pauses:
             self.pauses.pop(issue_id, None)
@@ -268,14 +304,13 @@ class Dispatcher:
         sent = counted["sent"]
         if sent:
             self.sent_log.append((time.monotonic(), sent))
-        bounces, self.bounces = self.bounces, []
         if bounces:
             await record_hard_bounces(self.sessionmaker, self.settings, bounces)
         return True
 
     async def _control_loop(self) -> None:
         tick = 0
-        while True:
+        while not self.closing:
             try:
                 await control_tick(self, tick)
             except asyncio.CancelledError:
@@ -283,7 +318,7 @@ class Dispatcher:
             except Exception:
                 log.exception("control loop: will retry")
             tick += 1
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(TICK)
 
 
 async def run_worker(settings: Settings) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from app.delivery import queue, ratelimit
@@ -76,7 +77,8 @@ async def feed_loop(d: Dispatcher) -> None:
         idle = 0 if busy else idle + 1
         sending = sum(1 for s in d.status.values() if s == "sending")
         if idle > max(1, sending):
-            await ratelimit._sleep(0.25, d.stopping)
+            d.wake.clear()
+            await ratelimit._sleep(0.25, d.wake)  # the control tick wakes us for a new send
             idle = 0
 
 
@@ -88,12 +90,10 @@ async def feed_once(d: Dispatcher) -> bool:
     d.turn += 1
     buf = d.buffer.setdefault(issue_id, deque())
     if not buf:
-        async with d.sessionmaker() as s, s.begin():
-            ids = await queue.claim(session=s, issue_id=issue_id, owner=d.owner,
-                                    limit=claim_size(d),
-                                    lease_seconds=d.settings.lease_seconds)  # fmt: skip
-        for i in ids:
-            d.held[i] = issue_id
+        # Shielded: a stop that cancels the feeder mid-claim must still learn what the
+        # claim took (it may have committed), so that it is released, not left to expire.
+        d.claiming = asyncio.ensure_future(_claim(d, issue_id))
+        ids = await asyncio.shield(d.claiming)
         buf.extend(ids)
         if not ids:
             return False
@@ -106,35 +106,67 @@ async def feed_once(d: Dispatcher) -> bool:
     return True
 
 
+async def _claim(d: Dispatcher, issue_id: int) -> list[int]:
+    async with d.sessionmaker() as s, s.begin():
+        ids = await queue.claim(session=s, issue_id=issue_id, owner=d.owner,
+                                limit=claim_size(d),
+                                lease_seconds=d.settings.lease_seconds)  # fmt: skip
+    for i in ids:
+        d.held[i] = issue_id
+    return ids
+
+
 def _pick(d: Dispatcher) -> Transport:
     now = time.time()
     blocked = {n for n, b in d.budgets.items() if b.blocked_local > now}
     return pick_weighted(d.transports, blocked)
 
 
-async def _compiled(d: Dispatcher, issue_id: int) -> Any:
+def precompile(d: Dispatcher, issue_id: int) -> None:
+    """Start compiling an issue (once per dispatcher); `_compiled` awaits the same task."""
     if issue_id not in d.compiled:
-        async with d.sessionmaker() as s:
-            issue = await s.scalar(
-                select(Issue).where(Issue.id == issue_id).options(selectinload(Issue.lists))
-            )
-        assert issue is not None
-        d.compiled[issue_id] = await asyncio.to_thread(compose.compile_for_send, d.settings, issue)
-    return d.compiled[issue_id]
+        d.compiled[issue_id] = asyncio.ensure_future(_compile(d, issue_id))
+
+
+async def _compile(d: Dispatcher, issue_id: int) -> Any:
+    async with d.sessionmaker() as s:
+        issue = await s.scalar(
+            select(Issue).where(Issue.id == issue_id).options(selectinload(Issue.lists))
+        )
+    assert issue is not None
+    return await asyncio.to_thread(compose.compile_for_send, d.settings, issue)
+
+
+async def _compiled(d: Dispatcher, issue_id: int) -> Any:
+    precompile(d, issue_id)
+    try:
+        return await d.compiled[issue_id]
+    except Exception:
+        d.compiled.pop(issue_id, None)  # the next chunk tries again (after a pause: a resume)
+        raise
 
 
 async def prepare(d: Dispatcher, issue_id: int, ids: list[int], transport: Transport) -> None:
     """Re-check, render and (through signing) queue one chunk of claimed deliveries."""
     try:
         compiled = await _compiled(d, issue_id)
+        async with d.sessionmaker() as s:
+            targets = await queue.load_targets(session=s, ids=ids)
+    except (SQLAlchemyError, OSError):
+        # The database is away: these stay ours and wait at the head of the buffer (a
+        # claimed delivery that is in no buffer and no queue would never be sent).
+        if d.status.get(issue_id) == "sending":
+            d.buffer.setdefault(issue_id, deque()).extendleft(reversed(ids))
+        else:
+            for i in ids:
+                d.release(i)
+        raise
     except Exception as exc:  # a body that cannot render: stop the issue, never crash
         log.exception("issue %s cannot be rendered", issue_id)
         d.pause(issue_id, f"rendering failed: {exc}")
         for i in ids:
             d.release(i)
         return
-    async with d.sessionmaker() as s:
-        targets = await queue.load_targets(session=s, ids=ids)
     found = {t.id for t in targets}
     for i in ids:
         if i not in found:  # the delivery row is gone (issue deleted): nothing to send

@@ -83,8 +83,13 @@ async def test_chunks_signed_in_flight_reach_everyone_once_and_verify(
 
 
 async def test_a_signing_process_killed_mid_send_loses_no_one(
-    app_factory: Callable[..., Any], db: str, smtpd: SMTPServer, tmp_path: Path
+    app_factory: Callable[..., Any],
+    db: str,
+    smtpd: SMTPServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(signing, "POOL", "process")
     key, _ = dkim_key(tmp_path)
     client = await _dkim_app(app_factory, key, smtp_url=f"{smtpd.url}?rate=100")
     emails = await seed(db, 300)
@@ -103,9 +108,16 @@ async def test_a_signing_process_killed_mid_send_loses_no_one(
     assert victim not in dispatcher.signer.pool._processes
 
 
+@pytest.mark.parametrize("pool", ["process", "thread"])
 async def test_a_key_that_cannot_sign_pauses_the_issue(
-    app_factory: Callable[..., Any], db: str, smtpd: SMTPServer, tmp_path: Path
+    app_factory: Callable[..., Any],
+    db: str,
+    smtpd: SMTPServer,
+    tmp_path: Path,
+    pool: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(signing, "POOL", pool)
     key = tmp_path / "broken.pem"
     key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     client = await _dkim_app(app_factory, key)
