@@ -83,7 +83,7 @@ def measure_render(results: Results, *, recipients: int, dkim_key: Path) -> int:
         results.add(Row("cost", "render (fill the compiled issue)", render, "us/msg"))
         results.add(Row("cost", "MIME (headers, QP parts)", total - render, "us/msg"))
     results.add(Row("cost", "render + MIME", total, "us/msg", "< 100", total < 100, "CPU, 1 core"))
-    results.add(Row("cost", "DKIM sign, RSA-2048 (dkimpy)", dkim_us, "us/msg"))
+    results.add(Row("cost", "DKIM sign, RSA-2048 (app/delivery/dkim.py)", dkim_us, "us/msg"))
     return size
 
 
@@ -109,7 +109,7 @@ async def _smtp_loop(
 
 
 async def measure_smtp(results: Results, *, port: int, count: int, size: int) -> float:
-    """Our SMTP transport alone (aiosmtplib, 20 pooled connections) sending one ready message."""
+    """Our SMTP transport alone (our own client, 20 pooled connections), one ready message."""
     message = newsletter().render_message(bench_render.recipients(1)[0])
     cpu_us, rate = await _smtp_loop(port, message, count, 20)
     results.raw["smtp_client"] = {"cpu_us": cpu_us, "rate": rate, "count": count}

@@ -25,7 +25,7 @@ from bench.stack import Stack, make_env
 CATEGORIES = (
     ("DKIM", ("/dkim/", "/app/delivery/dkim.py")),
     ("render + MIME", ("/app/issues/", "/jinja2/", "/markupsafe/", "/quopri", "/email/")),
-    ("SMTP client", ("/aiosmtplib/",)),
+    ("SMTP client", ("/aiosmtplib/", "/app/delivery/smtp.py", "/app/delivery/transport.py")),
     ("database", ("/sqlalchemy/", "/asyncpg/", "/aiosqlite/", "/sqlite3/")),
     ("dispatcher logic", ("/app/delivery/",)),
     ("event loop + sockets", ("/asyncio/", "/uvloop/", "/selectors.py")),
