@@ -8,18 +8,16 @@ import hmac
 import json
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 
 from app.bounces import sns
 from app.issues.compose import message_id
 from app.subscribers import tokens
+from tests.certs import self_signed
 from tests.unsubscribe import factory
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -124,18 +122,7 @@ async def test_garbage_and_huge_bodies(app_factory) -> None:
 @pytest.fixture(scope="module")
 def sns_signer():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed(key, "sns.amazonaws.com")
     # A certificate URL of this test run only: the module caches certificates by URL.
     url = f"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-{uuid.uuid4().hex}.pem"
     return key, cert.public_bytes(serialization.Encoding.PEM), url
