@@ -9,17 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
-
 from app.config import Settings
-from app.db import make_engine, utcnow
-from app.models import Delivery, MailingList, Subscriber, Subscription
 from tests.conftest import ADMIN_TOKEN, AppClient, start_client
+
+# The scenarios' names for the delivery tests' helpers: one implementation of each.
+from tests.delivery.helpers import counts as delivery_counts  # noqa: F401
+from tests.delivery.helpers import received as received_counts  # noqa: F401
+from tests.delivery.helpers import seed as _seed
+from tests.delivery.helpers import send as start_send  # noqa: F401
 from tests.smtp import SMTPServer
 
 SECRET_KEY = "reliability-secret-" + "k" * 32
@@ -27,55 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def seed(url: str, count: int, slug: str = "rel") -> list[str]:
-    """A single opt-in list with `count` confirmed, active members; returns their addresses."""
-    engine = make_engine(url)
-    emails = [f"r{i:06d}@example.org" for i in range(count)]
-    now = utcnow()
-    async with engine.begin() as conn:
-        list_id = (
-            await conn.execute(
-                insert(MailingList)
-                .values(slug=slug, name="Reliability", description="", double_opt_in=False)
-                .returning(MailingList.id)
-            )
-        ).scalar_one()
-        for start in range(0, count, 2000):
-            chunk = emails[start : start + 2000]
-            rows = [
-                {"email": e, "email_key": e, "name": f"R {e[:7]}", "attributes": {}} for e in chunk
-            ]
-            ids = (await conn.execute(insert(Subscriber).returning(Subscriber.id), rows)).scalars()
-            await conn.execute(
-                insert(Subscription),
-                [
-                    {"subscriber_id": i, "list_id": list_id, "status": "confirmed"}
-                    | {"confirmed_at": now}
-                    for i in ids
-                ],
-            )
-    await engine.dispose()
-    return emails
-
-
-async def delivery_counts(url: str, issue_id: int) -> dict[str, int]:
-    """Deliveries of an issue by status, read straight from the database."""
-    engine = make_engine(url)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                select(Delivery.status, func.count())
-                .where(Delivery.issue_id == issue_id)
-                .group_by(Delivery.status)
-            )
-            return {status: n for status, n in rows}
-    finally:
-        await engine.dispose()
-
-
-def received_counts(server: SMTPServer) -> Counter[str]:
-    """How many times each recipient address was accepted by the SMTP server."""
-    with server.lock:
-        return Counter(rcpt for r in server.received for rcpt in r.recipients)
+    """A single opt-in list `slug` with `count` confirmed, active members; their addresses."""
+    return await _seed(url, count, slug)
 
 
 def worker_env(url: str, smtp_url: str, var_dir: Path, **extra: Any) -> dict[str, str]:
@@ -194,12 +148,6 @@ async def create_issue(client: AppClient, slug: str = "rel", subject: str = "Rel
     )
     assert r.status_code == 201, r.text
     return int(r.json()["id"])
-
-
-async def start_send(client: AppClient, issue_id: int) -> dict[str, Any]:
-    r = await client.post(f"/api/v1/issues/{issue_id}/send", json={})
-    assert r.status_code == 202, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 async def wait_for(
