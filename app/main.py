@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app import errors
 from app.bounces import router as bounces_api
 from app.bounces import webhooks_router as webhooks
 from app.config import Settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiters = {}
+    errors.install(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.errors import Conflict, DomainError, Invalid, NotFound
 from app.models import (
     Bounce,
     Delivery,
@@ -26,28 +27,7 @@ from app.pagination import encode_cursor
 from app.subscribers.addresses import InvalidAddress, normalize, suppression_hash
 from app.subscribers.schemas import ListCreate, ListUpdate, SubscriberCreate, SubscriberUpdate
 
-
-class ServiceError(Exception):
-    """A request the rules refuse; `status_code` is what the API answers."""
-
-    status_code = 400
-
-    def __init__(self, detail: str, *, loc: tuple[str, ...] = ()) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.loc = loc  # where the bad input was, as in FastAPI's 422 ("body", "email")
-
-
-class NotFound(ServiceError):
-    status_code = 404
-
-
-class Conflict(ServiceError):
-    status_code = 409
-
-
-class Invalid(ServiceError):
-    status_code = 422
+ServiceError = DomainError  # the subscribers' name for the one set in app/errors.py
 
 
 # --- pagination ------------------------------------------------------------------------

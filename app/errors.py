@@ -1,0 +1,117 @@
+"""The product's refusals, one set for every service, and the one handler that answers them.
+
+Services raise these and never import FastAPI; `install(app)` (called by `create_app`)
+turns them into FastAPI's error shape: `{"detail": "..."}`, and for 422 the list of
+located errors that FastAPI's own validation answers (`[{"loc", "msg", "type"}]`), so a
+client parses one shape whichever layer refused. A failed commit is answered here too:
+the request's write did not happen, so the client must hear an error, never a 2xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+log = logging.getLogger("tidings.errors")
+
+
+class DomainError(Exception):
+    """A request the rules refuse; `status_code` is what HTTP answers."""
+
+    status_code = 400
+
+    def __init__(
+        self, detail: str, *, loc: tuple[str, ...] = (), headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.loc = loc  # where the bad input was, as in FastAPI's 422: ("body", "email")
+        self.headers = headers
+
+    def body(self) -> Any:
+        if self.status_code == 422 or self.loc:
+            loc = list(self.loc) or ["body"]
+            return [{"loc": loc, "msg": self.detail, "type": "value_error"}]
+        return self.detail
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+
+class Invalid(DomainError):
+    status_code = 422
+
+
+class Forbidden(DomainError):
+    status_code = 403
+
+
+class Unauthorized(DomainError):
+    status_code = 401
+
+
+class TooLarge(DomainError):
+    status_code = 413
+
+
+class Unsupported(DomainError):
+    status_code = 415
+
+
+class TooMany(DomainError):
+    status_code = 429
+
+
+class Unavailable(DomainError):
+    status_code = 503
+
+
+def invalid(field: str, message: str, *, where: str = "body") -> Invalid:
+    """A 422 located at one field: `raise invalid("subject", "...")`."""
+    return Invalid(message, loc=(where, field))
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith(
+        "/api/"
+    )
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return JSONResponse({"detail": exc.body()}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # A constraint checked at flush or commit: the write is not there, and another
+    # request's write is what it met. 409 lets the client read again and decide.
+    log.info("write refused by a constraint on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"detail": "the write conflicts with another change; nothing was saved"}, status_code=409
+    )
+
+
+async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database error on %s %s: %s", request.method, request.url.path, type(exc))
+    return JSONResponse(
+        {"detail": "the database is not answering; nothing was saved, try again"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the one set of handlers on the app."""
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(OperationalError, _database_away)
+    app.add_exception_handler(DBAPIError, _database_away)
