@@ -18,12 +18,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import tokens
 from app.bounces.dsn import BounceEvent
 from app.config import Settings
 from app.db import utcnow
 from app.issues.compose import delivery_from_message_id
 from app.models import Bounce, Delivery, IssueList, Subscriber, Subscription
-from app.subscribers import tokens
 from app.subscribers.addresses import email_key
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 from app.config import Settings
 from app.issues.rendering import CompiledIssue, IssueContent, Recipient, compile_issue
 from app.models import Issue
-from app.subscribers import tokens
+from app import tokens
 
 _MESSAGE_ID = re.compile(r"<?(\d+)\.(\d+)\.([0-9a-f]{8})@([^>\s]+)>?")
 _NOT_DOT_ATOM = re.compile(r"[^a-z0-9-]+")

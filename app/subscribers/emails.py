@@ -8,7 +8,7 @@ from email.utils import parseaddr
 
 from app.config import Settings
 from app.delivery.transport import DeliveryError, Envelope, Mailer
-from app.subscribers import tokens
+from app import tokens
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from app.db import utcnow
 from app.deps import SessionDep
 from app.models import Issue, MailingList, Subscriber, Subscription
 from app.security import RateLimiter, client_address
-from app.subscribers import tokens
+from app import tokens
 from app.web.pages import not_found_page, render_page
 
 router = APIRouter(tags=["unsubscribe"])

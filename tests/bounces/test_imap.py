@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.bounces.imap import Mailbox, poll_once
 from app.models import Bounce
-from app.subscribers import tokens
+from app import tokens
 from tests.certs import self_signed
 from tests.unsubscribe import factory
 

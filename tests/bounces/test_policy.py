@@ -11,7 +11,7 @@ from app.bounces.dsn import BounceEvent
 from app.bounces.policy import record_bounce
 from app.db import utcnow
 from app.models import Bounce
-from app.subscribers import tokens
+from app import tokens
 from tests.unsubscribe import factory
 
 ANN = "ann@example.org"

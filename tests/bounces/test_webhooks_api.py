@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from app.bounces import sns
 from app.issues.compose import message_id
-from app.subscribers import tokens
+from app import tokens
 from tests.certs import self_signed
 from tests.unsubscribe import factory
 

@@ -8,7 +8,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from app.subscribers import tokens
+from app import tokens
 from tests.conftest import AppClient
 from tests.issues.factory import delivery_rows, make_issue, make_list, make_subscriber
 from tests.smtp import SMTPServer

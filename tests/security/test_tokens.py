@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from app.subscribers import tokens
+from app import tokens
 from tests.conftest import AppClient
 from tests.security.routes import require_route
 from tests.security.seed import make_list, make_subscriber, memberships

@@ -6,7 +6,7 @@ import re
 import time
 from unittest import mock
 
-from app.subscribers import tokens
+from app import tokens
 from tests.conftest import AppClient
 from tests.smtp import SMTPServer
 from tests.subscribers.helpers import add, confirm_token, make_list

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.models import Delivery, Issue, IssueList, MailingList, Subscriber, Subscription
-from app.subscribers import tokens
+from app import tokens
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.subscribers import tokens
+from app import tokens
 from tests.unsubscribe import factory
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
