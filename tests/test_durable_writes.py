@@ -90,7 +90,9 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, Any]:
         "/api/v1/lists", json={"slug": "base", "name": "Base", "double_opt_in": False}
     )
     assert r.status_code == 201, r.text
-    r = await http.post("/api/v1/subscribers", json={"email": "seed@example.org", "lists": ["base"]})
+    r = await http.post(
+        "/api/v1/subscribers", json={"email": "seed@example.org", "lists": ["base"]}
+    )
     assert r.status_code == 201, r.text
     sub = r.json()["id"]
     r = await http.post(
@@ -192,9 +194,7 @@ async def _call(
     if kind == "json":
         return await http.request(method, path, json=body)
     if kind == "csv":
-        return await http.request(
-            method, path, content=body, headers={"content-type": "text/csv"}
-        )
+        return await http.request(method, path, content=body, headers={"content-type": "text/csv"})
     return await http.request(method, path)
 
 
