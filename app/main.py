@@ -20,6 +20,7 @@ from app.issues import pages as archive
 from app.issues import router as issues_api
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.migrate import head_revision
+from app.subscribers import audience_router
 from app.subscribers import pages as subscribers_pages
 from app.subscribers import router as subscribers_api
 from app.subscribers import unsubscribe
@@ -30,6 +31,7 @@ log = logging.getLogger("tidings")
 ROUTERS = (
     ops.router,
     subscribers_api.router,
+    audience_router.router,
     subscribers_pages.router,
     unsubscribe.router,
     issues_api.router,
