@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from app.bounces.dsn import BounceEvent, classify_status, event_key, verp_token
 
 # Only certificates AWS serves itself: https, an SNS endpoint host, a .pem path, no query.
-CERT_URL = re.compile(r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[A-Za-z0-9/._-]+\.pem$")
+# Matched with fullmatch: "$" would accept a trailing newline, which httpx then refuses.
+CERT_URL = re.compile(r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[A-Za-z0-9/._-]+\.pem")
 NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 CONFIRMATION_FIELDS = (
     "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
@@ -54,7 +55,7 @@ async def fetch_certificate(url: str, *, http: httpx.AsyncClient | None = None) 
     checks here hold whatever that client's own settings are.
     """
     # Checked here too, not only in verify_sns: this is the one place that goes out.
-    if not CERT_URL.match(url):
+    if not CERT_URL.fullmatch(url):
         raise SignatureError("the signing certificate is not on an SNS amazonaws.com host")
     if http is None:
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
@@ -83,7 +84,7 @@ async def _certificate(url: str, fetch: Callable[[str], Awaitable[bytes]]) -> x5
     if url not in _cert_cache:
         try:
             _cert_cache[url] = x509.load_pem_x509_certificate(await fetch(url))
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise SignatureError(f"cannot load the signing certificate: {exc}") from exc
     return _cert_cache[url]
 
@@ -100,7 +101,7 @@ async def verify_sns(
     `http` (an httpx client) or a fresh client of its own.
     """
     url = str(message.get("SigningCertURL") or message.get("SigningCertUrl") or "")
-    if not CERT_URL.match(url):
+    if not CERT_URL.fullmatch(url):
         raise SignatureError("the signing certificate is not on an SNS amazonaws.com host")
     algorithm = HASHES.get(str(message.get("SignatureVersion")))
     if algorithm is None:

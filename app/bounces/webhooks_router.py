@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bounces.dsn import BounceEvent, NotABounce, parse_bounce_email
 from app.bounces.policy import record_bounce
 from app.bounces.providers import (
+    FRESHNESS,
     SignatureError,
     parse_mailgun,
     parse_postmark,
@@ -32,6 +33,7 @@ from app.bounces.providers import (
     verify_sendgrid,
     verify_sns,
 )
+from app.bounces.replay import first_use
 from app.config import Settings
 from app.deps import SessionDep, SettingsDep
 
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 # SNS asks us to confirm a subscription by visiting this; never follow it anywhere else.
-SUBSCRIBE_URL = re.compile(r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/\?")
+# fullmatch over printable characters only: a newline or space would be httpx's InvalidURL.
+SUBSCRIBE_URL = re.compile(r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/\?[!-~]*")
 UNAUTHORIZED = "a valid provider signature or webhook secret is required"
 
 
@@ -131,11 +134,11 @@ async def ses(request: Request, session: SessionDep, settings: SettingsDep) -> d
             raise _deny() from exc
     if message.get("Type") == "SubscriptionConfirmation":
         url = str(message.get("SubscribeURL") or "")
-        if not SUBSCRIBE_URL.match(url):
+        if not SUBSCRIBE_URL.fullmatch(url):
             raise HTTPException(422, "SubscribeURL is not an https amazonaws.com SNS URL")
         try:
             await (injected or _confirm_subscription)(url)
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             raise HTTPException(502, "could not confirm the SNS subscription") from exc
         return {"confirmed": True}
     events = _parse(parse_ses, message)
@@ -202,15 +205,20 @@ async def mailgun(request: Request, session: SessionDep, settings: SettingsDep) 
         key = settings.mailgun_signing_key
         if not key or not isinstance(proof, dict):
             raise _deny()
+        token = str(proof.get("token", ""))
         try:
             verify_mailgun(
                 signing_key=key,
                 timestamp=str(proof.get("timestamp", "")),
-                token=str(proof.get("token", "")),
+                token=token,
                 signature=str(proof.get("signature", "")),
             )
         except SignatureError as exc:
             raise _deny() from exc
+        # The HMAC proves the token, not the event beside it: each token works once.
+        if not await first_use(session=session, provider="mailgun", token=token, window=FRESHNESS):
+            log.warning("Mailgun webhook refused: its token was used before")
+            raise _deny()
     events = _parse(parse_mailgun, payload)
     recorded = await _record_all(session, settings, events, "mailgun")
     return {"received": len(events), "recorded": recorded}

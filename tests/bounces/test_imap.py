@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
+from app import tokens
 from app.bounces.imap import Mailbox, poll_once
 from app.models import Bounce
-from app import tokens
 from tests.certs import self_signed
 from tests.unsubscribe import factory
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from app import tokens
 from app.bounces.dsn import BounceEvent
 from app.bounces.policy import record_bounce
 from app.db import utcnow
 from app.models import Bounce
-from app import tokens
 from tests.unsubscribe import factory
 
 ANN = "ann@example.org"

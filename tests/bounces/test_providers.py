@@ -194,22 +194,30 @@ def test_sendgrid_ecdsa():
     payload, timestamp = (FIXTURES / "sendgrid_events.json").read_bytes(), "1600112502"
     signature = base64.b64encode(key.sign(timestamp.encode() + payload, ec.ECDSA(hashes.SHA256())))
     verify_sendgrid(
-        public_key=public, payload=payload, signature=signature.decode(), timestamp=timestamp
+        public_key=public,
+        payload=payload,
+        signature=signature.decode(),
+        timestamp=timestamp,
+        now=1600112502 + 299,
     )
     for changed in (
         {"payload": payload + b" "},
         {"timestamp": "1600112503"},
         {"signature": "not base64!"},
         {"public_key": "AAAA"},
+        {"now": None},  # today: years after the signature
     ):
         args = {
             "public_key": public,
             "payload": payload,
             "signature": signature.decode(),
             "timestamp": timestamp,
+            "now": 1600112502,
         }
         with pytest.raises(SignatureError):
             verify_sendgrid(**{**args, **changed})
+    with pytest.raises(SignatureError, match="stale"):  # genuine, but captured long ago
+        verify_sendgrid(**{**args, "now": 1600112502 + 301})
 
 
 def test_mailgun_hmac():

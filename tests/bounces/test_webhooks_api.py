@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from app import tokens
 from app.bounces import sns
 from app.issues.compose import message_id
-from app import tokens
 from tests.certs import self_signed
 from tests.unsubscribe import factory
 
