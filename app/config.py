@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     public_rate_limit: int = 20  # requests per client address per minute, per public endpoint
     max_body_bytes: int = 1_000_000
     max_import_bytes: int = 200_000_000
+    # The media library: uploads bounded in bytes and in decoded pixels (decompression bombs).
+    max_media_bytes: int = 10 * 1024 * 1024
+    max_media_pixels: int = 40_000_000
+    # S3-compatible media store; unset bucket means files under var/media.
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_prefix: str = "media/"
     # The dispatcher.
     batch_size: int = 200
     concurrency: int = 20

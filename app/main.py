@@ -18,6 +18,7 @@ from app.db import make_engine, make_sessionmaker
 from app.delivery.transport import Mailer, build_transports
 from app.issues import pages as archive
 from app.issues import router as issues_api
+from app.media import router as media_api
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.migrate import head_revision
 from app.subscribers import audience_router
@@ -38,6 +39,8 @@ ROUTERS = (
     archive.router,
     bounces_api.router,
     webhooks.router,
+    media_api.router,
+    media_api.files,
 )
 
 
@@ -79,7 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
-        overrides={"/api/v1/subscribers/import": settings.max_import_bytes},
+        overrides={
+            "/api/v1/subscribers/import": settings.max_import_bytes,
+            # An upload's multipart framing on top of the file's own limit.
+            "/api/v1/media": settings.max_media_bytes + 65_536,
+            "/admin/media": settings.max_media_bytes + 65_536,
+        },
     )
     for router in ROUTERS:
         app.include_router(router)
