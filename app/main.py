@@ -21,6 +21,7 @@ from app.issues import router as issues_api
 from app.media import router as media_api
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.migrate import head_revision
+from app.segments import router as segments_api
 from app.subscribers import audience_router
 from app.subscribers import pages as subscribers_pages
 from app.subscribers import router as subscribers_api
@@ -41,6 +42,7 @@ ROUTERS = (
     webhooks.router,
     media_api.router,
     media_api.files,
+    segments_api.router,
 )
 
 

@@ -3,9 +3,17 @@
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01 11:00:00
+
+`segments` holds named rules (JSON data of the segment grammar, never SQL). An issue may
+name one in `segment_id`: its recipients are its lists' members who also match. The
+foreign key sets NULL when a segment goes, which the service allows only once no
+unfinished issue uses it, so a sent issue outlives the segment it was sent to.
 """
 
 from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -14,8 +22,36 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "segments",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("rules", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_segments"),
+    )
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite adds a column with a foreign key in place when it defaults to NULL; a
+        # batch rebuild would drop `issues`, and with foreign keys on, its issue_lists.
+        op.execute(
+            "ALTER TABLE issues ADD COLUMN segment_id INTEGER"
+            " REFERENCES segments (id) ON DELETE SET NULL"
+        )
+    else:
+        op.add_column("issues", sa.Column("segment_id", sa.Integer(), nullable=True))
+        op.create_foreign_key(
+            "fk_issues_segment_id_segments", "issues", "segments", ["segment_id"], ["id"],
+            ondelete="SET NULL",
+        )  # fmt: skip
+    op.create_index("ix_issues_segment_id", "issues", ["segment_id"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_issues_segment_id", "issues")
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE issues DROP COLUMN segment_id")
+    else:
+        op.drop_constraint("fk_issues_segment_id_segments", "issues", type_="foreignkey")
+        op.drop_column("issues", "segment_id")
+    op.drop_table("segments")
