@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import errors
+from app import branding, branding_router, errors
 from app.bounces import router as bounces_api
 from app.bounces import webhooks_router as webhooks
 from app.config import Settings
@@ -43,6 +43,7 @@ ROUTERS = (
     media_api.router,
     media_api.files,
     segments_api.router,
+    branding_router.router,
 )
 
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiters = {}
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(branding.BrandingRefresh)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,

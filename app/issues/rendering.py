@@ -17,6 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from app import branding
 from app.config import settings
 from app.issues import layout as _layout
 from app.issues.mime import (
@@ -175,10 +176,7 @@ class CompiledIssue:
         self._static = {
             "issue": self._issue,
             "archive_url": archive_url,
-            "organisation": {
-                "name": settings.organisation_name,
-                "address": settings.organisation_address,
-            },  # fmt: skip
+            "organisation": branding.current().email_context(),
             "date": f"{date.day} {date:%B %Y}",
             "list_names": list(content.list_names),
             "body": Markup(_layout.BODY_MARK),  # noqa: S704 - a fixed marker, no user data
@@ -279,8 +277,7 @@ def render_system_email(
     kind: str, *, to_email: str, to_name: str, from_addr: str, context: Mapping[str, Any]
 ) -> bytes:
     """A confirmation or goodbye email from email_templates/<kind>/ as RFC 5322 bytes."""
-    ctx = {"organisation": {"name": settings.organisation_name,
-                            "address": settings.organisation_address}, **context}  # fmt: skip
+    ctx = {"organisation": branding.current().email_context(), **context}
     system = _layout.load_system(kind, frozenset(context))
     subject = clean_header_text(system.subject.render(ctx))
     html, text = system.render(ctx)

@@ -6,9 +6,9 @@ import asyncio
 import logging
 from email.utils import parseaddr
 
+from app import branding, tokens
 from app.config import Settings
 from app.delivery.transport import DeliveryError, Envelope, Mailer
-from app import tokens
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ def confirmation_envelope(
         context={
             "confirm_url": confirm_url(settings, subscriber_id),
             "lists": list_names,
-            "organisation": {
-                "name": settings.organisation_name,
-                "address": settings.organisation_address,
-            },
+            "organisation": branding.current(settings).email_context(),
         },
     )
     sender = parseaddr(settings.from_)[1] or f"newsletter@{settings.sender_domain}"

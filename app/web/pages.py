@@ -11,6 +11,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from app import branding
+
 WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
@@ -49,7 +51,8 @@ def render_page(
     settings = request.app.state.settings
     values = {
         "request": request,
-        "organisation": settings.organisation_name,
+        "organisation": branding.current(settings).name,
+        "branding": branding.current(settings),
         "lang": "en",
         **context,
     }

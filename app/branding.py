@@ -1,0 +1,156 @@
+"""The organisation's branding: name, logo, accent colour, postal address.
+
+Stored in `site_settings` by the console, with the environment as the default. Email
+rendering is synchronous and runs in the dispatcher, so it reads `current()`: the last
+snapshot this process loaded. `refresh()` reloads it at most every REFRESH_SECONDS
+(pages call it per request, cheaply), and `save()` replaces it at once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.config import settings as env_settings
+from app.db import utcnow
+from app.errors import invalid
+from app.media import service as media
+from app.media.models import MediaFile, SiteSetting
+
+REFRESH_SECONDS = 30.0
+FIELDS = ("name", "logo_media_id", "accent", "address")
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+DEFAULT_ACCENT = "#0b5cad"
+
+
+@dataclass(frozen=True)
+class Branding:
+    name: str
+    address: str
+    accent: str = DEFAULT_ACCENT
+    logo_url: str = ""
+    logo_media_id: int | None = None
+    logo_width: int = 0
+    logo_height: int = 0
+
+    def email_context(self) -> dict[str, Any]:
+        """What email layouts see as `organisation`."""
+        return asdict(self)
+
+
+def from_environment(settings: Settings) -> Branding:
+    return Branding(name=settings.organisation_name, address=settings.organisation_address)
+
+
+# The last snapshot per database (one in production; tests start many apps in turn).
+_snapshots: dict[str, tuple[Branding, float]] = {}
+_last: Branding | None = None
+
+
+def current(settings: Settings | None = None) -> Branding:
+    """The branding this process last loaded for these settings' database (or any)."""
+    if settings is None:
+        return _last or from_environment(env_settings)
+    snapshot = _snapshots.get(settings.database_url)
+    return snapshot[0] if snapshot else from_environment(settings)
+
+
+def _fresh(settings: Settings) -> bool:
+    snapshot = _snapshots.get(settings.database_url)
+    return snapshot is not None and time.monotonic() - snapshot[1] < REFRESH_SECONDS
+
+
+async def load(*, session: AsyncSession, settings: Settings) -> Branding:
+    """The branding stored in the database over the environment's defaults."""
+    rows = dict((await session.execute(select(SiteSetting.key, SiteSetting.value))).tuples().all())
+    base = from_environment(settings)
+    logo_id = int(rows["logo_media_id"]) if rows.get("logo_media_id", "").isdigit() else None
+    logo = await session.get(MediaFile, logo_id) if logo_id else None
+    branding = Branding(
+        name=rows.get("name") or base.name,
+        address=rows.get("address", base.address),
+        accent=rows.get("accent") or base.accent,
+        logo_media_id=logo.id if logo else None,
+        logo_url=media.email_url(settings, logo) if logo else "",
+        logo_width=(logo.email_width or logo.width) if logo else 0,
+        logo_height=(logo.email_height or logo.height) if logo else 0,
+    )
+    _remember(settings, branding)
+    return branding
+
+
+async def refresh(*, session: AsyncSession, settings: Settings) -> Branding:
+    """`current()`, reloaded when older than REFRESH_SECONDS; pages call this per request."""
+    if _fresh(settings):
+        return current(settings)
+    try:
+        return await load(session=session, settings=settings)
+    except DBAPIError:  # a database not yet migrated: the environment's branding
+        return from_environment(settings)
+
+
+async def save(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    name: str,
+    address: str,
+    accent: str,
+    logo_media_id: int | None,
+) -> Branding:
+    """Validate and store the branding; 422 naming the field otherwise."""
+    name, address, accent = name.strip(), address.strip(), accent.strip()
+    if not 1 <= len(name) <= 200 or any(c in name for c in "\r\n\x00"):
+        raise invalid("name", "the organisation name must be 1 to 200 characters on one line")
+    if len(address) > 500 or "\x00" in address:
+        raise invalid("address", "the postal address must be at most 500 characters")
+    if not _COLOUR.fullmatch(accent):
+        raise invalid("accent", "the accent colour must be #rrggbb, for example #0b5cad")
+    if logo_media_id is not None and await session.get(MediaFile, logo_media_id) is None:
+        raise invalid("logo_media_id", "no such image in the media library")
+    values = {"name": name, "address": address, "accent": accent.lower(),
+              "logo_media_id": str(logo_media_id or "")}  # fmt: skip
+    for key, value in values.items():
+        row = await session.get(SiteSetting, key)
+        if row is None:
+            session.add(SiteSetting(key=key, value=value))
+        else:
+            row.value, row.updated_at = value, utcnow()
+    await session.flush()
+    return await load(session=session, settings=settings)
+
+
+def _remember(settings: Settings, branding: Branding) -> None:
+    global _last
+    _snapshots[settings.database_url] = (branding, time.monotonic())
+    _last = branding
+
+
+def reset() -> None:
+    """Forget the snapshot (tests: each app starts from its own database)."""
+    global _last
+    _snapshots.clear()
+    _last = None
+
+
+class BrandingRefresh:
+    """ASGI middleware: before a page is rendered, reload a stale snapshot (one query / 30 s)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/api/"):
+            state = scope["app"].state
+            maker = getattr(state, "sessionmaker", None)
+            if maker is not None and not _fresh(state.settings):
+                async with maker() as session:
+                    await refresh(session=session, settings=state.settings)
+        await self.app(scope, receive, send)
