@@ -30,6 +30,6 @@ queue_depth = Gauge(
 )
 send_rate = Gauge(
     "tidings_send_rate",
-    "Messages sent per second over the last minute, all issues",
+    "Messages sent per second over the last minute, by every worker (read at each scrape)",
     registry=registry,
 )

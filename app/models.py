@@ -104,6 +104,8 @@ class Issue(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     recipients: Mapped[int] = mapped_column(Integer, default=0)
+    # Shown in the public archive; the service sets it from the lists' `public` flags.
+    in_archive: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     # Narrows the lists to a segment's members (app/segments); the FK is in migration 0008.
     segment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,4 @@
-"""The dispatcher's side duties: its 0.5 s control tick and hard bounces from SMTP.
+"""The dispatcher's side duties: its control tick (every TICK = 0.1 s) and hard bounces from SMTP.
 
 Kept apart from dispatcher.py so that the hot path (claim, render, send, record) reads
 in one place; everything here runs at most a few times a second, or once per chunk.
@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import metrics
+from app.bounces.dsn import BounceEvent
+from app.bounces.policy import record_bounce
 from app.config import Settings
 from app.delivery import queue
 from app.delivery.feeder import precompile
+from app.issues import lifecycle
 from app.models import RateBucket
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ async def control_tick(d: Dispatcher, tick: int) -> None:
     async with d.sessionmaker() as s, s.begin():
         statuses = await queue.issue_statuses(session=s, held=set(d.held.values()) | set(d.status))
         if tick % EVERY_HALF_SECOND == 0:
-            started = await queue.promote_scheduled(session=s)
-            finished = await queue.finish_issues(session=s)
+            started = await lifecycle.promote_scheduled(session=s)
+            finished = await lifecycle.finish_sending(session=s)
             if started or finished:
                 log.info("issues started %s, finished %s", started, finished)
             await _refresh_blocks(d, s)
@@ -71,7 +72,6 @@ async def control_tick(d: Dispatcher, tick: int) -> None:
     d.status = statuses
     if tick % EVERY_5_S == 0:
         await d._heartbeat()
-        await _gauges(d)
 
 
 async def _refresh_blocks(d: Dispatcher, s: AsyncSession) -> None:
@@ -82,19 +82,6 @@ async def _refresh_blocks(d: Dispatcher, s: AsyncSession) -> None:
     for key, until in rows:
         budget = d.budgets[key]
         budget.blocked_local = max(budget.blocked_local, float(until or 0.0))
-
-
-async def _gauges(d: Dispatcher) -> None:
-    now = time.monotonic()
-    while d.sent_log and now - d.sent_log[0][0] > 60:
-        d.sent_log.popleft()
-    if d.sent_log:
-        span = max(1.0, now - d.sent_log[0][0])
-        metrics.send_rate.set(sum(n for _, n in d.sent_log) / span)
-    else:
-        metrics.send_rate.set(0)
-    async with d.sessionmaker() as s:
-        metrics.queue_depth.set(await queue.queue_depth(session=s))
 
 
 def hard_bounce(code: int | None, error: str) -> bool:
@@ -112,11 +99,6 @@ async def record_hard_bounces(
     bounces: list[tuple[int, str, str]],
 ) -> None:
     """Hand SMTP-time hard bounces to the bounce policy, one transaction each."""
-    try:
-        from app.bounces.dsn import BounceEvent
-        from app.bounces.policy import record_bounce
-    except ImportError:  # the bounce policy is not installed in this build
-        return
     for delivery_id, email, error in bounces:
         status = _HARD_STATUS.search(error)
         event = BounceEvent(

@@ -44,6 +44,7 @@ from app.delivery.feeder import Item, feed_loop
 from app.delivery.queue import Result
 from app.delivery.signing import Signer, start_signer
 from app.delivery.transport import DeliveryError, Transport, build_transports
+from app.issues import lifecycle
 from app.models import Worker
 
 log = logging.getLogger("tidings.dispatcher")
@@ -87,7 +88,6 @@ class Dispatcher:
         self.throttles: dict[str, deque[float]] = {}
         self.streak: dict[int, int] = {}
         self.compiled: dict[int, asyncio.Future[Any]] = {}  # issue id -> its compilation
-        self.sent_log: deque[tuple[float, int]] = deque()
         self.sendq: asyncio.Queue[Item | None] = asyncio.Queue(max(2 * settings.concurrency, 4))
         self.signer: Signer | None = None
         self.signing: set[asyncio.Task[None]] = set()  # chunks being DKIM-signed
@@ -277,12 +277,12 @@ class Dispatcher:
         try:
             async with self.sessionmaker() as s, s.begin():
                 for issue_id, reason in pauses.items():
-                    await queue.pause_issue(session=s, issue_id=issue_id, reason=reason)
+                    await lifecycle.pause(s, issue_id, reason)
                 await queue.record(session=s, owner=self.owner, results=results)
                 if results and not self.held:
                     # We hold nothing more: if no one else does, the issue is done now
                     # rather than at the next control tick.
-                    await queue.finish_issues(session=s)
+                    await lifecycle.finish_sending(session=s)
                 for name, seconds in blocks.items():
                     await ratelimit.block(session=s, key=name, seconds=seconds)
         except BaseException as exc:
@@ -301,9 +301,6 @@ class Dispatcher:
         counted, self.counted = self.counted, Counter()
         for label, n in counted.items():
             metrics.messages.labels(label).inc(n)
-        sent = counted["sent"]
-        if sent:
-            self.sent_log.append((time.monotonic(), sent))
         if bounces:
             await record_hard_bounces(self.sessionmaker, self.settings, bounces)
         return True

@@ -20,8 +20,7 @@ POLL = 0.5
 
 async def send_cli(settings: Settings, issue_id: int, *, follow: bool) -> int:
     """Start sending an issue (exit 0), then with `follow` show progress until it ends."""
-    from fastapi import HTTPException
-
+    from app.errors import Conflict, DomainError
     from app.issues import service
 
     console = Console(stderr=False)
@@ -34,8 +33,8 @@ async def send_cli(settings: Settings, issue_id: int, *, follow: bool) -> int:
                     session=s, settings=settings, issue_id=issue_id, send_at=None
                 )
             console.print(f"issue {issue_id}: {status}, {recipients} recipients")
-        except HTTPException as exc:
-            if not (follow and exc.status_code == 409):
+        except DomainError as exc:
+            if not (follow and isinstance(exc, Conflict)):
                 console.print(f"[red]cannot send issue {issue_id}: {exc.detail}[/red]")
                 return 1
             console.print(f"issue {issue_id}: {exc.detail}; following it")

@@ -1,4 +1,4 @@
-"""The delivery queue: fan-out, claims under leases, results, and the issue life cycle.
+"""The delivery queue: fan-out, claims under leases, results (statuses: issues/lifecycle.py).
 
 Every statement here is set-based: one INSERT … SELECT fans an issue out, one UPDATE
 claims a batch, one UPDATE records a batch of results. A delivery is claimed by setting
@@ -31,7 +31,10 @@ def _sql(sql: str, *times: str) -> Any:
 
 
 async def enqueue_issue(*, session: AsyncSession, issue_id: int) -> int:
-    """Fix the recipients of an issue: one delivery per confirmed, active member; idempotent."""
+    """Fix the recipients of an issue: one delivery per confirmed, active member; idempotent.
+
+    Returns how many the issue has; lifecycle.start stores that count on the issue.
+    """
     await session.execute(
         _sql(
             "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at)"
@@ -45,16 +48,11 @@ async def enqueue_issue(*, session: AsyncSession, issue_id: int) -> int:
         ),
         {"issue_id": issue_id, "now": utcnow()},
     )
-    count = int(
-        await session.scalar(
-            text("SELECT count(*) FROM deliveries WHERE issue_id = :i"), {"i": issue_id}
-        )
-        or 0
+    # Counted, not taken from the INSERT's rowcount: a second call (idempotent) adds none.
+    count = await session.scalar(
+        text("SELECT count(*) FROM deliveries WHERE issue_id = :i"), {"i": issue_id}
     )
-    await session.execute(
-        text("UPDATE issues SET recipients = :n WHERE id = :i"), {"n": count, "i": issue_id}
-    )
-    return count
+    return int(count or 0)
 
 
 async def cancel_deliveries(*, session: AsyncSession, issue_id: int) -> int:
@@ -264,64 +262,31 @@ async def issue_statuses(*, session: AsyncSession, held: set[int]) -> dict[int, 
     return {r[0]: r[1] for r in rows}
 
 
-async def promote_scheduled(*, session: AsyncSession) -> list[int]:
-    """Start scheduled issues whose time has come; the guarded UPDATE has one winner."""
-    now = utcnow()
-    due = await session.execute(
-        _sql("SELECT id FROM issues WHERE status = 'scheduled' AND send_at <= :now", "now"),
-        {"now": now},
-    )
-    started = []
-    for (issue_id,) in due.all():
-        won = await session.execute(
-            _sql(
-                "UPDATE issues SET status = 'sending', status_reason = NULL,"
-                " started_at = COALESCE(started_at, :now), updated_at = :now"
-                " WHERE id = :i AND status = 'scheduled' AND send_at <= :now",
-                "now",
-            ),
-            {"i": issue_id, "now": now},
-        )
-        if won.rowcount:  # type: ignore[attr-defined]
-            await enqueue_issue(session=session, issue_id=issue_id)
-            started.append(issue_id)
-    return started
-
-
-async def finish_issues(*, session: AsyncSession) -> list[int]:
-    """Mark 'sent' every sending issue with nothing left queued or in flight."""
-    now = utcnow()
-    rows = await session.execute(
-        _sql(
-            "UPDATE issues SET status = 'sent', finished_at = :now, updated_at = :now"
-            " WHERE status = 'sending' AND NOT EXISTS (SELECT 1 FROM deliveries d"
-            " WHERE d.issue_id = issues.id AND d.status IN ('queued', 'sending')) RETURNING id",
-            "now",
-        ),
-        {"now": now},
-    )
-    ids = [r[0] for r in rows]
-    # Deliveries released back to the queue after a cancel follow the issue.
+async def cancel_released(*, session: AsyncSession) -> None:
+    """Deliveries released back to the queue after their issue was cancelled follow it."""
     await session.execute(
         text(
             "UPDATE deliveries SET status = 'cancelled' WHERE status = 'queued' AND issue_id IN"
             " (SELECT id FROM issues WHERE status = 'cancelled')"
         )
     )
-    return ids
 
 
-async def pause_issue(*, session: AsyncSession, issue_id: int, reason: str) -> bool:
-    """Pause a sending issue on the dispatcher's own initiative (e.g. the SMTP server is down)."""
-    res = await session.execute(
+async def sent_per_second(*, session: AsyncSession, seconds: int = 60) -> float:
+    """Messages sent per second over the last `seconds`, by every dispatcher (the gauge)."""
+    since = utcnow() - timedelta(seconds=seconds)
+    # Restricted to issues still sending or just finished, so the (issue, status) index
+    # serves it rather than a scan of every delivery ever made.
+    value = await session.scalar(
         _sql(
-            "UPDATE issues SET status = 'paused', status_reason = :r, updated_at = :now"
-            " WHERE id = :i AND status = 'sending'",
-            "now",
+            "SELECT count(*) FROM deliveries WHERE status = 'sent' AND sent_at >= :since"
+            " AND issue_id IN (SELECT id FROM issues WHERE status IN ('sending', 'paused')"
+            " OR finished_at >= :since)",
+            "since",
         ),
-        {"i": issue_id, "r": reason[:1000], "now": utcnow()},
+        {"since": since},
     )
-    return bool(res.rowcount)  # type: ignore[attr-defined]
+    return int(value or 0) / seconds
 
 
 async def queue_depth(*, session: AsyncSession) -> int:

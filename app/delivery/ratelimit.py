@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -93,17 +93,6 @@ async def block(*, session: AsyncSession, key: str, seconds: float) -> None:
     row.blocked_until = max(row.blocked_until, now + seconds)
     row.tokens = 0.0
     await session.flush()
-
-
-async def blocked_until(*, session: AsyncSession, key: str) -> float:
-    """Epoch seconds until which the server is backed off (0 when it is not)."""
-    value = await session.scalar(select(RateBucket.blocked_until).where(RateBucket.key == key))
-    return float(value or 0.0)
-
-
-async def reset(*, session: AsyncSession, key: str) -> None:
-    """Forget a server's back-off (it answered 2xx again)."""
-    await session.execute(update(RateBucket).where(RateBucket.key == key).values(blocked_until=0.0))
 
 
 class Budget:

@@ -44,11 +44,6 @@ class DeliveryError(Exception):
         self.code = code
         self.permanent = permanent
 
-    @property
-    def throttled(self) -> bool:
-        """A reply that says "slow down" (421, 451, 452) rather than "this recipient is bad"."""
-        return self.code in (421, 451, 452) or self.code is None
-
 
 class Transport(ABC):
     """One place messages can go, with its own rate (messages per second, 0 = unlimited)."""

@@ -15,10 +15,10 @@ from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
 
+from app import tokens
 from app.config import Settings
 from app.issues.rendering import CompiledIssue, IssueContent, Recipient, compile_issue
 from app.models import Issue
-from app import tokens
 
 _MESSAGE_ID = re.compile(r"<?(\d+)\.(\d+)\.([0-9a-f]{8})@([^>\s]+)>?")
 _NOT_DOT_ATOM = re.compile(r"[^a-z0-9-]+")
@@ -66,10 +66,10 @@ def archive_url(settings: Settings, issue_id: int) -> str:
     return f"{_public(settings)}/archive/{issue_id}"
 
 
-def compile_for_send(settings: Settings, issue: Issue) -> CompiledIssue:
-    """Compile an issue once for many recipients; raises BodyError / HeaderError."""
+def compile_for_send(settings: Settings, issue: Issue, *, web: bool = False) -> CompiledIssue:
+    """Compile an issue once for many recipients (`web`: the archive's version)."""
     return compile_issue(
-        issue_content(settings, issue), archive_url=archive_url(settings, issue.id)
+        issue_content(settings, issue), archive_url=archive_url(settings, issue.id), web=web
     )
 
 
@@ -104,12 +104,20 @@ def recipient(
     delivery_id: int | None,
     subscriber_id: int | None,
     email: str,
-    name: str,
+    name: str | None,
     attributes: dict[str, Any],
 ) -> Recipient:
     """One recipient's personal data, links and ids; delivery_id None means a test send."""
     secret = settings.secret_key_value
-    token = tokens.make(secret, "unsubscribe", subscriber_id or 0, issue_id)
+    if subscriber_id is None:
+        # A test send or a sample preview: nobody to unsubscribe, so the links lead to a
+        # page that says it was a test rather than to a token that answers 404.
+        unsubscribe_url = f"{_public(settings)}/test-message/unsubscribe"
+        preferences_url = f"{_public(settings)}/test-message/preferences"
+    else:
+        token = tokens.make(secret, "unsubscribe", subscriber_id, issue_id)
+        unsubscribe_url = f"{_public(settings)}/u/{token}"
+        preferences_url = f"{_public(settings)}/preferences/{token}"
     if delivery_id is None:
         mid = f"<test.{issue_id}.{uuid.uuid4().hex}@{settings.sender_domain}>"
     else:
@@ -119,24 +127,24 @@ def recipient(
         return_path = f"bounces+{tokens.make(secret, 'verp', delivery_id)}@{settings.bounce_domain}"
     return Recipient(
         email=email,
-        name=name,
+        name=name or "",
         attributes=attributes or {},
-        unsubscribe_url=f"{_public(settings)}/u/{token}",
-        preferences_url=f"{_public(settings)}/preferences/{token}",
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
         message_id=mid,
         return_path=return_path,
     )
 
 
-def sample_recipient(settings: Settings, issue_id: int) -> Recipient:
-    """The made-up subscriber of previews that name none."""
+def sample_recipient(settings: Settings, issue_id: int, *, nameless: bool = False) -> Recipient:
+    """The made-up subscriber of previews that name none; `nameless`: one who gave no name."""
     return recipient(
         settings,
         issue_id=issue_id,
         delivery_id=None,
         subscriber_id=None,
         email="alex@example.com",
-        name="Alex Example",
+        name="" if nameless else "Alex Example",
         attributes={},
     )
 

@@ -22,13 +22,16 @@ from jinja2.environment import Template
 from markdown_it import MarkdownIt
 
 from app.issues.mime import PartChunks
+from app.issues.nesting import TooDeep, check_depth
 from app.issues.plaintext import html_to_text
 from app.issues.sandbox import make_env
 from app.issues.templating import DYNAMIC_NAMES, SLOT_RE, BodyError, SlottedTemplate
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "email_templates"
 BODY_MARK = "zqTIDINGSBODYqz"
-LAYOUT_NAMES = frozenset({"organisation", "date", "list_names"})
+LAYOUT_NAMES = frozenset(
+    {"organisation", "date", "list_names", "web_version", "subscribe_url", "archive_index_url"}
+)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 _md = MarkdownIt("commonmark", {"linkify": False, "html": True}).enable(["table", "strikethrough"])
@@ -160,16 +163,27 @@ def fit_images(html: str) -> str:
 
 def body_fragment(skeleton: str, format: str, css: str) -> tuple[str, str]:
     """Body source (Jinja already rendered) to sanitised, styled HTML and to plain text."""
-    html = sanitise(_md.render(skeleton) if format == "markdown" else skeleton)
+    html = _md.render(skeleton) if format == "markdown" else skeleton
+    _shallow(html, "the body")
+    html = sanitise(html)
     text = html_to_text(html)
     if css.strip():
         html = css_inline.inline_fragment(html, css, load_remote_stylesheets=False)
     return fit_images(html), text
 
 
+def _shallow(markup: str, what: str) -> None:
+    """BodyError before a native parser meets nesting deep enough to overflow its stack."""
+    try:
+        check_depth(markup)
+    except TooDeep as exc:
+        raise BodyError(f"{what}: {exc}") from None
+
+
 @lru_cache(maxsize=64)
 def mjml_to_html(source: str) -> str:
     """MJML to finished HTML: inlined CSS, @media kept, dark-mode meta, nothing external."""
+    _shallow(source, "the layout")
     try:
         html = mrml.to_html(source, render_options=_render_options).content
     except Exception as exc:  # noqa: BLE001 - mrml raises its own untyped errors

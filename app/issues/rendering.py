@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.utils import getaddresses, make_msgid, parseaddr
@@ -83,12 +83,21 @@ class Recipient:
     return_path: str | None = None
 
 
-@dataclass(frozen=True)
 class _Subscriber:
-    # A plain object, not a dict: `subscriber.items` must not reach dict methods.
-    name: str
-    email: str
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    """The `subscriber` of templates: a plain object, so `subscriber.items` reaches no dict method.
+
+    A missing name or email is no attribute at all, so the template sees it as undefined
+    and `{{ subscriber.name | default("colleague") }}` works for the many with no name.
+    """
+
+    __slots__ = ("attributes", "email", "name")
+
+    def __init__(self, name: str | None, email: str | None, attributes: Mapping[str, Any]):
+        if name:
+            self.name = name
+        if email:
+            self.email = email
+        self.attributes = attributes
 
 
 def _sample_recipient() -> Recipient:
@@ -159,7 +168,7 @@ def _compile_subject(
 class CompiledIssue:
     """An issue with its expensive work done; render_* are cheap per recipient."""
 
-    def __init__(self, content: IssueContent, *, archive_url: str):
+    def __init__(self, content: IssueContent, *, archive_url: str, web: bool = False):
         self.content = content
         self.archive_url = archive_url
         self._raw_issue = {"subject": content.subject, "preheader": content.preheader,
@@ -180,6 +189,10 @@ class CompiledIssue:
             "date": f"{date.day} {date:%B %Y}",
             "list_names": list(content.list_names),
             "body": Markup(_layout.BODY_MARK),  # noqa: S704 - a fixed marker, no user data
+            # The public web version: layouts show how to subscribe instead of personal links.
+            "web_version": web,
+            "subscribe_url": settings.public_url.rstrip("/") + "/subscribe",
+            "archive_index_url": settings.public_url.rstrip("/") + "/archive",
         }
         self._templates = (self._layout.html, self._layout.text, self._body)
         self._fixed = [t.render_skeleton(self._static) if t.fast else None for t in self._templates]
@@ -268,9 +281,9 @@ class CompiledIssue:
         )
 
 
-def compile_issue(content: IssueContent, *, archive_url: str) -> CompiledIssue:
-    """Do an issue's expensive rendering work once; raises BodyError/HeaderError."""
-    return CompiledIssue(content, archive_url=archive_url)
+def compile_issue(content: IssueContent, *, archive_url: str, web: bool = False) -> CompiledIssue:
+    """Do an issue's expensive rendering work once (`web`: the archive's version)."""
+    return CompiledIssue(content, archive_url=archive_url, web=web)
 
 
 def render_system_email(

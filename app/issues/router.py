@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from app.config import Settings
-from app.delivery.transport import DeliveryError, Envelope
 from app.deps import AdminDep, MailerDep, SessionDep, SettingsDep
-from app.issues import compose, service
+from app.issues import compose, service, testsend
 from app.issues.schemas import (
     DeliveryPage,
     DeliveryStatus,
@@ -26,7 +25,7 @@ from app.issues.schemas import (
     TestIn,
     TestOut,
 )
-from app.models import Issue, Subscriber
+from app.models import Issue
 from app.pagination import Cursor, decode_cursor, encode_cursor
 
 # Issue ids are int4 in the database: a larger one is a 422, not a driver error.
@@ -57,6 +56,7 @@ def issue_out(settings: Settings, issue: Issue) -> IssueOut:
         started_at=issue.started_at,
         finished_at=issue.finished_at,
         recipients=issue.recipients,
+        in_archive=issue.in_archive,
     )
 
 
@@ -109,31 +109,29 @@ async def delete_issue(issue_id: IssueId, session: SessionDep) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/{issue_id}/duplicate", status_code=201, response_model=IssueOut)
+async def duplicate_issue(
+    issue_id: IssueId, session: SessionDep, settings: SettingsDep
+) -> IssueOut:
+    """A new draft with the same content, lists and archive choice."""
+    return issue_out(settings, await service.duplicate(session=session, issue_id=issue_id))
+
+
 @router.get("/{issue_id}/preview", response_class=Response)
 async def preview(
     issue_id: IssueId,
     session: SessionDep,
     settings: SettingsDep,
     format: Literal["html", "text", "eml"] = "html",
-    subscriber_id: int | None = None,
+    subscriber_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    sample: testsend.Sample = "named",
 ) -> Response:
-    """Exactly what one subscriber (or a sample one) would receive: HTML, text or .eml."""
+    """What one subscriber (or a sample one, `sample=nameless` for one with no name) gets."""
     issue = await service.get(session=session, issue_id=issue_id)
-    if subscriber_id is None:
-        r = compose.sample_recipient(settings, issue_id)
-    else:
-        subscriber = await session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            raise HTTPException(404, f"subscriber {subscriber_id} not found")
-        r = compose.recipient(
-            settings,
-            issue_id=issue_id,
-            delivery_id=None,
-            subscriber_id=subscriber.id,
-            email=subscriber.email,
-            name=subscriber.name,
-            attributes=subscriber.attributes,
-        )
+    r = await testsend.preview_recipient(
+        session=session, settings=settings, issue_id=issue_id, subscriber_id=subscriber_id,
+        sample=sample,
+    )  # fmt: skip
     compiled = await service.compiled(settings, issue)
     if format == "html":
         html = await asyncio.to_thread(compiled.render_html, r)
@@ -150,30 +148,10 @@ async def test_send(
     issue_id: IssueId, data: TestIn, session: SessionDep, settings: SettingsDep, mailer: MailerDep
 ) -> TestOut:
     """Send the issue at once to a few addresses; no delivery is recorded."""
-    issue = await service.get(session=session, issue_id=issue_id)
-    compiled = await service.compiled(settings, issue)
-    from_addr = compiled.content.from_addr
-    failures: list[str] = []
-    sent: list[str] = []
-    for address in dict.fromkeys(str(e) for e in data.emails):
-        r = compose.recipient(
-            settings, issue_id=issue_id, delivery_id=None, subscriber_id=None,
-            email=address, name=address.partition("@")[0], attributes={},
-        )  # fmt: skip
-        message = await compose.dkim_sign(settings, compiled.render_message(r))
-        envelope = Envelope(
-            sender=compose.envelope_sender(settings, r, from_addr=from_addr),
-            recipients=(address,),
-            data=message,
-        )
-        try:
-            await mailer.send(envelope)
-        except DeliveryError as exc:
-            failures.append(f"{address}: {exc}")
-        else:
-            sent.append(address)
-    if failures:
-        raise HTTPException(502, f"the mail server refused the test send: {'; '.join(failures)}")
+    sent = await testsend.send_test(
+        session=session, settings=settings, mailer=mailer, issue_id=issue_id,
+        emails=[str(e) for e in data.emails],
+    )  # fmt: skip
     return TestOut(status="sent", sent=sent)
 
 

@@ -34,6 +34,8 @@ class IssueIn(BaseModel):
     template: str = Field("newsletter", min_length=1, max_length=64)
     format: Format = "markdown"
     body: str = Field(max_length=500_000)
+    # None: in the archive only when every list of the issue is public.
+    in_archive: bool | None = None
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -50,6 +52,8 @@ class IssuePatch(BaseModel):
     template: str | None = Field(None, min_length=1, max_length=64)
     format: Format | None = None
     body: str | None = Field(None, max_length=500_000)
+    # The one field that may change after sending: an issue can leave the archive.
+    in_archive: bool | None = None
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -75,6 +79,7 @@ class IssueOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     recipients: int
+    in_archive: bool
 
 
 class IssuePage(BaseModel):

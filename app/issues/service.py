@@ -1,8 +1,7 @@
-"""Issues: authoring, the send state machine, stats and the delivery log.
+"""Issues: authoring, sending through the life cycle (lifecycle.py), stats and the delivery log.
 
-Every status change is one guarded UPDATE (`... WHERE status IN (allowed)`), so two
-admins, or an admin and the dispatcher, racing on one issue can never both win: the
-loser's UPDATE matches no row and gets a 409.
+Services raise app.errors' classes and never import FastAPI, so the CLI and the console
+call them as the API does.
 """
 
 from __future__ import annotations
@@ -11,28 +10,18 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import HTTPException
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import utcnow
-from app.issues import compose, rendering
+from app.errors import Conflict, NotFound, invalid
+from app.issues import compose, lifecycle, rendering
+from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
 from app.models import Delivery, Issue, IssueList, MailingList, Subscriber, Subscription
 
-EDITABLE = ("draft", "scheduled")
-# action: (statuses it may start from, the status it leads to)
-MOVES: dict[str, tuple[tuple[str, ...], str]] = {
-    "pause": (("sending",), "paused"),
-    "resume": (("paused",), "sending"),
-    "cancel": (("draft", "scheduled", "sending", "paused"), "cancelled"),
-}
-
-
-def _unprocessable(field: str, message: str) -> HTTPException:
-    """A 422 in FastAPI's own validation shape, naming the failing field."""
-    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+CONTENT = ("subject", "preheader", "from_addr", "template", "format", "body")
 
 
 def _field_of(exc: Exception) -> str:
@@ -56,7 +45,7 @@ def check_renderable(settings: Settings, values: dict[str, Any]) -> None:
             body=values["body"],
         )
     except (rendering.BodyError, rendering.HeaderError) as exc:
-        raise _unprocessable(_field_of(exc), str(exc)) from None
+        raise invalid(_field_of(exc), str(exc)) from None
 
 
 async def compiled(settings: Settings, issue: Issue) -> rendering.CompiledIssue:
@@ -64,14 +53,14 @@ async def compiled(settings: Settings, issue: Issue) -> rendering.CompiledIssue:
     try:
         return await asyncio.to_thread(compose.compile_for_send, settings, issue)
     except (rendering.BodyError, rendering.HeaderError) as exc:
-        raise _unprocessable(_field_of(exc), str(exc)) from None
+        raise invalid(_field_of(exc), str(exc)) from None
 
 
 async def get(*, session: AsyncSession, issue_id: int) -> Issue:
     """The issue with its lists, or 404."""
     issue = await session.get(Issue, issue_id, populate_existing=True)
     if issue is None:
-        raise HTTPException(404, f"issue {issue_id} not found")
+        raise NotFound(f"issue {issue_id} not found")
     return issue
 
 
@@ -81,20 +70,37 @@ async def _lists(session: AsyncSession, slugs: list[str]) -> list[MailingList]:
     found = {lst.slug: lst for lst in rows}
     unknown = [slug for slug in wanted if slug not in found]
     if unknown:
-        raise _unprocessable("lists", f"unknown list(s): {', '.join(unknown)}")
+        raise invalid("lists", f"unknown list(s): {', '.join(unknown)}")
     return [found[slug] for slug in wanted]
+
+
+def _public(lists: list[MailingList]) -> bool:
+    """The default of in_archive: an issue to any private list stays out of the archive."""
+    return all(lst.public for lst in lists)
 
 
 async def create(*, session: AsyncSession, settings: Settings, data: IssueIn) -> Issue:
     """A new draft issue; 422 if it would not render or names an unknown list."""
-    values = data.model_dump(exclude={"lists", "from_"}) | {"from_addr": data.from_}
+    values = data.model_dump(exclude={"lists", "from_", "in_archive"}) | {"from_addr": data.from_}
     lists = await _lists(session, data.lists)
     await asyncio.to_thread(check_renderable, settings, values)
-    issue = Issue(**values, status="draft", recipients=0)
+    in_archive = _public(lists) if data.in_archive is None else data.in_archive
+    issue = Issue(**values, status="draft", recipients=0, in_archive=in_archive)
     issue.lists = lists
     session.add(issue)
     await session.flush()
     return issue
+
+
+async def duplicate(*, session: AsyncSession, issue_id: int) -> Issue:
+    """A new draft with the content, lists and archive choice of an existing issue."""
+    source = await get(session=session, issue_id=issue_id)
+    copy = Issue(**{k: getattr(source, k) for k in CONTENT}, status="draft", recipients=0,
+                 in_archive=source.in_archive)  # fmt: skip
+    copy.lists = list(source.lists)
+    session.add(copy)
+    await session.flush()
+    return copy
 
 
 async def list_issues(
@@ -109,47 +115,40 @@ async def list_issues(
     return rows[:limit], rows[limit - 1].id if more else None
 
 
-async def _guarded(
-    session: AsyncSession, issue_id: int, sources: tuple[str, ...], **values: Any
-) -> bool:
-    """UPDATE the issue only if its status is one of `sources`; False if it was not."""
-    result = await session.execute(
+async def _set_in_archive(session: AsyncSession, issue_id: int, value: bool) -> Issue:
+    # Not a status change: allowed in every status, so a sent issue can be withdrawn.
+    await session.execute(
         update(Issue)
-        .where(Issue.id == issue_id, Issue.status.in_(sources))
-        .values({"updated_at": utcnow(), **values})
+        .where(Issue.id == issue_id)
+        .values(in_archive=value, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def _refuse_move(session: AsyncSession, issue_id: int, what: str) -> HTTPException:
-    """404 when the issue does not exist, else 409 saying why `what` is not possible now."""
-    status = await session.scalar(select(Issue.status).where(Issue.id == issue_id))
-    if status is None:
-        return HTTPException(404, f"issue {issue_id} not found")
-    return HTTPException(409, f"cannot {what} an issue that is {status}")
+    return await get(session=session, issue_id=issue_id)
 
 
 async def update_issue(
     *, session: AsyncSession, settings: Settings, issue_id: int, data: IssuePatch
 ) -> Issue:
-    """Change a draft or scheduled issue; 409 once it has started sending."""
+    """Change a draft or scheduled issue; once it has started, only in_archive may change."""
     issue = await get(session=session, issue_id=issue_id)
+    if "in_archive" in data.model_fields_set and data.in_archive is None:
+        raise invalid("in_archive", "in_archive must be true or false")
     if issue.status not in EDITABLE:
-        raise HTTPException(409, f"cannot edit an issue that is {issue.status}")
+        if data.model_fields_set <= {"in_archive"} and data.in_archive is not None:
+            return await _set_in_archive(session, issue_id, data.in_archive)
+        raise Conflict(f"cannot edit an issue that is {issue.status} (only in_archive)")
     changes = data.model_dump(exclude_unset=True, exclude={"lists", "from_"})
     if "from_" in data.model_fields_set:
         changes["from_addr"] = data.from_
     if None in (changes.get(k, "") for k in ("subject", "preheader", "template", "format", "body")):
-        raise _unprocessable("body", "only from may be null (back to the default From)")
+        raise invalid("body", "only from may be null (back to the default From)")
     lists = await _lists(session, data.lists) if data.lists is not None else None
-    merged = {
-        "subject": issue.subject, "preheader": issue.preheader, "from_addr": issue.from_addr,
-        "template": issue.template, "format": issue.format, "body": issue.body, **changes,
-    }  # fmt: skip
+    if lists is not None and data.in_archive is None:
+        changes["in_archive"] = _public(lists)  # new lists, new default
+    merged = {k: getattr(issue, k) for k in CONTENT} | changes
     await asyncio.to_thread(check_renderable, settings, merged)
-    if not await _guarded(session, issue_id, EDITABLE, **changes):
-        raise await _refuse_move(session, issue_id, "edit")
+    if not await lifecycle.edit(session, issue_id, changes):
+        raise await lifecycle.refusal(session, issue_id, "edit")
     if lists is not None:
         await session.execute(delete(IssueList).where(IssueList.issue_id == issue_id))
         await session.execute(
@@ -166,7 +165,7 @@ async def delete_issue(*, session: AsyncSession, issue_id: int) -> None:
         .execution_options(synchronize_session=False)
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise await _refuse_move(session, issue_id, "delete")
+        raise await lifecycle.refusal(session, issue_id, "delete")
 
 
 async def count_recipients(*, session: AsyncSession, issue_id: int) -> int:
@@ -186,62 +185,33 @@ async def count_recipients(*, session: AsyncSession, issue_id: int) -> int:
     return int(await session.scalar(select(func.count()).select_from(members)) or 0)
 
 
-async def begin_sending(*, session: AsyncSession, issue_id: int) -> int | None:
-    """Move a draft or scheduled issue to sending and queue its recipients.
-
-    Returns the number of recipients, or None when the issue was no longer draft or
-    scheduled (someone else started it). The caller's transaction makes both one step.
-    """
-    from app.delivery import queue
-
-    now = utcnow()
-    if not await _guarded(
-        session, issue_id, EDITABLE, status="sending", started_at=now, status_reason=None
-    ):
-        return None
-    count = int(await queue.enqueue_issue(session=session, issue_id=issue_id))
-    # enqueue_issue stores the count too; stated here so stats never depend on that detail.
-    await _guarded(session, issue_id, ("sending",), recipients=count)
-    return count
-
-
 async def start_send(
     *, session: AsyncSession, settings: Settings, issue_id: int, send_at: datetime | None
 ) -> tuple[str, int]:
     """Send now, or schedule for send_at; returns (status, recipients). 409 unless editable."""
     issue = await get(session=session, issue_id=issue_id)
     if issue.status not in EDITABLE:
-        raise HTTPException(409, f"cannot send an issue that is {issue.status}")
+        raise Conflict(f"cannot send an issue that is {issue.status}")
     # Compile the whole message now: a broken body must never fail halfway through a send.
     await compiled(settings, issue)
     if send_at is not None and send_at > utcnow():
-        if not await _guarded(
-            session, issue_id, EDITABLE, status="scheduled", send_at=send_at, status_reason=None
-        ):
-            raise await _refuse_move(session, issue_id, "schedule")
+        if not await lifecycle.schedule(session, issue_id, send_at):
+            raise await lifecycle.refusal(session, issue_id, "schedule")
         return "scheduled", await count_recipients(session=session, issue_id=issue_id)
-    count = await begin_sending(session=session, issue_id=issue_id)
+    count = await lifecycle.start(session, issue_id)
     if count is None:
-        raise await _refuse_move(session, issue_id, "send")
+        raise await lifecycle.refusal(session, issue_id, "send")
     return "sending", count
 
 
 async def move(*, session: AsyncSession, issue_id: int, action: str) -> Issue:
     """Pause, resume or cancel; 409 where the move makes no sense from the current status."""
-    sources, target = MOVES[action]
     issue = await get(session=session, issue_id=issue_id)
     if action == "resume" and issue.status == "scheduled":
         return issue  # nothing is paused: it will start at send_at as planned
-    now = utcnow()
-    values: dict[str, Any] = {"status": target, "status_reason": None}
-    if action == "cancel":
-        values["finished_at"] = now
-    if not await _guarded(session, issue_id, sources, **values):
-        raise await _refuse_move(session, issue_id, action)
-    if action == "cancel":
-        from app.delivery import queue
-
-        await queue.cancel_deliveries(session=session, issue_id=issue_id)
+    moves = {"pause": lifecycle.pause, "resume": lifecycle.resume, "cancel": lifecycle.cancel}
+    if not await moves[action](session, issue_id):
+        raise await lifecycle.refusal(session, issue_id, action)
     return await get(session=session, issue_id=issue_id)
 
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, or_, select
 
 from app import metrics
-from app.db import utcnow
 from app.delivery import queue
 from app.migrate import current_revision
-from app.models import Delivery, Issue
 
 router = APIRouter(tags=["operations"])
 
@@ -52,18 +48,10 @@ async def prometheus(request: Request) -> Response:
 
 
 async def _refresh_gauges(request: Request) -> None:
-    since = utcnow() - timedelta(seconds=60)
-    # Restricted to issues still sending or just finished, so the (issue, status) index
-    # serves it rather than a scan of every delivery ever made.
-    active = select(Issue.id).where(
-        or_(Issue.status.in_(("sending", "paused")), Issue.finished_at >= since)
-    )
+    # The one writer of both gauges: read from the database, so they count every worker
+    # (dispatchers have no HTTP endpoint; per-process figures would be each worker's own).
     async with request.app.state.sessionmaker() as session:
         depth = await queue.queue_depth(session=session)
-        recent = await session.scalar(
-            select(func.count()).where(
-                Delivery.issue_id.in_(active), Delivery.status == "sent", Delivery.sent_at >= since
-            )
-        )
+        rate = await queue.sent_per_second(session=session)
     metrics.queue_depth.set(depth)
-    metrics.send_rate.set((recent or 0) / 60)
+    metrics.send_rate.set(rate)

@@ -1,0 +1,129 @@
+"""The issue life cycle: every change of `issues.status` is made here and nowhere else.
+
+    draft ──send──▶ sending ──(nothing left)──▶ sent
+      │  ╲schedule▶ scheduled ──(send_at due)──▶ sending
+      │                                 sending ◀──resume── paused ◀──pause── sending
+      └─ draft | scheduled | sending | paused ──cancel──▶ cancelled
+
+Each move is one guarded UPDATE (`... WHERE status IN (allowed)`), so two admins, or an
+admin and a dispatcher, racing on one issue can never both win: the loser's UPDATE
+matches no row. The API and the scheduler start a send through the same `start`, so
+`started_at` and `recipients` are written one way whoever starts it. A paused issue
+always says why in `status_reason` (a person, the failure streak, a guardrail); every
+other move clears it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.delivery import queue
+from app.errors import Conflict, DomainError, NotFound
+from app.models import Delivery, Issue
+
+EDITABLE = ("draft", "scheduled")
+UNFINISHED = ("draft", "scheduled", "sending", "paused")
+PAUSED_BY_PERSON = "paused by an administrator"
+
+
+async def _guarded(
+    session: AsyncSession, issue_id: int, sources: tuple[str, ...], *extra: Any, **values: Any
+) -> bool:
+    """UPDATE the issue only if its status is one of `sources`; False if it was not."""
+    result = await session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status.in_(sources), *extra)
+        .values({"updated_at": utcnow(), **values})
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def refusal(session: AsyncSession, issue_id: int, what: str) -> DomainError:
+    """404 when the issue does not exist, else 409 saying why `what` is not possible now."""
+    status = await session.scalar(select(Issue.status).where(Issue.id == issue_id))
+    if status is None:
+        return NotFound(f"issue {issue_id} not found")
+    return Conflict(f"cannot {what} an issue that is {status}")
+
+
+async def edit(session: AsyncSession, issue_id: int, changes: dict[str, Any]) -> bool:
+    """Write content changes while the issue is still draft or scheduled."""
+    return await _guarded(session, issue_id, EDITABLE, **changes)
+
+
+async def start(session: AsyncSession, issue_id: int, *, due_only: bool = False) -> int | None:
+    """Move a draft or scheduled issue to sending and queue its recipients; their number.
+
+    None when someone else moved it first. `due_only` (the scheduler) starts only a
+    scheduled issue whose send_at has come. The caller's transaction makes both one step.
+    """
+    now = utcnow()
+    sources, extra = (("scheduled",), (Issue.send_at <= now,)) if due_only else (EDITABLE, ())
+    started_at = func.coalesce(Issue.started_at, now)
+    if not await _guarded(
+        session, issue_id, sources, *extra, status="sending", started_at=started_at,
+        status_reason=None,
+    ):  # fmt: skip
+        return None
+    count = await queue.enqueue_issue(session=session, issue_id=issue_id)
+    await _guarded(session, issue_id, ("sending",), recipients=count)
+    return count
+
+
+async def schedule(session: AsyncSession, issue_id: int, send_at: datetime) -> bool:
+    """Move a draft (or re-time a scheduled) issue to be started at send_at."""
+    return await _guarded(
+        session, issue_id, EDITABLE, status="scheduled", send_at=send_at, status_reason=None
+    )
+
+
+async def pause(session: AsyncSession, issue_id: int, reason: str = PAUSED_BY_PERSON) -> bool:
+    """Pause a sending issue, saying why (a person, the failure streak, a guardrail)."""
+    return await _guarded(session, issue_id, ("sending",), status="paused",
+                          status_reason=reason[:1000])  # fmt: skip
+
+
+async def resume(session: AsyncSession, issue_id: int) -> bool:
+    """Resume a paused issue where it stopped."""
+    return await _guarded(session, issue_id, ("paused",), status="sending", status_reason=None)
+
+
+async def cancel(session: AsyncSession, issue_id: int) -> bool:
+    """Cancel an unfinished issue; what is still queued is dropped."""
+    if not await _guarded(session, issue_id, UNFINISHED, status="cancelled",
+                          finished_at=utcnow(), status_reason=None):  # fmt: skip
+        return False
+    await queue.cancel_deliveries(session=session, issue_id=issue_id)
+    return True
+
+
+async def promote_scheduled(*, session: AsyncSession) -> list[int]:
+    """Start the scheduled issues whose time has come, as the API starts a send."""
+    due = await session.scalars(
+        select(Issue.id).where(Issue.status == "scheduled", Issue.send_at <= utcnow())
+    )
+    return [i for i in due.all() if await start(session, i, due_only=True) is not None]
+
+
+async def finish_sending(*, session: AsyncSession) -> list[int]:
+    """Mark 'sent' every sending issue with nothing left queued or in flight; their ids."""
+    now = utcnow()
+    waiting = exists().where(
+        Delivery.issue_id == Issue.id, Delivery.status.in_(("queued", "sending"))
+    )
+    rows = await session.execute(
+        update(Issue)
+        .where(Issue.status == "sending", ~waiting)
+        .values(status="sent", finished_at=now, updated_at=now)
+        .returning(Issue.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = [r[0] for r in rows]
+    await queue.cancel_released(session=session)
+    return ids
