@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -92,3 +94,28 @@ async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterato
         except BaseException:
             await session.rollback()
             raise
+
+
+# The units of work outside the request's session, each named for where it begins and ends.
+
+
+@asynccontextmanager
+async def transaction(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A standalone unit on a session of its own: committed when the block ends, else rolled back.
+
+    For a short read or write that must not wait for the request's session (an import's
+    lookup before its own batches, a page rendered after a refusal).
+    """
+    async with maker() as session, session.begin():
+        yield session
+
+
+@asynccontextmanager
+async def core_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A unit of Core statements on a bare connection, committed when the block ends.
+
+    The measured fast paths (the public sign-up) use it: no ORM session, no identity map.
+    The block ends before the handler answers, so a 2xx follows the commit.
+    """
+    async with engine.begin() as conn:
+        yield conn

@@ -46,7 +46,7 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(320))
     # The identity of the mailbox: `email` lowercased. Unique, so two spellings are one person.
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)  # None: no name given
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | blocklisted
     blocklist_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -1,15 +1,23 @@
-"""Cursor pagination shared by every list endpoint: opaque cursors over row ids."""
+"""Cursor pagination shared by every list endpoint: opaque cursors over row ids.
+
+One style everywhere: a route takes `limit: Limit = 100, cursor: Cursor = None`, its
+service fetches `limit + 1` rows after `decode_cursor(cursor)`, and `page(rows, limit)`
+cuts them into the items and the next cursor.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
+# The largest id either database stores (a signed 64-bit integer); past it a cursor would
+# overflow the driver (a 500) instead of naming a row.
+MAX_ID = 2**63 - 1
 Cursor = Annotated[
     str | None, Query(max_length=200, description="the next_cursor of the previous page")
 ]
@@ -31,7 +39,7 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = raw.partition(":")
-        if prefix != "id" or not value.isdigit() or len(value) > 19:
+        if prefix != "id" or not value.isascii() or not value.isdigit() or int(value) > MAX_ID:
             raise ValueError(raw)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -45,3 +53,11 @@ def decode_cursor(cursor: str | None) -> int | None:
                 }
             ]
         ) from None
+
+
+def page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
+    """Cut a `limit + 1` fetch into the page and the cursor of the next one (None: the last)."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1].id)
+    return rows, None

@@ -9,6 +9,8 @@ from collections import deque
 
 from fastapi import HTTPException, Request, status
 
+from app.errors import TooMany
+
 
 def check_admin(request: Request) -> None:
     """Require the admin bearer token, compared in constant time."""
@@ -38,6 +40,23 @@ def client_address(request: Request) -> str:
         if not _in_networks(hop, proxies):
             return hop
     return hops[0] if hops else peer
+
+
+def limit_key(address: str) -> str:
+    """The key a per-address limit counts under: an IPv4 address, or an IPv6 /64.
+
+    One IPv6 customer is usually handed a whole /64, so keying on the full address would
+    give one machine 2^64 fresh allowances.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _in_networks(address: str, networks: list[str]) -> bool:
@@ -86,19 +105,30 @@ class RateLimiter:
                 del self._hits[k]
 
 
-def rate_limited(bucket: str):  # type: ignore[no-untyped-def]
-    """A dependency that answers 429 when the client has used up `bucket`'s allowance."""
+def enforce_limit(request: Request, bucket: str, per_minute: int | None = None) -> None:
+    """Count one request of the client in `bucket`; TooMany (429) past its allowance a minute.
 
-    def dependency(request: Request) -> None:
-        limiters: dict[str, RateLimiter] = request.app.state.rate_limiters
-        limiter = limiters.get(bucket)
-        if limiter is None:
-            limiter = limiters[bucket] = RateLimiter(request.app.state.settings.public_rate_limit)
-        if not limiter.hit(client_address(request)):
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                "too many requests from this address; try again in a minute",
-                headers={"Retry-After": str(int(limiter.window))},
-            )
+    `per_minute` defaults to the public limit; the bucket's limiter is made on first use.
+    """
+    limiters: dict[str, RateLimiter] = request.app.state.rate_limiters
+    limiter = limiters.get(bucket)
+    if limiter is None:
+        limit = per_minute or request.app.state.settings.public_rate_limit
+        limiter = limiters[bucket] = RateLimiter(limit)
+    if not limiter.hit(limit_key(client_address(request))):
+        raise TooMany(
+            "too many requests from this address; try again in a minute",
+            headers={"Retry-After": str(int(limiter.window))},
+        )
+
+
+def rate_limited(bucket: str):  # type: ignore[no-untyped-def]
+    """A dependency that answers 429 when the client has used up `bucket`'s allowance.
+
+    Async, so FastAPI awaits it inline instead of hopping to a worker thread per request.
+    """
+
+    async def dependency(request: Request) -> None:
+        enforce_limit(request, bucket)
 
     return dependency

@@ -113,6 +113,8 @@ async def truncate_all(url: str) -> None:
         else:
             for table in tables:
                 await conn.execute(text(f"DELETE FROM {table}"))
+            # AUTOINCREMENT ids (migration 0003) start again at 1, as RESTART IDENTITY does.
+            await conn.execute(text("DELETE FROM sqlite_sequence"))
     await engine.dispose()
 
 

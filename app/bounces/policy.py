@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,8 +23,9 @@ from app.bounces.dsn import BounceEvent
 from app.config import Settings
 from app.db import utcnow
 from app.issues.compose import delivery_from_message_id
-from app.models import Bounce, Delivery, IssueList, Subscriber, Subscription
+from app.models import Bounce, Delivery, Subscriber
 from app.subscribers.addresses import email_key
+from app.subscribers.memberships import unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -203,48 +204,3 @@ def _blocklist(subscriber: Subscriber, reason: str) -> None:
         subscriber.status = "blocklisted"
         subscriber.blocklist_reason = reason
         log.info("subscriber %s blocklisted: %s", subscriber.id, reason)
-
-
-async def issue_list_ids(*, session: AsyncSession, issue_id: int | None) -> list[int]:
-    """The ids of an issue's lists; empty when the issue is unknown or gone."""
-    if not issue_id:
-        return []
-    stmt = select(IssueList.list_id).where(IssueList.issue_id == issue_id)
-    return list((await session.execute(stmt)).scalars())
-
-
-async def unsubscribe(
-    *, session: AsyncSession, subscriber_id: int, issue_id: int | None, everything: bool = False
-) -> int:
-    """Leave the issue's lists (all lists when `everything` or the issue is unknown); idempotent.
-
-    Marks the (issue, subscriber) delivery too, so the issue's stats count the unsubscribe.
-    Returns how many subscriptions changed.
-    """
-    now = utcnow()
-    list_ids = [] if everything else await issue_list_ids(session=session, issue_id=issue_id)
-    stmt = (
-        update(Subscription)
-        .where(Subscription.subscriber_id == subscriber_id, Subscription.status != "unsubscribed")
-        .values(status="unsubscribed", unsubscribed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if list_ids:
-        stmt = stmt.where(Subscription.list_id.in_(list_ids))
-    changed = (await session.execute(stmt)).rowcount or 0  # type: ignore[attr-defined]
-    if issue_id:
-        await session.execute(
-            update(Delivery)
-            .where(
-                Delivery.issue_id == issue_id,
-                Delivery.subscriber_id == subscriber_id,
-                Delivery.unsubscribed_at.is_(None),
-            )
-            .values(unsubscribed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    # Loaded Subscription objects (selectin on Subscriber) must not show the old status.
-    for obj in list(session.identity_map.values()):
-        if isinstance(obj, Subscription) and obj.subscriber_id == subscriber_id:
-            session.expire(obj)
-    return int(changed)

@@ -36,7 +36,7 @@ def confirm_url(settings: Settings, subscriber_id: int) -> str:
 
 
 def confirmation_envelope(
-    settings: Settings, *, subscriber_id: int, email: str, name: str, list_names: list[str]
+    settings: Settings, *, subscriber_id: int, email: str, name: str | None, list_names: list[str]
 ) -> Envelope:
     """The confirmation message for one subscriber, ready for a transport."""
     from app.issues.rendering import render_system_email
@@ -44,7 +44,7 @@ def confirmation_envelope(
     data = render_system_email(
         "confirm",
         to_email=email,
-        to_name=name,
+        to_name=name or "",  # the To header has no display name then
         from_addr=settings.from_,
         context={
             "confirm_url": confirm_url(settings, subscriber_id),

@@ -10,13 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.deps import SessionDep, SettingsDep
 from app.security import rate_limited
-from app.subscribers import service
+from app.subscribers import links, service
 from app.subscribers.emails import read_confirm_token
 from app.web.pages import not_found_page, render_page
 
 router = APIRouter(tags=["public pages"], include_in_schema=False)
 
-FORM_ACTION = "/api/v1/subscribe"
+# The hosted form posts to its own page (public.py), so an error keeps the address bar.
+FORM_ACTION = "/subscribe"
 
 
 async def render_form(
@@ -54,14 +55,19 @@ async def thanks(request: Request, status: str = "pending") -> HTMLResponse:
 async def confirm_page(
     request: Request, token: str, session: SessionDep, settings: SettingsDep
 ) -> HTMLResponse:
-    """A page with a confirm button; it changes nothing, because mail scanners follow links."""
+    """A page with a confirm button; it changes nothing, because mail scanners follow links.
+
+    With nothing left to confirm it says what is true instead: already confirmed, or left.
+    """
     subscriber_id = read_confirm_token(settings, token)
     if subscriber_id is None:
         return not_found_page(request)
-    names = await service.pending_list_names(session=session, subscriber_id=subscriber_id)
-    if names is None:
+    state = await links.confirmation_state(session=session, subscriber_id=subscriber_id)
+    if state is None:
         return not_found_page(request)
-    return render_page(request, "confirm.html", {"list_names": names})
+    if not state.pending:
+        return render_page(request, "confirm_done.html", {"state": state})
+    return render_page(request, "confirm.html", {"list_names": state.pending})
 
 
 @router.post(
@@ -76,7 +82,7 @@ async def confirm(
     subscriber_id = read_confirm_token(settings, token)
     if subscriber_id is None:
         return not_found_page(request)
-    names = await service.confirm(session=session, subscriber_id=subscriber_id)
-    if names is None:
+    state = await links.confirm(session=session, subscriber_id=subscriber_id)
+    if state is None:
         return not_found_page(request)
-    return render_page(request, "confirm_done.html", {"list_names": names})
+    return render_page(request, "confirm_done.html", {"state": state})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -38,9 +39,59 @@ ListTitle = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_no_control_chars),
 ]
+
+
+def _blank_is_none(value: str | None) -> str | None:
+    return value or None  # no name is no name: templates' default() then works
+
+
+OptionalName = Annotated[PersonName | None, AfterValidator(_blank_is_none)]
 Email = Annotated[str, StringConstraints(min_length=1, max_length=320)]
 Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
-Attributes = Annotated[dict[str, Any], Field(max_length=100)]
+
+_ATTRIBUTE_KEY = re.compile(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,64}$")
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _bounded_attributes(max_depth: int, max_bytes: int) -> Any:
+    """A validator of attributes: names a template can use, bounded nesting and size.
+
+    Attributes reach subjects and bodies of every issue: unbounded ones make every send
+    slower, and the public form would let anyone store megabytes per address.
+    """
+
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in value if not _ATTRIBUTE_KEY.match(k)]
+        if bad:
+            raise ValueError(
+                f"attribute names are 1-64 characters, no control characters: {bad[0][:70]!r}"
+            )
+        if _depth(value) > max_depth:
+            raise ValueError(f"attributes may nest at most {max_depth} levels deep")
+        if len(json.dumps(value, ensure_ascii=False).encode()) > max_bytes:
+            raise ValueError(f"attributes take at most {max_bytes} bytes as JSON")
+        return value
+
+    return AfterValidator(check)
+
+
+# An admin's (API, import): 100 names, a little structure, 16 KB in all.
+Attributes = Annotated[
+    dict[str, Any], Field(max_length=100), _bounded_attributes(max_depth=3, max_bytes=16_384)
+]
+# Anyone's (the public sign-up): 20 flat values, 2 KB in all.
+PublicAttributes = Annotated[
+    dict[str, str | int | float | bool | None],
+    Field(max_length=20),
+    _bounded_attributes(max_depth=1, max_bytes=2048),
+]
 SubscriptionStatus = Literal["pending", "confirmed", "unsubscribed"]
 
 
@@ -89,9 +140,9 @@ class SubscribeIn(Strict):
     """A public sign-up, from a website's form or script."""
 
     email: Email
-    name: PersonName = ""
+    name: OptionalName = None
     lists: list[Slug] = Field(min_length=1, max_length=50)
-    attributes: Attributes = Field(default_factory=dict)
+    attributes: PublicAttributes = Field(default_factory=dict)
 
 
 class SubscribeOut(BaseModel):
@@ -105,7 +156,7 @@ class Membership(BaseModel):
 
 class SubscriberCreate(Strict):
     email: Email
-    name: PersonName = ""
+    name: OptionalName = None
     lists: list[Slug] = Field(default_factory=list, max_length=1000)
     attributes: Attributes = Field(default_factory=dict)
     subscription_status: Literal["confirmed", "pending"] = "confirmed"
@@ -124,7 +175,7 @@ class SubscriberUpdate(Strict):
 class SubscriberOut(BaseModel):
     id: int
     email: str
-    name: str
+    name: str | None
     attributes: dict[str, Any]
     status: Literal["active", "blocklisted"]
     blocklist_reason: str | None

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import BigInteger, func, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.errors import Conflict, DomainError, Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.models import (
     Bounce,
     Delivery,
@@ -23,23 +23,9 @@ from app.models import (
     Subscription,
     Suppression,
 )
-from app.pagination import encode_cursor
 from app.subscribers.addresses import InvalidAddress, normalize, suppression_hash
+from app.subscribers.memberships import set_membership
 from app.subscribers.schemas import ListCreate, ListUpdate, SubscriberCreate, SubscriberUpdate
-
-ServiceError = DomainError  # the subscribers' name for the one set in app/errors.py
-
-
-# --- pagination ------------------------------------------------------------------------
-
-
-def page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
-    """Cut a limit+1 fetch into the page and the cursor of the next one."""
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, encode_cursor(rows[-1].id)
-    return rows, None
-
 
 # --- lists -----------------------------------------------------------------------------
 
@@ -58,10 +44,11 @@ async def create_list(*, session: AsyncSession, data: ListCreate) -> MailingList
 
 
 async def get_list(*, session: AsyncSession, slug: str) -> MailingList:
-    mailing_list = await session.scalar(select(MailingList).where(MailingList.slug == slug))
-    if mailing_list is None:
-        raise NotFound(f"no list with slug {slug!r}")
-    return mailing_list
+    """The list with this slug; NotFound (it was named in the path)."""
+    try:
+        return (await lists_by_slug(session=session, slugs=[slug]))[0]
+    except Invalid:
+        raise NotFound(f"no list with slug {slug!r}") from None
 
 
 async def browse_lists(
@@ -84,10 +71,6 @@ async def list_counts(*, session: AsyncSession, list_ids: list[int]) -> dict[int
     for list_id, status, count in rows:
         counts[list_id][status] = count
     return counts
-
-
-async def list_id(*, session: AsyncSession, slug: str) -> int | None:
-    return await session.scalar(select(MailingList.id).where(MailingList.slug == slug))
 
 
 async def update_list(*, session: AsyncSession, slug: str, data: ListUpdate) -> MailingList:
@@ -127,9 +110,16 @@ async def delete_list(*, session: AsyncSession, slug: str) -> None:
 
 
 async def lists_by_slug(
-    *, session: AsyncSession, slugs: list[str], public_only: bool = False
+    *,
+    session: AsyncSession,
+    slugs: list[str],
+    public_only: bool = False,
+    loc: tuple[str, ...] = ("body", "lists"),
 ) -> list[MailingList]:
-    """The lists named, in order; Invalid naming every slug that is unknown (or not public)."""
+    """The lists named, in order, once each; Invalid naming every slug unknown (or not public).
+
+    The one lookup of lists by slug: the admin API, the importer and issues all use it.
+    """
     wanted = list(dict.fromkeys(slugs))
     stmt = select(MailingList).where(MailingList.slug.in_(wanted))
     found = {m.slug: m for m in await session.scalars(stmt)}
@@ -139,7 +129,7 @@ async def lists_by_slug(
     if missing:
         what = "public list" if public_only else "list"
         names = ", ".join(repr(s) for s in missing)
-        raise Invalid(f"no {what} with slug {names}", loc=("body", "lists"))
+        raise Invalid(f"no {what} with slug {names}", loc=loc)
     return [found[s] for s in wanted]
 
 
@@ -167,22 +157,6 @@ async def get_subscriber(*, session: AsyncSession, subscriber_id: int) -> Subscr
     if subscriber is None:
         raise NotFound(f"no subscriber with id {subscriber_id}")
     return subscriber
-
-
-def set_membership(subscriber: Subscriber, mailing_list: MailingList, status: str) -> None:
-    """Put the subscriber on the list with `status`, stamping when it was confirmed or left."""
-    now = utcnow()
-    current = next((s for s in subscriber.subscriptions if s.list_id == mailing_list.id), None)
-    if current is None:
-        current = Subscription(list_id=mailing_list.id, mailing_list=mailing_list, status=status)
-        subscriber.subscriptions.append(current)
-    elif current.status == status:
-        return
-    current.status = status
-    if status == "confirmed":
-        current.confirmed_at = now
-    elif status == "unsubscribed":
-        current.unsubscribed_at = now
 
 
 def memberships(subscriber: Subscriber) -> list[dict[str, str]]:
@@ -222,7 +196,7 @@ async def create_subscriber(
         email=address, email_key=key, name=data.name, attributes=data.attributes, subscriptions=[]
     )
     for mailing_list in lists:
-        set_membership(subscriber, mailing_list, data.subscription_status)
+        set_membership(subscriber, mailing_list, data.subscription_status, actor="admin")
     session.add(subscriber)
     try:
         await session.flush()
@@ -279,11 +253,13 @@ async def update_subscriber(
             "blocklist_reason goes with status 'blocklisted'", loc=("body", "blocklist_reason")
         )
     if data.lists is not None:
-        lists = await lists_by_slug(session=session, slugs=[m.slug for m in data.lists])
-        for mailing_list, membership in zip(lists, data.lists, strict=True):
-            set_membership(subscriber, mailing_list, membership.status)
+        # The last word on a slug named twice wins, as it would in two PATCHes.
+        wanted = {m.slug: m.status for m in data.lists}
+        lists = await lists_by_slug(session=session, slugs=list(wanted))
+        for mailing_list in lists:
+            set_membership(subscriber, mailing_list, wanted[mailing_list.slug], actor="admin")
     if data.name is not None:
-        subscriber.name = data.name
+        subscriber.name = data.name or None
     if data.attributes is not None:
         subscriber.attributes = data.attributes
     if data.status == "blocklisted":
@@ -380,26 +356,3 @@ async def export_subscriber(*, session: AsyncSession, subscriber_id: int) -> dic
         ],
         "exported_at": utcnow(),
     }
-
-
-async def pending_list_names(*, session: AsyncSession, subscriber_id: int) -> list[str] | None:
-    """Names of the lists awaiting this subscriber's confirmation; None if there is no one."""
-    subscriber = await session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        return None
-    return sorted(s.mailing_list.name for s in subscriber.subscriptions if s.status == "pending")
-
-
-async def confirm(*, session: AsyncSession, subscriber_id: int) -> list[str] | None:
-    """Confirm every pending membership; the person's own consent lifts any suppression."""
-    subscriber = await session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        return None
-    for subscription in subscriber.subscriptions:
-        if subscription.status == "pending":
-            set_membership(subscriber, subscription.mailing_list, "confirmed")
-    await session.execute(
-        delete(Suppression).where(Suppression.email_hash == suppression_hash(subscriber.email_key))
-    )
-    await session.flush()
-    return sorted(s.mailing_list.name for s in subscriber.subscriptions if s.status == "confirmed")

@@ -1,0 +1,143 @@
+"""Memberships of lists: confirm, unsubscribe, resubscribe, and who may undo an opt-out.
+
+Every path that changes a subscription asks `next_status` what the change becomes and
+writes `stamps` of it: the admin API, the public sign-up (Core statements), the confirm
+link, the preference page, the importer, and the bounce policy's unsubscribe.
+
+The rule of consent: an explicit opt-out is undone only by the person, through a link
+that reached her own inbox (the confirm link, the preference page). Anyone can type her
+address into the public form, so a sign-up for a list she left asks her again by email
+(pending, even on a single opt-in list); an import skips her; an admin is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.errors import Conflict
+from app.models import Delivery, IssueList, MailingList, Subscriber, Subscription
+
+# person: acts from a link in her own inbox; public: anyone at the sign-up form;
+# admin: the API's operator; import: a CSV the operator uploads.
+Actor = Literal["person", "public", "admin", "import"]
+
+
+class OptedOut(Conflict):
+    """The change would undo the person's own opt-out, and she is not the one asking."""
+
+
+def next_status(current: str | None, wanted: str, *, actor: Actor) -> str | None:
+    """What a membership in `current` becomes when `actor` asks for `wanted`; None: unchanged."""
+    if current == wanted:
+        return None
+    if wanted == "unsubscribed":
+        return wanted
+    if current == "confirmed" and actor in ("public", "import"):
+        return None  # a new sign-up or import never demotes a confirmed member
+    if current == "unsubscribed" and actor != "person":
+        if actor == "public":
+            return "pending"  # only a link in her own inbox brings her back
+        raise OptedOut(
+            "this person unsubscribed from the list; only her own confirmation can bring her "
+            "back (a sign-up through the public form sends her one)"
+        )
+    return wanted
+
+
+def stamps(status: str, now: datetime) -> dict[str, Any]:
+    """The columns a move to `status` writes: confirming again clears the old opt-out's time."""
+    if status == "confirmed":
+        return {"status": status, "confirmed_at": now, "unsubscribed_at": None}
+    if status == "unsubscribed":
+        return {"status": status, "unsubscribed_at": now}
+    return {"status": status}
+
+
+def set_membership(
+    subscriber: Subscriber, mailing_list: MailingList, wanted: str, *, actor: Actor
+) -> bool:
+    """Put a loaded subscriber on the list as `wanted` allows; True when something changed."""
+    current = next((s for s in subscriber.subscriptions if s.list_id == mailing_list.id), None)
+    status = next_status(current.status if current else None, wanted, actor=actor)
+    if status is None:
+        return False
+    if current is None:
+        current = Subscription(list_id=mailing_list.id, mailing_list=mailing_list)
+        subscriber.subscriptions.append(current)
+    for column, value in stamps(status, utcnow()).items():
+        setattr(current, column, value)
+    return True
+
+
+def confirm_pending(subscriber: Subscriber) -> list[str]:
+    """The person's own confirmation: every pending list confirmed; the names of those."""
+    names = []
+    for subscription in subscriber.subscriptions:
+        if subscription.status == "pending":
+            set_membership(subscriber, subscription.mailing_list, "confirmed", actor="person")
+            names.append(subscription.mailing_list.name)
+    return sorted(names)
+
+
+def choose(subscriber: Subscriber, keep: set[str]) -> None:
+    """The preference page: checked lists kept (or taken back), unchecked ones left.
+
+    A pending list is confirmed only when she ticked it herself; left unticked, it stays
+    pending (the page never shows it ticked), so saving never confirms what she did not choose.
+    """
+    for subscription in subscriber.subscriptions:
+        ticked = subscription.mailing_list.slug in keep
+        if ticked:
+            set_membership(subscriber, subscription.mailing_list, "confirmed", actor="person")
+        elif subscription.status == "confirmed":
+            set_membership(subscriber, subscription.mailing_list, "unsubscribed", actor="person")
+
+
+async def issue_list_ids(*, session: AsyncSession, issue_id: int | None) -> list[int]:
+    """The ids of an issue's lists; empty when the issue is unknown or gone."""
+    if not issue_id:
+        return []
+    stmt = select(IssueList.list_id).where(IssueList.issue_id == issue_id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def unsubscribe(
+    *, session: AsyncSession, subscriber_id: int, issue_id: int | None, everything: bool = False
+) -> int:
+    """Leave the issue's lists (all lists when `everything` or the issue is unknown); idempotent.
+
+    Marks the (issue, subscriber) delivery too, so the issue's stats count the unsubscribe.
+    Returns how many subscriptions changed.
+    """
+    now = utcnow()
+    list_ids = [] if everything else await issue_list_ids(session=session, issue_id=issue_id)
+    stmt = (
+        update(Subscription)
+        .where(Subscription.subscriber_id == subscriber_id, Subscription.status != "unsubscribed")
+        .values(**stamps("unsubscribed", now))
+        .execution_options(synchronize_session=False)
+    )
+    if list_ids:
+        stmt = stmt.where(Subscription.list_id.in_(list_ids))
+    changed = (await session.execute(stmt)).rowcount or 0  # type: ignore[attr-defined]
+    if issue_id:
+        await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.subscriber_id == subscriber_id,
+                Delivery.unsubscribed_at.is_(None),
+            )
+            .values(unsubscribed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    # Loaded Subscription objects (selectin on Subscriber) must not show the old status.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Subscription) and obj.subscriber_id == subscriber_id:
+            session.expire(obj)
+    return int(changed)

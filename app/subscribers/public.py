@@ -1,0 +1,173 @@
+"""The public sign-up over HTTP: `POST /api/v1/subscribe` (JSON or a form) and the hosted
+form's own `POST /subscribe`, which answers on its page (the address bar stays /subscribe).
+
+Both write through signup.public_subscribe in one Core transaction that is committed
+before the answer; the confirmation email is built and sent after it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.db import core_transaction, transaction
+from app.delivery.transport import Mailer
+from app.errors import Invalid
+from app.security import rate_limited
+from app.subscribers.emails import confirmation_envelope, send_confirmation
+from app.subscribers.pages import render_form
+from app.subscribers.schemas import SubscribeIn, SubscribeOut
+from app.subscribers.signup import SignUp, public_subscribe
+
+router = APIRouter()
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_SUBSCRIBE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": SubscribeIn.model_json_schema()},
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "required": ["email", "list"],
+                "properties": {
+                    "email": {"type": "string"},
+                    "name": {"type": "string"},
+                    "list": {"type": "array", "items": {"type": "string"}},
+                },
+            }
+        },
+    },
+}
+# What a person reads next to the field, in plain words (never a library's message).
+_MESSAGES = {
+    "email": "Enter a valid email address, like name@example.com",
+    "name": "The name is too long or has characters that are not allowed",
+    "list": "Choose at least one list",
+}
+_FIELD_OF = {"email": "email", "name": "name", "lists": "list", "attributes": "email"}
+
+
+def confirm_later(
+    settings: Settings, mailer: Mailer, background: BackgroundTasks, *, subscriber_id: int,
+    email: str, name: str | None, list_names: list[str],
+) -> None:  # fmt: skip
+    """Build and send the confirmation after the answer: neither holds the request.
+
+    Called once the write is committed, so the link never names a row a rollback undid.
+    """
+
+    async def build_and_send() -> None:
+        envelope = confirmation_envelope(
+            settings, subscriber_id=subscriber_id, email=email, name=name, list_names=list_names
+        )
+        await send_confirmation(mailer, envelope)
+
+    background.add_task(build_and_send)
+
+
+async def _read_body(request: Request, *, is_form: bool) -> Any:
+    if is_form:
+        form = await request.form()
+        lists = form.getlist("list") + form.getlist("lists")
+        return {
+            "email": form.get("email", ""),
+            "name": form.get("name", ""),
+            "lists": [v for v in lists if isinstance(v, str)],
+        }
+    try:
+        return await request.json()
+    except RecursionError:
+        raise Invalid("the JSON is nested too deeply", loc=("body",)) from None
+    except ValueError:
+        raise RequestValidationError(
+            [{"loc": ["body"], "msg": "the body is not valid JSON", "type": "json_invalid"}]
+        ) from None
+
+
+async def _sign_up(request: Request, raw: Any, background: BackgroundTasks) -> SignUp:
+    """Validate, write and commit one sign-up; the confirmation goes out after the answer."""
+    settings, mailer = request.app.state.settings, request.app.state.mailer
+    data = SubscribeIn.model_validate(raw)
+    async with core_transaction(request.app.state.engine) as conn:
+        signup = await public_subscribe(
+            conn=conn,
+            email=data.email,
+            name=data.name,
+            slugs=data.lists,
+            attributes=data.attributes,
+            check_deliverability=settings.check_deliverability,
+        )
+    if signup.subscriber_id is not None:
+        confirm_later(
+            settings,
+            mailer,
+            background,
+            subscriber_id=signup.subscriber_id,
+            email=signup.email,
+            name=signup.name,
+            list_names=signup.list_names,
+        )
+    return signup
+
+
+async def _form_signup(request: Request, background: BackgroundTasks) -> Response:
+    """A browser's form post: 303 to the thank-you page, or the form again with the errors."""
+    raw = await _read_body(request, is_form=True)
+    try:
+        signup = await _sign_up(request, raw, background)
+    except ValidationError as exc:
+        fields = {_FIELD_OF.get(str(e["loc"][0]), "email") for e in exc.errors() if e["loc"]}
+        return await _form_again(request, raw, fields)
+    except Invalid as exc:
+        return await _form_again(
+            request, raw, {_FIELD_OF.get(exc.loc[-1] if exc.loc else "", "email")}
+        )
+    return RedirectResponse(f"/subscribe/thanks?status={signup.status}", status_code=303)
+
+
+async def _form_again(request: Request, raw: Any, fields: set[str]) -> Response:
+    errors: dict[str, str] = {f: _MESSAGES[f] for f in ("email", "name", "list") if f in fields}
+    values = {"email": str(raw.get("email", "")), "name": str(raw.get("name", "")),
+              "lists": raw.get("lists", [])}  # fmt: skip
+    async with transaction(request.app.state.sessionmaker) as session:
+        return await render_form(request, session, values=values, errors=errors, status_code=422)
+
+
+@router.post(
+    "/api/v1/subscribe",
+    tags=["sign-up"],
+    status_code=202,
+    response_model=SubscribeOut,
+    dependencies=[Depends(rate_limited("subscribe"))],
+    openapi_extra={"requestBody": _SUBSCRIBE_BODY},
+    responses={303: {"description": "a browser's form post: to the thank-you page"}},
+)
+async def subscribe(request: Request, background: BackgroundTasks) -> Response:
+    """Public sign-up (JSON or form); the same answer whether the address was known or not."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_form = content_type in _FORM_TYPES
+    if is_form and "text/html" in request.headers.get("accept", ""):
+        return await _form_signup(request, background)
+    raw = await _read_body(request, is_form=is_form)
+    try:
+        signup = await _sign_up(request, raw, background)
+    except ValidationError as exc:
+        located = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(located) from None
+    return JSONResponse({"status": signup.status}, status_code=202)
+
+
+@router.post(
+    "/subscribe",
+    include_in_schema=False,
+    dependencies=[Depends(rate_limited("subscribe"))],
+)
+async def subscribe_form(request: Request, background: BackgroundTasks) -> Response:
+    """The hosted form's post: answered on /subscribe itself, never on the API's address."""
+    return await _form_signup(request, background)
