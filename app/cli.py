@@ -43,6 +43,7 @@ def serve(
         typer.echo("Admin token: from TIDINGS_ADMIN_TOKEN")
     else:
         typer.echo(f"Admin token: in {token_file} (or run `tidings token`)")
+    _owner_hint(settings)
     if workers == 1:
         uvicorn.run(
             create_app(settings),
@@ -134,6 +135,73 @@ def bounces(
     settings = Settings()
     _logging(settings)
     raise typer.Exit(asyncio.run(run(settings, imap, interval=interval, once=once)))
+
+
+user_cli = typer.Typer(help="Console accounts.", no_args_is_help=True)
+cli.add_typer(user_cli, name="user")
+
+
+@user_cli.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument(help="the person's email address")],
+    role: Annotated[str, typer.Option(help="owner, editor or viewer")] = "editor",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a console account; without --password-stdin, print a link that sets the password."""
+    import sys
+
+    from app.accounts.cli import add_user
+    from app.errors import DomainError
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    try:
+        typer.echo(asyncio.run(add_user(Settings(), email, role, password)))
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+@user_cli.command("list")
+def user_list() -> None:
+    """List the console accounts."""
+    from app.accounts.cli import list_users
+
+    for email, role, has_password in asyncio.run(list_users(Settings())):
+        typer.echo(f"{email}\t{role}" + ("" if has_password else "\t(invited, no password yet)"))
+
+
+@user_cli.command("remove")
+def user_remove(email: Annotated[str, typer.Argument(help="the account's email")]) -> None:
+    """Remove a console account and end its sessions."""
+    from app.accounts.cli import remove_user
+    from app.errors import DomainError
+
+    try:
+        asyncio.run(remove_user(Settings(), email))
+    except LookupError:
+        typer.echo(f"error: no account {email}", err=True)
+        raise typer.Exit(1) from None
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"removed {email}")
+
+
+def _owner_hint(settings: Settings) -> None:
+    """On a fresh install, say how to make the first console account."""
+    from app.accounts.cli import count_users
+
+    try:
+        if asyncio.run(count_users(settings)) == 0:
+            typer.echo(
+                "No console account yet: create the owner with\n"
+                "  tidings user add you@example.org --role owner\n"
+                f"then sign in at {settings.public_url.rstrip('/')}/admin"
+            )
+    except Exception:  # noqa: BLE001 (a database not migrated yet is said by serve itself)
+        return
 
 
 def main() -> None:

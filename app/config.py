@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     failure_pause_threshold: int = 50
     hourly_quota: int | None = None
     log_level: str = "INFO"
+    console_idle_minutes: int = 480  # a console session ends after this long unused
 
     @field_validator("retry_delays", "trusted_proxies", mode="before")
     @classmethod

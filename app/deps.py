@@ -8,10 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts import audit
+from app.accounts.principal import Principal
+from app.accounts.scopes import SAFE_METHODS
 from app.config import Settings
 from app.db import session_scope
 from app.delivery.transport import Mailer
-from app.security import check_admin
+from app.security import check_admin, record_write
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -36,4 +39,24 @@ def get_mailer(request: Request) -> Mailer:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MailerDep = Annotated[Mailer, Depends(get_mailer)]
-AdminDep = Depends(check_admin)
+
+
+async def admin_request(request: Request, session: SessionDep) -> AsyncIterator[Principal]:
+    """Authenticate and authorise an API request; record it in the audit log when it writes.
+
+    Scoped to the function like the session it depends on: the entry is added after the
+    handler returns and before the session (entered first, so left last) commits, so the
+    entry and the write it describes commit together or not at all.
+    """
+    principal = await check_admin(request, session)
+    request.state.principal = principal
+    if request.method in SAFE_METHODS:
+        yield principal
+        return
+    with audit.watch(session) as watcher:
+        yield principal
+    await record_write(request, session, principal.actor, watcher)
+
+
+PrincipalDep = Annotated[Principal, Depends(admin_request, scope="function")]
+AdminDep = Depends(admin_request, scope="function")

@@ -10,10 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import branding, branding_router, errors
+from app import branding, branding_router, console, errors
 from app.bounces import router as bounces_api
 from app.bounces import webhooks_router as webhooks
 from app.config import Settings
+from app.console.web import install as install_console
 from app.db import make_engine, make_sessionmaker
 from app.delivery.transport import Mailer, build_transports
 from app.issues import pages as archive
@@ -22,10 +23,9 @@ from app.media import router as media_api
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.migrate import head_revision
 from app.segments import router as segments_api
-from app.subscribers import audience_router
+from app.subscribers import audience_router, unsubscribe
 from app.subscribers import pages as subscribers_pages
 from app.subscribers import router as subscribers_api
-from app.subscribers import unsubscribe
 from app.web import ops
 
 log = logging.getLogger("tidings")
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit=settings.max_body_bytes,
         overrides={
             "/api/v1/subscribers/import": settings.max_import_bytes,
+            "/admin/imports": settings.max_import_bytes,
             # An upload's multipart framing on top of the file's own limit.
             "/api/v1/media": settings.max_media_bytes + 65_536,
             "/admin/media": settings.max_media_bytes + 65_536,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in ROUTERS:
         app.include_router(router)
+    install_console(app, console.ROUTERS)
     return app
 
 

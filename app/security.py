@@ -1,31 +1,125 @@
-"""Admin authentication, the client's address, and per-address limits on public endpoints."""
+"""Who may call the API (token, key or session, by scope), the client's address, rate limits."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
+import json
 import time
 from collections import deque
+from datetime import timedelta
+from typing import Any
 
-from fastapi import HTTPException, Request, status
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import TooMany
+from app.accounts import audit, keys, sessions
+from app.accounts.principal import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Principal,
+    csrf_matches,
+)
+from app.accounts.scopes import ROLE_SCOPES, SAFE_METHODS, SCOPES, api_scope
+from app.errors import Forbidden, TooMany, Unauthorized
+
+ADMIN_TOKEN = Principal(actor="admin token", scopes=frozenset(SCOPES))
 
 
-def check_admin(request: Request) -> None:
-    """Require the admin bearer token, compared in constant time."""
+def _refuse() -> Unauthorized:
+    return Unauthorized(
+        "a valid admin bearer token, API key or console session is required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def check_admin(request: Request, session: AsyncSession) -> Principal:
+    """Authenticate an /api/v1 request and check its scope against the route table."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        principal = await _bearer(request, session, header)
+    else:
+        principal = await _console_session(request, session)
+    needed = api_scope(request.method, route_template(request))
+    if needed not in principal.scopes:
+        raise Forbidden(f"this needs the {needed!r} scope")
+    return principal
+
+
+async def _bearer(request: Request, session: AsyncSession, header: str) -> Principal:
     expected = request.app.state.settings.admin_token_value
-    header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _refuse()
     # compare_digest on bytes of any length: no early exit that would leak how much matched.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), expected.encode()
+    if hmac.compare_digest(token.encode(), expected.encode()):
+        return ADMIN_TOKEN
+    # A key is found by the SHA-256 of what was presented: nothing to compare byte by byte.
+    key = await keys.find_key(session=session, secret=token)
+    if key is None:
+        raise _refuse()
+    return Principal(actor=f"key {key.name} ({key.prefix})", scopes=frozenset(key.scopes))
+
+
+async def _console_session(request: Request, session: AsyncSession) -> Principal:
+    """A browser signed in to the console; its writes carry the CSRF header."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    settings = request.app.state.settings
+    found = await sessions.load_session(
+        session=session,
+        token=cookie or "",
+        idle=timedelta(minutes=settings.console_idle_minutes),
+    )
+    if cookie is None or found is None or found[0].stage != "full":
+        raise _refuse()
+    if request.method not in SAFE_METHODS and not csrf_matches(
+        settings.secret_key_value, cookie, request.headers.get(CSRF_HEADER)
     ):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "a valid admin bearer token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise Forbidden("the CSRF token is missing or wrong; reload the page")
+    account = found[1]
+    return Principal(
+        actor=account.email,
+        scopes=ROLE_SCOPES[account.role],
+        role=account.role,
+        account_id=account.id,
+    )
+
+
+def route_template(request: Request) -> str:
+    """The route's path template: the request path with each parameter's value named."""
+    path = request.url.path
+    if not request.path_params:
+        return path
+    values = {str(v): k for k, v in request.path_params.items()}
+    return "/".join("{" + values[p] + "}" if p in values else p for p in path.split("/"))
+
+
+async def record_write(
+    request: Request, session: AsyncSession, actor: str, watcher: audit.ChangeWatcher
+) -> None:
+    """The audit entry of a write that succeeded, in the request's own transaction."""
+    template = route_template(request)
+    fields: dict[str, Any] = {}
+    # Only what the handler already read: a streamed body (an import) is never read again.
+    json_body = getattr(request, "_json", None)
+    raw = getattr(request, "_body", None)
+    if json_body is None and raw and len(raw) < 100_000:
+        with contextlib.suppress(ValueError):
+            json_body = json.loads(raw)
+    form = getattr(request, "_form", None)
+    if isinstance(json_body, dict):
+        fields = json_body
+    elif form is not None:
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    await audit.record(
+        session=session,
+        actor=actor,
+        action=audit.action_for(request.method, template),
+        target=audit.target_for(template, request.path_params, watcher.created),
+        detail=audit.detail_for(fields),
+    )
 
 
 def client_address(request: Request) -> str:

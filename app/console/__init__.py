@@ -1,0 +1,18 @@
+"""The web console under /admin: a second face over the same services as the API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.console import auth, bounces, dashboard, imports, lists, subscriber_page, subscribers
+
+# Each area's router; app.console.web.install includes them all behind the console guard.
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    dashboard.router,
+    lists.router,
+    subscribers.router,  # before subscriber_page: /subscribers/new is not an id
+    subscriber_page.router,
+    imports.router,
+    bounces.router,
+]
