@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.console import auth, bounces, dashboard, imports, lists, subscriber_page, subscribers
+from app.console import (
+    auth,
+    bounces,
+    dashboard,
+    imports,
+    lists,
+    segments,
+    subscriber_page,
+    subscribers,
+)
 
 # Each area's router; app.console.web.install includes them all behind the console guard.
 ROUTERS: list[APIRouter] = [
@@ -15,4 +24,5 @@ ROUTERS: list[APIRouter] = [
     subscriber_page.router,
     imports.router,
     bounces.router,
+    segments.router,
 ]

@@ -8,6 +8,7 @@ every write in the audit log in the request's own transaction.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ NAV = [
     ("Dashboard", "/admin", "viewer"),
     ("Lists", "/admin/lists", "viewer"),
     ("Subscribers", "/admin/subscribers", "viewer"),
+    ("Segments", "/admin/segments", "viewer"),
     ("Imports", "/admin/imports", "viewer"),
     ("Bounces", "/admin/bounces", "viewer"),
     ("Issues", "/admin/issues", "viewer"),
@@ -120,11 +122,13 @@ async def _guard(request: Request, session: SessionDep) -> AsyncIterator[None]:
         raise Forbidden("the form's CSRF token is missing or wrong; reload the page and try again")
     with audit.watch(session) as watcher:
         yield
-    if watcher.changed:
+    # Sign-in pages write their own entries (and their paths hold one-time tokens).
+    if watcher.changed and not _SIGN_IN.match(request.url.path):
         actor = user.email if user else "anonymous"
         await record_write(request, session, actor, watcher)
 
 
+_SIGN_IN = re.compile(r"^/admin/(login|logout|password)(/|$)")
 GUARD = [Depends(_guard, scope="function")]
 
 
