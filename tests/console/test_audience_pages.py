@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy import select
 
 from app.accounts.models import AuditEntry
 from app.models import Subscriber
 from tests.conftest import AppClient
-from tests.console.audience_helpers import signed_in
+from tests.console.conftest import ConsoleClient
 from tests.subscribers.helpers import add, make_list
+
+ConsoleAs = Callable[..., Awaitable[ConsoleClient]]
 
 
 async def _audit(client: AppClient) -> list[tuple[str, str, str]]:
@@ -17,8 +21,11 @@ async def _audit(client: AppClient) -> list[tuple[str, str, str]]:
         return [(r.actor, r.action, r.target) for r in rows if r.action != "sign_in"]
 
 
-async def test_editor_manages_a_list_through_the_pages(client: AppClient) -> None:
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+async def test_editor_manages_a_list_through_the_pages(
+    client: AppClient, console_as: ConsoleAs
+) -> None:
+    editor = await console_as("editor")
+    csrf = editor.csrf
     created = await editor.post("/admin/lists", data={"csrf_token": csrf, "slug": "weekly",
                                 "name": "Weekly <b>News</b>", "double_opt_in": "on"})  # fmt: skip
     assert created.status_code == 303, created.text
@@ -32,11 +39,12 @@ async def test_editor_manages_a_list_through_the_pages(client: AppClient) -> Non
     assert [(m["name"], m["description"], m["double_opt_in"], m["public"]) for m in lists] == [
         ("Weekly", "Fridays", False, True)
     ]
-    assert ("ed@example.org", "list.create", "list weekly") in await _audit(client)
+    assert ("editor1@example.org", "list.create", "list weekly") in await _audit(client)
 
 
-async def test_bad_list_form_changes_nothing(client: AppClient) -> None:
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+async def test_bad_list_form_changes_nothing(client: AppClient, console_as: ConsoleAs) -> None:
+    editor = await console_as("editor")
+    csrf = editor.csrf
     bad = await editor.post("/admin/lists", data={"csrf_token": csrf, "slug": "Not A Slug",
                             "name": "x" * 201})  # fmt: skip
     assert bad.status_code == 422
@@ -50,12 +58,15 @@ async def test_bad_list_form_changes_nothing(client: AppClient) -> None:
     assert unknown.status_code == 404 and "no list with slug" in unknown.text
 
 
-async def test_delete_explains_the_issues_that_keep_a_list(client: AppClient) -> None:
+async def test_delete_explains_the_issues_that_keep_a_list(
+    client: AppClient, console_as: ConsoleAs
+) -> None:
     await make_list(client, "news")
     issue = await client.post("/api/v1/issues", json={"subject": "Draft one", "lists": ["news"],
                               "format": "markdown", "body": "hi"})  # fmt: skip
     assert issue.status_code == 201, issue.text
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
+    csrf = editor.csrf
     page = await editor.get("/admin/lists/news")
     assert "keeps the list from being deleted" in page.text
     refused = await editor.post("/admin/lists/news/delete", data={"csrf_token": csrf})
@@ -64,10 +75,13 @@ async def test_delete_explains_the_issues_that_keep_a_list(client: AppClient) ->
     assert len((await client.get("/api/v1/lists")).json()["items"]) == 1
 
 
-async def test_viewer_reads_everything_and_changes_nothing(client: AppClient) -> None:
+async def test_viewer_reads_everything_and_changes_nothing(
+    client: AppClient, console_as: ConsoleAs
+) -> None:
     await make_list(client, "news")
     ann = await add(client, "ann@example.org", lists=["news"])
-    viewer, csrf = await signed_in(client, "vi@example.org", "viewer")
+    viewer = await console_as("viewer")
+    csrf = viewer.csrf
     for url in ("/admin/lists", "/admin/lists/news", "/admin/subscribers",
                 f"/admin/subscribers/{ann['id']}", "/admin/bounces", "/admin/imports"):  # fmt: skip
         answer = await viewer.get(url)
@@ -95,13 +109,15 @@ async def test_viewer_reads_everything_and_changes_nothing(client: AppClient) ->
     me = (await client.get(f"/api/v1/subscribers/{ann['id']}")).json()
     assert (me["name"], me["status"]) == (None, "active")
     assert [m["name"] for m in (await client.get("/api/v1/lists")).json()["items"]] == ["News"]
-    assert [a for a in await _audit(client) if a[0] == "vi@example.org"] == []
+    assert [a for a in await _audit(client) if a[0] == "viewer1@example.org"] == []
 
 
-async def test_writes_without_the_csrf_token_are_refused(client: AppClient) -> None:
+async def test_writes_without_the_csrf_token_are_refused(
+    client: AppClient, console_as: ConsoleAs
+) -> None:
     await make_list(client, "news")
     ann = await add(client, "ann@example.org", lists=["news"])
-    editor, _ = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
     for url, fields in [
         ("/admin/lists", {"slug": "x", "name": "X"}),
         (f"/admin/subscribers/{ann['id']}/erase", {"confirm_email": "ann@example.org"}),

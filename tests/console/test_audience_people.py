@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from app.models import Bounce
 from tests.conftest import AppClient
-from tests.console.audience_helpers import signed_in
+from tests.console.conftest import ConsoleClient
 from tests.subscribers.helpers import add, make_list
+
+ConsoleAs = Callable[..., Awaitable[ConsoleClient]]
 
 XSS = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 
 
-async def test_table_search_filters_and_pages(client: AppClient, monkeypatch: object) -> None:
+async def test_table_search_filters_and_pages(
+    client: AppClient, console_as: ConsoleAs, monkeypatch: object
+) -> None:
     from app.console import subscribers as pages
 
     await make_list(client, "news")
     for i in range(5):
         await add(client, f"p{i}@example.org", name=f"Person {i}", lists=["news"])
     await add(client, "zed@example.org", name="Zed")
-    editor, _ = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
     found = await editor.get("/admin/subscribers", params={"q": "ZED"})
     assert found.status_code == 200
     assert "zed@example.org" in found.text and "p1@example.org" not in found.text
@@ -39,9 +44,10 @@ async def test_table_search_filters_and_pages(client: AppClient, monkeypatch: ob
     assert export.status_code == 200 and export.text.count("@example.org") == 5
 
 
-async def test_add_by_hand_and_its_refusals(client: AppClient) -> None:
+async def test_add_by_hand_and_its_refusals(client: AppClient, console_as: ConsoleAs) -> None:
     await make_list(client, "news")
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
+    csrf = editor.csrf
     made = await editor.post("/admin/subscribers/new", data={"csrf_token": csrf,
                              "email": "Ann@Example.ORG", "name": XSS, "lists": "news"})  # fmt: skip
     assert made.status_code == 303, made.text
@@ -56,9 +62,10 @@ async def test_add_by_hand_and_its_refusals(client: AppClient) -> None:
     assert len((await client.get("/api/v1/subscribers")).json()["items"]) == 1
 
 
-async def test_attributes_as_rows_and_as_json(client: AppClient) -> None:
+async def test_attributes_as_rows_and_as_json(client: AppClient, console_as: ConsoleAs) -> None:
     ann = await add(client, "ann@example.org", attributes={"plan": "pro", "seats": 3})
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
+    csrf = editor.csrf
     url = f"/admin/subscribers/{ann['id']}/attributes"
     rows = await editor.post(url, data={"csrf_token": csrf, "mode": "rows",
                              "key": ["plan", "seats", "city", ""],
@@ -85,10 +92,13 @@ async def test_attributes_as_rows_and_as_json(client: AppClient) -> None:
     }
 
 
-async def test_blocklist_export_and_erase_with_confirmation(client: AppClient) -> None:
+async def test_blocklist_export_and_erase_with_confirmation(
+    client: AppClient, console_as: ConsoleAs
+) -> None:
     await make_list(client, "news")
     ann = await add(client, "ann@example.org", name="Ann", lists=["news"])
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
+    csrf = editor.csrf
     base = f"/admin/subscribers/{ann['id']}"
     blocked = await editor.post(
         f"{base}/status", data={"csrf_token": csrf, "status": "blocklisted"}
@@ -113,9 +123,10 @@ async def test_blocklist_export_and_erase_with_confirmation(client: AppClient) -
     assert (await editor.get(base)).status_code == 404
 
 
-async def test_import_by_form_post_and_by_stream(client: AppClient) -> None:
+async def test_import_by_form_post_and_by_stream(client: AppClient, console_as: ConsoleAs) -> None:
     await make_list(client, "news")
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
+    csrf = editor.csrf
     csv_bytes = (
         b"email,name,city\nann@example.org,Ann,Oslo\nnot-an-address,X,\nbob@example.org,Bob,\n"
     )
@@ -147,7 +158,7 @@ async def test_import_by_form_post_and_by_stream(client: AppClient) -> None:
     ]
 
 
-async def test_bounce_log_filters_and_links(client: AppClient) -> None:
+async def test_bounce_log_filters_and_links(client: AppClient, console_as: ConsoleAs) -> None:
     ann = await add(client, "ann@example.org")
     async with client.app.state.sessionmaker() as session:
         session.add_all([
@@ -156,7 +167,7 @@ async def test_bounce_log_filters_and_links(client: AppClient) -> None:
             Bounce(event_key="b", email="bob@example.org", type="soft", source="api"),
         ])  # fmt: skip
         await session.commit()
-    viewer, _ = await signed_in(client, "vi@example.org", "viewer")
+    viewer = await console_as("viewer")
     everything = await viewer.get("/admin/bounces")
     assert "bob@example.org" in everything.text
     assert f'href="/admin/subscribers/{ann["id"]}"' in everything.text
