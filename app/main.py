@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import branding, branding_router, console, errors
+from app.accounts import router as accounts_api
 from app.bounces import router as bounces_api
 from app.bounces import webhooks_router as webhooks
 from app.config import Settings
@@ -32,6 +33,7 @@ log = logging.getLogger("tidings")
 
 ROUTERS = (
     ops.router,
+    accounts_api.router,
     subscribers_api.router,
     audience_router.router,
     subscribers_pages.router,

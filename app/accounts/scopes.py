@@ -34,7 +34,8 @@ _API_RULES: list[tuple[frozenset[str] | None, re.Pattern[str], str]] = [
     (None, re.compile(_AUDIENCE), "subscribers"),
 ]
 # Console writes a person does to themselves (signing in and out, their own factors).
-_CONSOLE_SELF = re.compile(r"^/admin/(login|logout|password|account)(/|$)")
+_CONSOLE_SIGN_IN = re.compile(r"^/admin/(login|logout|password|static)(/|$)")
+_CONSOLE_OWN = re.compile(r"^/admin/account(/|$)")
 # Pages only owners see at all, and pages everyone reads but only owners change.
 _OWNER_PAGES = re.compile(r"^/admin/(people|keys|audit)(/|$)")
 _OWNER_WRITES = re.compile(r"^/admin/(settings|branding|layouts)(/|$)")
@@ -49,9 +50,11 @@ def api_scope(method: str, path: str) -> str:
 
 
 def console_role(method: str, path: str) -> str | None:
-    """The least role a console request needs; None for a person's own sign-in pages."""
-    if _CONSOLE_SELF.match(path):
+    """The least role a console request needs; None for the sign-in pages."""
+    if _CONSOLE_SIGN_IN.match(path):
         return None
+    if _CONSOLE_OWN.match(path):
+        return "viewer"  # everyone manages their own password, factors and sessions
     if _OWNER_PAGES.match(path) or (method not in SAFE_METHODS and _OWNER_WRITES.match(path)):
         return "owner"
     return "viewer" if method in SAFE_METHODS else "editor"
