@@ -178,3 +178,30 @@ async def test_bounce_log_filters_and_links(client: AppClient, console_as: Conso
     assert "bob@example.org" in bob.text and "ann@example.org" not in bob.text
     bad = await viewer.get("/admin/bounces", params={"type": "nasty"})
     assert bad.status_code == 422 and "Choose a type" in bad.text
+
+
+async def test_membership_set_by_hand_and_an_opt_out_kept(
+    client: AppClient, console_as: ConsoleAs
+) -> None:
+    await make_list(client, "news")
+    await make_list(client, "deals")
+    ann = await add(client, "ann@example.org", lists=["news"])
+    leave = {"lists": [{"slug": "news", "status": "unsubscribed"}]}
+    patched = await client.patch(f"/api/v1/subscribers/{ann['id']}", json=leave)
+    assert patched.status_code == 200, patched.text
+    editor = await console_as("editor")
+    url = f"/admin/subscribers/{ann['id']}/lists"
+    joined = await editor.post(url, data={"csrf_token": editor.csrf, "list": "deals",
+                               "status": "confirmed"})  # fmt: skip
+    assert joined.status_code == 303
+    back = await editor.post(url, data={"csrf_token": editor.csrf, "list": "news",
+                             "status": "confirmed"})  # fmt: skip
+    assert back.status_code == 409 and "only her own confirmation" in back.text
+    ghost = await editor.post(url, data={"csrf_token": editor.csrf, "list": "ghost",
+                              "status": "confirmed"})  # fmt: skip
+    assert ghost.status_code == 422 and "no list with slug" in ghost.text
+    lists = (await client.get(f"/api/v1/subscribers/{ann['id']}")).json()["lists"]
+    assert lists == [
+        {"slug": "deals", "status": "confirmed"},
+        {"slug": "news", "status": "unsubscribed"},
+    ]
