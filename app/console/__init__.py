@@ -10,11 +10,8 @@ from app.console import (
     bounces,
     dashboard,
     imports,
-    issue_send,
-    issues,
     keys,
     lists,
-    media,
     people,
     segments,
     subscriber_page,
@@ -36,8 +33,4 @@ ROUTERS: list[APIRouter] = [
     imports.router,
     bounces.router,
     segments.router,
-    issues.router,  # before issue_send: its /issues/{id}/{action} is a catch-all
-    issues.frames,
-    issue_send.router,
-    media.router,
 ]
