@@ -69,8 +69,9 @@ def archive_url(settings: Settings, issue_id: int) -> str:
 def compile_for_send(settings: Settings, issue: Issue, *, web: bool = False) -> CompiledIssue:
     """Compile an issue once for many recipients (`web`: the archive's version)."""
     return compile_issue(
-        issue_content(settings, issue), archive_url=archive_url(settings, issue.id), web=web
-    )
+        issue_content(settings, issue), archive_url=archive_url(settings, issue.id), web=web,
+        site_url=_public(settings),
+    )  # fmt: skip
 
 
 def _mac(settings: Settings, issue_id: int, delivery_id: int) -> str:

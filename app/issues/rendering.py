@@ -168,8 +168,11 @@ def _compile_subject(
 class CompiledIssue:
     """An issue with its expensive work done; render_* are cheap per recipient."""
 
-    def __init__(self, content: IssueContent, *, archive_url: str, web: bool = False):
+    def __init__(
+        self, content: IssueContent, *, archive_url: str, web: bool = False, site_url: str = ""
+    ):
         self.content = content
+        site = (site_url or settings.public_url).rstrip("/")
         self.archive_url = archive_url
         self._raw_issue = {"subject": content.subject, "preheader": content.preheader,
                            "id": content.id}  # fmt: skip
@@ -191,8 +194,8 @@ class CompiledIssue:
             "body": Markup(_layout.BODY_MARK),  # noqa: S704 - a fixed marker, no user data
             # The public web version: layouts show how to subscribe instead of personal links.
             "web_version": web,
-            "subscribe_url": settings.public_url.rstrip("/") + "/subscribe",
-            "archive_index_url": settings.public_url.rstrip("/") + "/archive",
+            "subscribe_url": f"{site}/subscribe",
+            "archive_index_url": f"{site}/archive",
         }
         self._templates = (self._layout.html, self._layout.text, self._body)
         self._fixed = [t.render_skeleton(self._static) if t.fast else None for t in self._templates]
@@ -281,9 +284,11 @@ class CompiledIssue:
         )
 
 
-def compile_issue(content: IssueContent, *, archive_url: str, web: bool = False) -> CompiledIssue:
+def compile_issue(
+    content: IssueContent, *, archive_url: str, web: bool = False, site_url: str = ""
+) -> CompiledIssue:
     """Do an issue's expensive rendering work once (`web`: the archive's version)."""
-    return CompiledIssue(content, archive_url=archive_url, web=web)
+    return CompiledIssue(content, archive_url=archive_url, web=web, site_url=site_url)
 
 
 def render_system_email(

@@ -87,3 +87,32 @@ def test_message_ids_are_stable_and_unforgeable(make_settings: Callable[..., Any
     other = make_settings(secret_key="another-secret-" + "y" * 32)
     assert compose.delivery_from_message_id(other, mid) is None
     assert compose.delivery_from_message_id(settings, "<abc@example.org>") is None
+
+
+async def test_an_erased_recipient_is_skipped_and_the_send_goes_on(
+    app_factory: Callable[..., Any], smtpd: SMTPServer
+) -> None:
+    api: AppClient = await app_factory()  # no dispatcher yet: the send waits in the queue
+    await make_list(api, "news")
+    ids = {
+        email: await make_subscriber(api, email, lists={"news": "confirmed"})
+        for email in ("stay@example.org", "erased@example.org")
+    }
+    issue = await make_issue(api)
+    url = f"/api/v1/issues/{issue['id']}"
+    assert (await api.post(f"{url}/send")).json() == {"status": "sending", "recipients": 2}
+    erased = await api.delete(f"/api/v1/subscribers/{ids['erased@example.org']}")
+    assert erased.status_code == 204
+    log = (await api.get(f"{url}/deliveries")).json()["items"]
+    assert sorted((d["subscriber_id"] or 0, d["status"]) for d in log) == [
+        (0, "queued"), (ids["stay@example.org"], "queued"),
+    ]  # fmt: skip
+
+    worker: AppClient = await app_factory(embedded_worker=True)
+    stats = await _until_finished(worker, issue["id"])
+    assert stats["status"] == "sent", stats
+    assert [r.recipients[0] for r in smtpd.received] == ["stay@example.org"]
+    log = (await api.get(f"{url}/deliveries")).json()["items"]
+    assert sorted((d["subscriber_id"] or 0, d["status"]) for d in log) == [
+        (0, "skipped"), (ids["stay@example.org"], "sent"),
+    ]  # fmt: skip
