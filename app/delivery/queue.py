@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, literal, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import UTCDateTime, utcnow
+from app.models import Delivery, IssueList, Subscriber, Subscription
+from app.segments import service as segments
 
 _T = UTCDateTime()
 
@@ -33,26 +36,55 @@ def _sql(sql: str, *times: str) -> Any:
 async def enqueue_issue(*, session: AsyncSession, issue_id: int) -> int:
     """Fix the recipients of an issue: one delivery per confirmed, active member; idempotent.
 
-    Returns how many the issue has; lifecycle.start stores that count on the issue.
+    Returns how many the issue has; lifecycle.start stores that count on the issue. An
+    issue with a segment gets only the members who also match it (app/segments).
     """
-    await session.execute(
-        _sql(
-            "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at)"
-            " SELECT DISTINCT :issue_id, s.subscriber_id, 'queued', 0, :now"
-            " FROM subscriptions s"
-            " JOIN issue_lists il ON il.list_id = s.list_id AND il.issue_id = :issue_id"
-            " JOIN subscribers sub ON sub.id = s.subscriber_id"
-            " WHERE s.status = 'confirmed' AND sub.status = 'active'"
-            " ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
-            "now",
-        ),
-        {"issue_id": issue_id, "now": utcnow()},
+    segment_id = await session.scalar(
+        text("SELECT segment_id FROM issues WHERE id = :i"), {"i": issue_id}
     )
+    if segment_id is not None:
+        await session.execute(await _segment_fan_out(session, issue_id, segment_id))
+    else:
+        await session.execute(
+            _sql(
+                "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts,"
+                " next_attempt_at) SELECT DISTINCT :issue_id, s.subscriber_id, 'queued', 0, :now"
+                " FROM subscriptions s"
+                " JOIN issue_lists il ON il.list_id = s.list_id AND il.issue_id = :issue_id"
+                " JOIN subscribers sub ON sub.id = s.subscriber_id"
+                " WHERE s.status = 'confirmed' AND sub.status = 'active'"
+                " ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
+                "now",
+            ),
+            {"issue_id": issue_id, "now": utcnow()},
+        )
     # Counted, not taken from the INSERT's rowcount: a second call (idempotent) adds none.
     count = await session.scalar(
         text("SELECT count(*) FROM deliveries WHERE issue_id = :i"), {"i": issue_id}
     )
     return int(count or 0)
+
+
+async def _segment_fan_out(session: AsyncSession, issue_id: int, segment_id: int) -> Any:
+    """The INSERT … SELECT above with the segment's clause AND-ed in."""
+    # Built in Core, not text: a segment compiles to an expression, never to SQL text.
+    audience = await segments.member_clause(session, segment_id)
+    members = (
+        select(literal(issue_id), Subscription.subscriber_id, literal("queued"), literal(0),
+               literal(utcnow(), _T))
+        .join(IssueList, (IssueList.list_id == Subscription.list_id)
+              & (IssueList.issue_id == issue_id))
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.status == "confirmed", Subscriber.status == "active", audience)
+        .distinct()
+    )  # fmt: skip
+    insert = postgresql.insert if _pg(session) else sqlite.insert
+    columns = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
+    return (
+        insert(Delivery)
+        .from_select(columns, members)
+        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+    )
 
 
 async def cancel_deliveries(*, session: AsyncSession, issue_id: int) -> int:

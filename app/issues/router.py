@@ -57,6 +57,7 @@ def issue_out(settings: Settings, issue: Issue) -> IssueOut:
         finished_at=issue.finished_at,
         recipients=issue.recipients,
         in_archive=issue.in_archive,
+        segment=issue.segment_id,
     )
 
 

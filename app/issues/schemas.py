@@ -36,6 +36,8 @@ class IssueIn(BaseModel):
     body: str = Field(max_length=500_000)
     # None: in the archive only when every list of the issue is public.
     in_archive: bool | None = None
+    # Recipients are the lists' members who also match this segment (app/segments).
+    segment: int | None = Field(None, ge=1, le=2**31 - 1)
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -54,6 +56,7 @@ class IssuePatch(BaseModel):
     body: str | None = Field(None, max_length=500_000)
     # The one field that may change after sending: an issue can leave the archive.
     in_archive: bool | None = None
+    segment: int | None = Field(None, ge=1, le=2**31 - 1)  # null: the whole lists
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -80,6 +83,7 @@ class IssueOut(BaseModel):
     finished_at: datetime | None
     recipients: int
     in_archive: bool
+    segment: int | None = None
 
 
 class IssuePage(BaseModel):

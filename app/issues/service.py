@@ -20,6 +20,7 @@ from app.issues import compose, lifecycle, rendering
 from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
 from app.models import Delivery, Issue, IssueList, MailingList, Subscriber, Subscription
+from app.segments import service as segments
 
 CONTENT = ("subject", "preheader", "from_addr", "template", "format", "body")
 
@@ -81,11 +82,15 @@ def _public(lists: list[MailingList]) -> bool:
 
 async def create(*, session: AsyncSession, settings: Settings, data: IssueIn) -> Issue:
     """A new draft issue; 422 if it would not render or names an unknown list."""
-    values = data.model_dump(exclude={"lists", "from_", "in_archive"}) | {"from_addr": data.from_}
+    values = data.model_dump(exclude={"lists", "from_", "in_archive", "segment"}) | {
+        "from_addr": data.from_
+    }
     lists = await _lists(session, data.lists)
+    await segments.check_exists(session, data.segment)
     await asyncio.to_thread(check_renderable, settings, values)
     in_archive = _public(lists) if data.in_archive is None else data.in_archive
-    issue = Issue(**values, status="draft", recipients=0, in_archive=in_archive)
+    issue = Issue(**values, status="draft", recipients=0, in_archive=in_archive,
+                  segment_id=data.segment)  # fmt: skip
     issue.lists = lists
     session.add(issue)
     await session.flush()
@@ -96,7 +101,7 @@ async def duplicate(*, session: AsyncSession, issue_id: int) -> Issue:
     """A new draft with the content, lists and archive choice of an existing issue."""
     source = await get(session=session, issue_id=issue_id)
     copy = Issue(**{k: getattr(source, k) for k in CONTENT}, status="draft", recipients=0,
-                 in_archive=source.in_archive)  # fmt: skip
+                 in_archive=source.in_archive, segment_id=source.segment_id)  # fmt: skip
     copy.lists = list(source.lists)
     session.add(copy)
     await session.flush()
@@ -137,7 +142,10 @@ async def update_issue(
         if data.model_fields_set <= {"in_archive"} and data.in_archive is not None:
             return await _set_in_archive(session, issue_id, data.in_archive)
         raise Conflict(f"cannot edit an issue that is {issue.status} (only in_archive)")
-    changes = data.model_dump(exclude_unset=True, exclude={"lists", "from_"})
+    changes = data.model_dump(exclude_unset=True, exclude={"lists", "from_", "segment"})
+    if "segment" in data.model_fields_set:
+        await segments.check_exists(session, data.segment)
+        changes["segment_id"] = data.segment
     if "from_" in data.model_fields_set:
         changes["from_addr"] = data.from_
     if None in (changes.get(k, "") for k in ("subject", "preheader", "template", "format", "body")):
@@ -180,9 +188,12 @@ async def count_recipients(*, session: AsyncSession, issue_id: int) -> int:
             Subscriber.status == "active",
         )
         .distinct()
-        .subquery()
     )
-    return int(await session.scalar(select(func.count()).select_from(members)) or 0)
+    segment_id = await session.scalar(select(Issue.segment_id).where(Issue.id == issue_id))
+    if segment_id is not None:
+        members = members.where(await segments.member_clause(session, segment_id))
+    counted = members.subquery()
+    return int(await session.scalar(select(func.count()).select_from(counted)) or 0)
 
 
 async def start_send(

@@ -37,7 +37,7 @@ def _slugs(rule: Any) -> set[str]:
 
 
 async def clause_for(
-    session: AsyncSession, rule: Any, base: grammar.Path = BASE
+    session: AsyncSession, rule: Any, base: grammar.Path = BASE, *, strict: bool = True
 ) -> ColumnElement[bool]:
     """Check a rule and compile it: the subscribers it matches; 422 naming where if it cannot."""
     grammar.check(rule, base)
@@ -48,7 +48,8 @@ async def clause_for(
             select(MailingList.slug, MailingList.id).where(MailingList.slug.in_(slugs))
         )
         list_ids = {slug: list_id for slug, list_id in rows.all()}
-    ctx = Context(dialect=session.get_bind().dialect.name, list_ids=list_ids, now=utcnow())
+    dialect = session.get_bind().dialect.name
+    ctx = Context(dialect=dialect, list_ids=list_ids, now=utcnow(), strict=strict)
     return compile_rule(rule, ctx, base)
 
 
@@ -77,7 +78,7 @@ async def count(*, session: AsyncSession, segment_id: int) -> int:
 async def member_clause(session: AsyncSession, segment_id: int) -> ColumnElement[bool]:
     """The saved segment as a clause on the subscribers table, for fixing recipients."""
     segment = await get(session=session, segment_id=segment_id)
-    return await clause_for(session, segment.rules)
+    return await clause_for(session, segment.rules, strict=False)
 
 
 async def create(*, session: AsyncSession, data: SegmentIn) -> Segment:
@@ -114,7 +115,14 @@ async def update(*, session: AsyncSession, segment_id: int, data: SegmentPatch) 
 
 async def delete(*, session: AsyncSession, segment_id: int) -> None:
     """Delete a segment; 409 naming the unfinished issues that use it."""
-    segment = await get(session=session, segment_id=segment_id)
+    # Locked first (PostgreSQL): an issue naming it meanwhile waits on its foreign-key
+    # check, so none can be given the segment after the look below and lose it to the
+    # ON DELETE SET NULL. SQLite's one writer refuses the stale write instead.
+    segment = await session.scalar(
+        select(Segment).where(Segment.id == segment_id).with_for_update()
+    )
+    if segment is None:
+        raise NotFound(f"segment {segment_id} not found")
     users = (
         await session.scalars(
             select(Issue.id)
