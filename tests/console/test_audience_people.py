@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy import select
+
+from app.accounts.models import AuditEntry
 from app.models import Bounce
 from tests.conftest import AppClient
 from tests.console.conftest import ConsoleClient
-from tests.subscribers.helpers import add, make_list
+from tests.smtp import SMTPServer
+from tests.subscribers.helpers import add, confirm_token, make_list
 
 ConsoleAs = Callable[..., Awaitable[ConsoleClient]]
+
+
+async def _audit(client: AppClient) -> list[tuple[str, str, str, str]]:
+    async with client.app.state.sessionmaker() as session:
+        rows = await session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        return [(r.actor, r.action, r.target, r.detail) for r in rows]
+
 
 XSS = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 
@@ -60,6 +71,20 @@ async def test_add_by_hand_and_its_refusals(client: AppClient, console_as: Conso
                             "email": "not an address", "lists": "ghost"})  # fmt: skip
     assert bad.status_code == 422
     assert len((await client.get("/api/v1/subscribers")).json()["items"]) == 1
+
+
+async def test_pending_addition_sends_the_confirmation(
+    client: AppClient, console_as: ConsoleAs, smtpd: SMTPServer
+) -> None:
+    await make_list(client, "news", double_opt_in=True)
+    editor = await console_as("editor")
+    made = await editor.post("/admin/subscribers/new", data={"csrf_token": editor.csrf,
+                             "email": "cy@example.org", "lists": "news",
+                             "subscription_status": "pending"})  # fmt: skip
+    assert made.status_code == 303, made.text
+    assert confirm_token(smtpd, "cy@example.org")
+    me = (await client.get("/api/v1/subscribers")).json()["items"][0]
+    assert me["lists"] == [{"slug": "news", "status": "pending"}]
 
 
 async def test_attributes_as_rows_and_as_json(client: AppClient, console_as: ConsoleAs) -> None:
@@ -121,6 +146,9 @@ async def test_blocklist_export_and_erase_with_confirmation(
     assert erased.status_code == 303
     assert (await client.get(f"/api/v1/subscribers/{ann['id']}")).status_code == 404
     assert (await editor.get(base)).status_code == 404
+    actions = [(a[0], a[1], a[2]) for a in await _audit(client) if a[0] == "editor1@example.org"]
+    assert ("editor1@example.org", "subscriber.erase", f"subscriber {ann['id']}") in actions
+    assert all("ann@example.org" not in a[3] for a in await _audit(client))  # no address kept
 
 
 async def test_import_by_form_post_and_by_stream(client: AppClient, console_as: ConsoleAs) -> None:
@@ -150,6 +178,11 @@ async def test_import_by_form_post_and_by_stream(client: AppClient, console_as: 
     no_email = await editor.post("/admin/imports", data={"csrf_token": csrf, "list": "news"},
                                  files={"file": ("p.csv", b"name\nAnn\n", "text/csv")})  # fmt: skip
     assert no_email.status_code == 422 and "Nothing was imported" in no_email.text
+    imports = [a for a in await _audit(client) if a[1] == "import.create"]
+    assert [(a[0], a[2], a[3]) for a in imports] == [
+        ("editor1@example.org", "list news", "created=2; updated=0; skipped=0; errors=1"),
+        ("editor1@example.org", "list news", "created=1; updated=0; skipped=2; errors=1"),
+    ]
     people = (await client.get("/api/v1/subscribers")).json()["items"]
     assert sorted(p["email"] for p in people) == [
         "ann@example.org",
