@@ -10,8 +10,11 @@ from app.console import (
     bounces,
     dashboard,
     imports,
+    issue_send,
+    issues,
     keys,
     lists,
+    media,
     people,
     segments,
     subscriber_page,
@@ -33,4 +36,8 @@ ROUTERS: list[APIRouter] = [
     imports.router,
     bounces.router,
     segments.router,
+    issues.router,  # before issue_send: its /issues/{id}/{action} is a catch-all
+    issues.frames,
+    issue_send.router,
+    media.router,
 ]

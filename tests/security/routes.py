@@ -52,3 +52,15 @@ def require_route(app: Any, method: str, path: str) -> None:
     """Fail when a route these tests guard is gone (renamed routes must not skip silently)."""
     if (method, path) not in routes(app):
         pytest.fail(f"{method} {path} is not served by the app any more")
+
+# Console pages a browser without a session may open: signing in and one-time links.
+CONSOLE_SIGN_IN = ("/admin/login", "/admin/password/")
+
+
+def console_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path) of every console route, HEAD left out (it mirrors GET)."""
+    return [(m, p) for m, p in routes(app) if p.startswith("/admin") and m != "HEAD"]
+
+
+def needs_session(path: str) -> bool:
+    return not path.startswith(CONSOLE_SIGN_IN)

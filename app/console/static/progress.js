@@ -1,0 +1,47 @@
+// Live progress of a send: polls the issue's progress (one shared query per second on the
+// server), updates the figures and the moves that make sense. Forms marked "once" send
+// once however often they are clicked; the schedule form gets the browser's time zone.
+(function () {
+  "use strict";
+  document.querySelectorAll("form.once").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (form.getAttribute("data-sent")) { event.preventDefault(); return; }
+      form.setAttribute("data-sent", "1");
+      form.querySelectorAll("button").forEach(function (b) { b.setAttribute("aria-disabled", "true"); });
+    });
+  });
+  var zone = document.querySelector("[data-fill-timezone]");
+  if (zone && zone.value === "UTC" && window.Intl) {
+    zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  }
+  var board = document.getElementById("progress");
+  if (!board) { return; }
+  var issueId = board.getAttribute("data-issue");
+  var live = { sending: true, scheduled: true, paused: true };
+
+  function set(id, value) {
+    var node = document.getElementById(id);
+    if (node) { node.textContent = value; }
+  }
+  function tick() {
+    window.tidingsFetch("/admin/issues/" + issueId + "/progress.json")
+      .then(function (r) { return r.json(); })
+      .then(function (p) {
+        ["recipients", "sent", "failed", "bounced", "complained", "unsubscribed", "queued"]
+          .forEach(function (k) { set("p-" + k, p[k]); });
+        set("p-rate", p.rate);
+        set("p-eta", p.eta_seconds ? p.eta_seconds + " s" : "–");
+        set("p-status", p.status);
+        set("p-reason", p.status_reason ? "(" + p.status_reason + ")" : "");
+        var bar = document.getElementById("p-bar");
+        bar.max = p.recipients || 1;
+        bar.value = p.done;
+        document.querySelectorAll("form.move").forEach(function (f) {
+          f.hidden = f.getAttribute("data-when").split(" ").indexOf(p.status) < 0;
+        });
+        if (live[p.status]) { setTimeout(tick, 1000); }
+      })
+      .catch(function () { setTimeout(tick, 5000); });
+  }
+  if (live[board.getAttribute("data-status")]) { setTimeout(tick, 1000); }
+})();

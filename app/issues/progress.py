@@ -1,0 +1,78 @@
+"""Live progress of a send, cheap for the database however many people watch it.
+
+Every viewer's poll reads one snapshot per issue, refreshed at most once per TICK by one
+query (the issue's stats); a lock makes concurrent viewers wait for that one query rather
+than each running their own. The snapshot lives in the process, on the app's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.issues import service
+from app.models import Issue
+
+TICK = 1.0
+
+
+class ProgressBoard:
+    """The latest progress of each issue being watched, shared by all its viewers."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def read(self, maker: async_sessionmaker[AsyncSession], issue_id: int) -> dict[str, Any]:
+        """The issue's progress, at most TICK seconds old; NotFound for an unknown issue."""
+        cached = self._snapshots.get(issue_id)
+        if cached and time.monotonic() - cached[0] < TICK:
+            return cached[1]
+        lock = self._locks.setdefault(issue_id, asyncio.Lock())
+        async with lock:
+            cached = self._snapshots.get(issue_id)
+            if cached and time.monotonic() - cached[0] < TICK:
+                return cached[1]
+            async with maker() as session:
+                snapshot = await _measure(session, issue_id)
+            self._snapshots[issue_id] = (time.monotonic(), snapshot)
+            if len(self._snapshots) > 1000:  # issues nobody watches any more
+                self._snapshots.pop(next(iter(self._snapshots)))
+            return snapshot
+
+    def forget(self, issue_id: int) -> None:
+        """Drop a snapshot after a pause, resume or cancel, so the next poll shows it at once."""
+        self._snapshots.pop(issue_id, None)
+
+
+async def _measure(session: AsyncSession, issue_id: int) -> dict[str, Any]:
+    stats = await service.stats(session=session, issue_id=issue_id)
+    reason = await session.get(Issue, issue_id)
+    rate = float(stats["messages_per_second"] or 0)
+    left = int(stats["queued"])
+    done = stats["sent"] + stats["failed"] + stats["bounced"] + stats["complained"]
+    return {
+        "status": stats["status"],
+        "status_reason": reason.status_reason if reason else None,
+        "recipients": stats["recipients"],
+        "sent": stats["sent"],
+        "failed": stats["failed"],
+        "bounced": stats["bounced"],
+        "complained": stats["complained"],
+        "unsubscribed": stats["unsubscribed"],
+        "queued": left,
+        "done": done,
+        "rate": rate,
+        "eta_seconds": round(left / rate) if rate > 0 and left else None,
+    }
+
+
+def board(state: Any) -> ProgressBoard:
+    """The app's board, made on first use."""
+    found = getattr(state, "progress_board", None)
+    if found is None:
+        found = state.progress_board = ProgressBoard()
+    return found  # type: ignore[no-any-return]
