@@ -178,7 +178,7 @@ class Row:
     line: int
     email: str
     key: str
-    name: str
+    name: str | None  # None: no name given
     attributes: dict[str, str]
 
 
@@ -221,4 +221,4 @@ class Columns:
             value = fields[i].strip()
             if value:
                 attributes[n] = value
-        return Row(line, email, key, name, attributes)
+        return Row(line, email, key, name or None, attributes)

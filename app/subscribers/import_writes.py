@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import UTCDateTime, utcnow
 from app.models import Subscriber, Subscription
+from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
 from app.subscribers.csvrows import Row
 
@@ -48,19 +49,22 @@ def plan_batch(rows: list[Row], suppressed: set[str], known: dict[str, Known]) -
             plan.new.append(row)
             continue
         sid, name, attrs, status, membership = existing
-        if status != "active" or membership == "unsubscribed":
-            plan.skipped += 1  # never reactivated or resubscribed by an import
+        try:
+            moved = memberships.next_status(membership, "confirmed", actor="import")
+        except memberships.OptedOut:
+            plan.skipped += 1  # her opt-out is undone only by her, never by an import
+            continue
+        if status != "active":
+            plan.skipped += 1  # a blocklisted address is never reactivated by an import
             continue
         merged = {**attrs, **row.attributes}
         new_name = row.name or name
         changed = merged != attrs or new_name != name
         if changed:
             plan.changes.append((sid, new_name, merged))
-        if membership is None:
-            plan.join.append(sid)
-        elif membership == "pending":
-            plan.confirm.append(sid)
-        if changed or membership != "confirmed":
+        if moved is not None:
+            (plan.join if membership is None else plan.confirm).append(sid)
+        if changed or moved is not None:
             plan.updated += 1
         else:
             plan.skipped += 1
@@ -125,7 +129,8 @@ async def write_batch_pg(
             )
         if plan.confirm:
             await conn.execute(
-                "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $3"
+                "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $3,"
+                " unsubscribed_at = NULL"
                 " WHERE list_id = $2 AND subscriber_id = ANY($1::bigint[])",
                 plan.confirm,
                 list_id,
@@ -199,7 +204,7 @@ async def write_batch_sqlite(
         await session.execute(
             update(Subscription)
             .where(Subscription.list_id == list_id, Subscription.subscriber_id.in_(plan.confirm))
-            .values(status="confirmed", confirmed_at=now)
+            .values(**memberships.stamps("confirmed", now))
         )
     if plan.changes:
         await session.execute(

@@ -18,7 +18,7 @@ from app import tokens
 from app.bounces.imap import Mailbox, poll_once
 from app.models import Bounce
 from tests.certs import self_signed
-from tests.unsubscribe import factory
+from tests.subscribers import factory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"|(\S+)')

@@ -12,7 +12,7 @@ from app.bounces.dsn import BounceEvent
 from app.bounces.policy import record_bounce
 from app.db import utcnow
 from app.models import Bounce
-from tests.unsubscribe import factory
+from tests.subscribers import factory
 
 ANN = "ann@example.org"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.unsubscribe import factory
+from tests.subscribers import factory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEY = "key-test-mailgun-signing"

@@ -18,7 +18,7 @@ from app import tokens
 from app.bounces import sns
 from app.issues.compose import message_id
 from tests.certs import self_signed
-from tests.unsubscribe import factory
+from tests.subscribers import factory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "shared-webhook-secret"

@@ -105,3 +105,73 @@ async def test_nul_characters_are_never_a_500(client: AppClient) -> None:
     """NUL in free text (PostgreSQL cannot store it) is refused or stored, never a 500."""
     answers = await _nul_answers(client)
     assert all(code < 500 for code in answers.values()), answers
+
+
+async def test_cursors_past_the_largest_id_are_422(client: AppClient) -> None:
+    """Issue 16: a cursor naming 2^63 or more overflowed the driver (a 500 on PostgreSQL)."""
+    from app.pagination import encode_cursor
+
+    failures = []
+    async with plain(client) as c:
+        for n in (2**63, 2**64 - 1, 10**19 - 1):
+            for path in (
+                "/api/v1/lists",
+                "/api/v1/subscribers",
+                "/api/v1/issues",
+                "/api/v1/bounces",
+                "/api/v1/media",
+            ):
+                r = await c.get(path, params={"cursor": encode_cursor(n)})
+                if r.status_code != 422:
+                    failures.append(f"{path} cursor {n}: {r.status_code}")
+    assert not failures, failures
+    r = await client.get("/api/v1/subscribers", params={"cursor": encode_cursor(2**63 - 1)})
+    assert r.status_code == 200 and r.json()["items"] == []
+
+
+async def test_json_nested_5000_deep_is_a_4xx_everywhere(client: AppClient) -> None:
+    """Issue 16: the public sign-up parsed its own JSON and answered 500 to deep nesting."""
+    deep = "[" * 5000 + "]" * 5000
+    nested_object = '{"a":' * 5000 + "1" + "}" * 5000
+    failures = []
+    async with plain(client) as c:
+        for path in (
+            "/api/v1/subscribe",
+            "/api/v1/subscribers",
+            "/api/v1/lists",
+            "/api/v1/issues",
+            "/api/v1/bounces",
+            "/api/v1/segments",
+        ):
+            for body in (deep, nested_object):
+                r = await c.post(path, content=body, headers={"content-type": "application/json"})
+                if not 400 <= r.status_code < 500:
+                    failures.append(f"{path}: {r.status_code}")
+    assert not failures, failures
+
+
+async def test_public_sign_up_attributes_are_bounded(client: AppClient) -> None:
+    """Issue 16: a 900 KB value, or 100 values of 9 KB, were stored and reached every send."""
+    from tests.security.seed import make_list
+
+    await make_list(client, "news")
+    base = {"email": "a@example.org", "lists": ["news"]}
+    refused = [
+        {"bio": "x" * 900_000},
+        {f"k{i}": "x" * 9000 for i in range(100)},
+        {f"k{i}": "x" for i in range(21)},
+        {"k" * 65: "x"},
+        {"nested": {"deeper": {"deepest": 1}}},
+        {"line\nbreak": "x"},
+    ]
+    for attributes in refused:
+        r = await client.post("/api/v1/subscribe", json={**base, "attributes": attributes})
+        assert r.status_code == 422, (list(attributes)[:1], r.status_code)
+    ok = await client.post(
+        "/api/v1/subscribe", json={**base, "attributes": {"plan": "pro", "n": 3}}
+    )
+    assert ok.status_code == 202
+    r = await client.post(
+        "/api/v1/subscribers", json={"email": "b@example.org", "attributes": {"bio": "x" * 20_000}}
+    )
+    assert r.status_code == 422  # an admin's attributes are bounded too, more loosely

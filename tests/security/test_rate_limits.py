@@ -113,3 +113,28 @@ async def test_forwarded_for_believed_from_trusted_proxy_only(
         for i in range(LIMIT + 1)
     ]
     assert codes[-1] == 429, codes
+
+
+async def test_ipv6_addresses_of_one_64_share_a_limit(app_factory: Callable[..., Any]) -> None:
+    """Issue 16: keyed on the full IPv6 address, one /64 had 2^64 fresh allowances."""
+    client = await app_factory(public_rate_limit=LIMIT)
+    await make_list(client, "news")
+    n = iter(range(100))
+
+    async def signup(address: str) -> int:
+        body = {"email": f"v{next(n)}@example.org", "lists": ["news"]}
+        return (await peer(client, address).post("/api/v1/subscribe", json=body)).status_code
+
+    same_64 = [f"2001:db8:1:2::{i:x}" for i in range(1, LIMIT + 3)]
+    codes = [await signup(a) for a in same_64]
+    assert codes[:LIMIT] == [202] * LIMIT and codes[LIMIT:] == [429, 429], codes
+    assert await signup("2001:db8:1:3::1") == 202  # the next /64 is someone else
+
+
+def test_limit_keys() -> None:
+    from app.security import limit_key
+
+    assert limit_key("2001:db8:1:2:aaaa::1") == limit_key("2001:db8:1:2:ffff::9")
+    assert limit_key("2001:db8:1:2::1") != limit_key("2001:db8:1:3::1")
+    assert limit_key("::ffff:198.51.100.1") == limit_key("198.51.100.1") == "198.51.100.1"
+    assert limit_key("unknown") == "unknown"

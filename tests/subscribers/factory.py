@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.models import Delivery, Issue, IssueList, MailingList, Subscriber, Subscription
 from app import tokens
+from app.models import Delivery, Issue, IssueList, MailingList, Subscriber, Subscription
 
 
 @dataclass

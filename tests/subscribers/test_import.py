@@ -45,7 +45,7 @@ async def test_import_then_reimport_changes_nothing(client: AppClient) -> None:
     assert people["ann@example.com"]["attributes"] == {"City": "Paris", "Plan": "pro"}
     assert people["bob@example.com"]["name"] == "Bob, Jr."
     assert people["bob@example.com"]["attributes"] == {"City": "Multi\r\nline"}
-    assert people["carol@example.com"]["name"] == ""
+    assert people["carol@example.com"]["name"] is None  # no name is no name
     assert all(p["lists"] == [{"slug": "news", "status": "confirmed"}] for p in people.values())
 
     second = (await import_csv(client, body)).json()

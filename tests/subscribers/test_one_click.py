@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app import tokens
-from tests.unsubscribe import factory
+from tests.subscribers import factory
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.unsubscribe import factory
+from tests.subscribers import factory
 
 
 async def test_preferences_page_changes_nothing(anon) -> None:

@@ -11,7 +11,7 @@ import uvicorn
 
 from app.main import create_app
 from tests.conftest import need
-from tests.unsubscribe import factory
+from tests.subscribers import factory
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from tests.conftest import AppClient
 from tests.issues.factory import make_issue, make_list, make_subscriber
 from tests.smtp import SMTPServer
-from tests.unsubscribe import factory
+from tests.subscribers import factory
 
 
 async def finished(client: AppClient, issue_id: int, timeout: float = 30) -> dict[str, Any]:
