@@ -21,6 +21,7 @@ from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
 from app.models import Delivery, Issue, IssueList, MailingList, Subscriber, Subscription
 from app.segments import service as segments
+from app.subscribers.service import lists_by_slug
 
 CONTENT = ("subject", "preheader", "from_addr", "template", "format", "body")
 
@@ -66,13 +67,7 @@ async def get(*, session: AsyncSession, issue_id: int) -> Issue:
 
 
 async def _lists(session: AsyncSession, slugs: list[str]) -> list[MailingList]:
-    wanted = list(dict.fromkeys(slugs))
-    rows = (await session.scalars(select(MailingList).where(MailingList.slug.in_(wanted)))).all()
-    found = {lst.slug: lst for lst in rows}
-    unknown = [slug for slug in wanted if slug not in found]
-    if unknown:
-        raise invalid("lists", f"unknown list(s): {', '.join(unknown)}")
-    return [found[slug] for slug in wanted]
+    return await lists_by_slug(session=session, slugs=slugs)  # the one lookup by slug
 
 
 def _public(lists: list[MailingList]) -> bool:
