@@ -14,7 +14,7 @@ from app.bounces.policy import record_bounce
 from app.db import utcnow
 from app.deps import AdminDep, SessionDep, SettingsDep
 from app.models import Bounce
-from app.pagination import Cursor, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from app.subscribers.addresses import email_key
 
 router = APIRouter(prefix="/api/v1/bounces", tags=["bounces"], dependencies=[AdminDep])
@@ -81,7 +81,7 @@ async def list_bounces(
     session: SessionDep,
     email: str | None = Query(None, max_length=320),
     type: Literal["hard", "soft", "complaint", "unsubscribe"] | None = None,  # noqa: A002
-    limit: int = Query(100, ge=1, le=1000),
+    limit: Limit = 100,
     cursor: Cursor = None,
 ) -> BouncePage:
     """Recorded bounces, newest first, optionally of one address or one type."""

@@ -26,14 +26,13 @@ from app.issues.schemas import (
     TestOut,
 )
 from app.models import Issue
-from app.pagination import Cursor, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 
 # Issue ids are int4 in the database: a larger one is a 422, not a driver error.
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 router = APIRouter(prefix="/api/v1/issues", tags=["issues"], dependencies=[AdminDep])
 
-Limit = Query(100, ge=1, le=1000, description="page size")
 # Previews show an author's own HTML in the admin's browser: never let it run script.
 PREVIEW_HEADERS = {"Content-Security-Policy": "script-src 'none'; form-action 'none'"}
 
@@ -73,7 +72,7 @@ async def list_issues(
     session: SessionDep,
     settings: SettingsDep,
     status: IssueStatus | None = None,
-    limit: int = Limit,
+    limit: Limit = 100,
     cursor: Cursor = None,
 ) -> IssuePage:
     """Issues, oldest first, optionally of one status."""
@@ -206,7 +205,7 @@ async def deliveries(
     issue_id: IssueId,
     session: SessionDep,
     status: DeliveryStatus | None = None,
-    limit: int = Limit,
+    limit: Limit = 100,
     cursor: Cursor = None,
 ) -> DeliveryPage:
     """The per-recipient delivery log."""
