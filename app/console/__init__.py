@@ -17,6 +17,7 @@ from app.console import (
     media,
     people,
     segments,
+    settings,
     subscriber_page,
     subscribers,
 )
@@ -40,4 +41,5 @@ ROUTERS: list[APIRouter] = [
     issues.frames,
     issue_send.router,
     media.router,
+    settings.router,
 ]
