@@ -212,5 +212,19 @@ def anon(client: AppClient) -> AppClient:
     return c
 
 
+async def make_list(
+    client: AppClient, slug: str = "news", name: str | None = None, **fields: Any
+) -> int:
+    """The one test helper for a list: written straight to the app's database (any client,
+    with or without a token); `fields` are the list's columns. Returns its id."""
+    from app.models import MailingList
+
+    async with client.app.state.sessionmaker() as session:
+        ml = MailingList(slug=slug, name=name or slug.title(), **{"description": "", **fields})
+        session.add(ml)
+        await session.commit()
+        return ml.id
+
+
 def tool(name: str) -> str | None:
     return shutil.which(name)

@@ -12,17 +12,9 @@ from sqlalchemy import func, select, update
 
 from app.db import utcnow
 from app.models import Delivery, Issue, MailingList, Subscriber, Subscription
-from tests.conftest import AppClient
+from tests.conftest import AppClient, make_list  # noqa: F401 (the one list helper)
 
 BODY = "# Hello {{ subscriber.name }}\n\nThe news of the week. [Read more](https://example.org/a)\n"
-
-
-async def make_list(client: AppClient, slug: str, name: str | None = None) -> int:
-    async with client.app.state.sessionmaker() as session:
-        ml = MailingList(slug=slug, name=name or slug.title(), description="")
-        session.add(ml)
-        await session.commit()
-        return ml.id
 
 
 async def make_subscriber(

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 
 from app.db import utcnow
-from app.models import MailingList, Subscriber, Subscription
+from app.models import Subscriber, Subscription
 from tests.conftest import AppClient
+from tests.conftest import make_list as shared_make_list
 
-
-async def make_list(
-    client: AppClient, slug: str, *, name: str = "", double_opt_in: bool = False
-) -> int:
-    """A public list; returns its id."""
-    async with client.app.state.sessionmaker() as session:
-        ml = MailingList(
-            slug=slug, name=name or slug.title(), description="", double_opt_in=double_opt_in
-        )
-        session.add(ml)
-        await session.commit()
-        return ml.id
+# The one list helper, making public single opt-in lists unless told otherwise.
+make_list = partial(shared_make_list, double_opt_in=False)
 
 
 async def make_subscriber(

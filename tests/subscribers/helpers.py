@@ -5,17 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.conftest import AppClient
+from tests.conftest import AppClient, make_list  # noqa: F401 (the one list helper)
 from tests.smtp import SMTPServer
 
 CONFIRM_LINK = re.compile(r"http://tidings\.test/subscribe/confirm/([a-z0-9]+)")
-
-
-async def make_list(client: AppClient, slug: str = "news", **fields: Any) -> dict[str, Any]:
-    body = {"slug": slug, "name": slug.title(), **fields}
-    response = await client.post("/api/v1/lists", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 async def add(client: AppClient, email: str, **fields: Any) -> dict[str, Any]:
