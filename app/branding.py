@@ -92,7 +92,7 @@ async def refresh(*, session: AsyncSession, settings: Settings) -> Branding:
         return current(settings)
     try:
         return await load(session=session, settings=settings)
-    except DBAPIError:  # a database not yet migrated: the environment's branding
+    except (DBAPIError, OSError):  # unmigrated or unreachable: the environment's branding
         return from_environment(settings)
 
 
@@ -141,16 +141,25 @@ def reset() -> None:
 
 
 class BrandingRefresh:
-    """ASGI middleware: before a page is rendered, reload a stale snapshot (one query / 30 s)."""
+    """ASGI middleware: before a request, reload stale branding and stored layouts.
+
+    At most one query each per REFRESH_SECONDS per process, so the sync email renderer
+    and every public page see what the console saved, on every machine.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/api/"):
+        if scope["type"] == "http":
+            from app.issues import stored_layouts
+
             state = scope["app"].state
             maker = getattr(state, "sessionmaker", None)
-            if maker is not None and not _fresh(state.settings):
+            if maker is not None:
+                settings = state.settings
                 async with maker() as session:
-                    await refresh(session=session, settings=state.settings)
+                    if not _fresh(settings):
+                        await refresh(session=session, settings=settings)
+                    await stored_layouts.refresh(session=session, key=settings.database_url)
         await self.app(scope, receive, send)

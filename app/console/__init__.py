@@ -20,6 +20,7 @@ from app.console import (
     settings,
     subscriber_page,
     subscribers,
+    templates,
 )
 from app.console import audit as audit_pages
 
@@ -42,4 +43,6 @@ ROUTERS: list[APIRouter] = [
     issue_send.router,
     media.router,
     settings.router,
+    templates.router,
+    templates.frames,
 ]

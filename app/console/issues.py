@@ -18,8 +18,7 @@ from app.config import Settings
 from app.console.web import ConsoleUser, flash, page, redirect, require_role
 from app.deps import MailerDep, SessionDep, SettingsDep
 from app.errors import Conflict, DomainError, Invalid
-from app.issues import drafts, service, testsend
-from app.issues.layout import TEMPLATES_DIR
+from app.issues import drafts, service, stored_layouts, testsend
 from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
 from app.media import service as media
@@ -42,8 +41,8 @@ IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def layouts() -> list[str]:
-    """The layout folders of email_templates/ an issue may name."""
-    return sorted(p.parent.name for p in TEMPLATES_DIR.glob("*/layout.mjml"))
+    """The layouts an issue may name: folders of email_templates/, then stored ones."""
+    return stored_layouts.names()
 
 
 def form_values(form: Any) -> dict[str, Any]:

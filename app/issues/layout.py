@@ -221,6 +221,11 @@ def load_layout(name: str, dynamic: frozenset[str] = DYNAMIC_NAMES) -> Layout:
     """
     folder = TEMPLATES_DIR / name
     if not _NAME.fullmatch(name) or not (folder / "layout.mjml").is_file():
+        from app.issues import stored_layouts  # layouts added from the console
+
+        stored = stored_layouts.layout(name, dynamic) if _NAME.fullmatch(name) else None
+        if stored is not None:
+            return stored
         raise FileNotFoundError(f"no template folder email_templates/{name}/ with layout.mjml")
     css = folder / "content.css"
     return Layout(
