@@ -24,6 +24,10 @@ RULES: list[tuple[dict[str, Any], set[str]]] = [
     ({"attribute": "age", "op": "ne", "value": 34}, {BOB, CY, DEE, EVE}),
     ({"attribute": "plan", "op": "eq", "value": "pro"}, {ANN}),
     ({"attribute": "plan", "op": "in", "value": ["pro", "Pro", 1]}, {ANN, CY}),
+    ({"attribute": "age", "op": "in", "value": ["34", 19]}, {BOB, CY}),
+    ({"attribute": "vip", "op": "eq", "value": "true"}, set()),
+    ({"attribute": "tags", "op": "eq", "value": '["go"]'}, set()),
+    ({"attribute": "city", "op": "ge", "value": "Bern"}, {BOB}),
     # Text is ordered byte-wise on both: "Pro" < "free" < "pro".
     ({"attribute": "plan", "op": "lt", "value": "free"}, {CY}),
     ({"attribute": "city", "op": "contains", "value": "BER"}, {ANN, BOB}),
