@@ -16,7 +16,16 @@ from app.pagination import decode_cursor, encode_cursor
 # Request fields worth a word in the entry. Never an address, a body or a secret: the
 # log outlives an erasure, so it must hold no personal data.
 DETAIL_FIELDS = ("slug", "name", "subject", "role", "scopes", "status", "format", "send_at")
-SINGULAR = {"people": "person", "media": "media", "audit": "audit", "account": "account"}
+# The console's and the API's words for one thing agree, so one action has one name.
+SINGULAR = {
+    "people": "person",
+    "accounts": "person",
+    "keys": "api-key",
+    "api-keys": "api-key",
+    "media": "media",
+    "audit": "audit",
+    "account": "account",
+}
 
 
 def action_for(method: str, template: str) -> str:
