@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -33,10 +34,14 @@ def serve(
     """Serve the HTTP API and pages, with an embedded dispatcher unless disabled."""
     import uvicorn
 
+    from app import var_dir
     from app.main import create_app
+    from app.web.server import uvicorn_options
 
     settings = Settings()
     _logging(settings)
+    os.umask(0o077)  # whatever this process creates under var/ is the owner's alone
+    var_dir.secure(settings)
     token_file = settings.var_dir / "admin-token"
     settings.admin_token_value  # noqa: B018 (creates the token file on first start)
     if settings.admin_token:
@@ -45,18 +50,12 @@ def serve(
         typer.echo(f"Admin token: in {token_file} (or run `tidings token`)")
     _owner_hint(settings)
     if workers == 1:
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=settings.log_level.lower(),
-            proxy_headers=False,
-        )
+        uvicorn.run(create_app(settings), host=host, port=port, **uvicorn_options(settings))
         return
     settings.secret_key_value  # noqa: B018 (created once here, not raced by the workers)
     # Several processes need an import path to build the app in each; same environment.
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=settings.log_level.lower(), proxy_headers=False)  # fmt: skip
+                **uvicorn_options(settings))  # fmt: skip
 
 
 @cli.command()
@@ -81,10 +80,13 @@ def worker(
 @cli.command()
 def migrate() -> None:
     """Bring the configured database to the latest schema (alembic upgrade head)."""
+    from app import var_dir
     from app.migrate import upgrade
 
     settings = Settings()
+    os.umask(0o077)
     upgrade(settings.database_url)
+    var_dir.secure(settings)
     typer.echo("database is at the latest migration")
 
 

@@ -20,7 +20,7 @@ def _read_or_create_secret(path: Path, nbytes: int = 32) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(nbytes)
     # O_EXCL: two processes starting at once agree on one secret.
     try:
@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     public_rate_limit: int = 20  # requests per client address per minute, per public endpoint
     max_body_bytes: int = 1_000_000
     max_import_bytes: int = 200_000_000
+    # Slow clients: seconds for a request's line and headers, and for its whole body.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    import_body_timeout: float = 600.0
     # The media library: uploads bounded in bytes and in decoded pixels (decompression bombs).
     max_media_bytes: int = 10 * 1024 * 1024
     max_media_pixels: int = 40_000_000

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import branding, branding_router, console, errors
+from app import branding, branding_router, console, errors, var_dir
 from app.accounts import router as accounts_api
 from app.bounces import router as bounces_api
 from app.bounces import webhooks_router as webhooks
@@ -21,13 +21,19 @@ from app.delivery.transport import Mailer, build_transports
 from app.issues import pages as archive
 from app.issues import router as issues_api
 from app.media import router as media_api
-from app.middleware import BodyLimitMiddleware, MetricsMiddleware
+from app.middleware import (
+    BodyLimitMiddleware,
+    BodyTimeoutMiddleware,
+    MetricsMiddleware,
+    RelativeSlashRedirect,
+)
 from app.migrate import head_revision
 from app.segments import router as segments_api
 from app.subscribers import audience_router, unsubscribe
 from app.subscribers import pages as subscribers_pages
 from app.subscribers import router as subscribers_api
-from app.web import ops
+from app.web import docs, ops
+from app.web.server import install_access_log_redaction
 
 log = logging.getLogger("tidings")
 
@@ -55,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        var_dir.secure(settings)
+        install_access_log_redaction()
         engine = make_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
@@ -79,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Newsletter dispatcher: subscribers, issues, SMTP delivery, bounces.",
         lifespan=lifespan,
+        docs_url=None,  # app/web/docs.py: the viewers' files served from here, not a CDN
+        redoc_url=None,
+        redirect_slashes=False,  # RelativeSlashRedirect: never a Location built from Host
     )
     app.state.settings = settings
     app.state.rate_limiters = {}
@@ -96,8 +107,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/admin/media": settings.max_media_bytes + 65_536,
         },
     )
+    app.add_middleware(
+        BodyTimeoutMiddleware,
+        seconds=settings.body_timeout,
+        overrides={p: settings.import_body_timeout
+                   for p in ("/api/v1/subscribers/import", "/admin/imports")},
+    )  # fmt: skip
+    app.add_middleware(RelativeSlashRedirect, router=app.router)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_URL, docs.assets, name="docs-assets")
     install_console(app, console.ROUTERS)
     return app
 

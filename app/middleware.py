@@ -1,12 +1,14 @@
-"""ASGI middleware: request body limits and HTTP metrics."""
+"""ASGI middleware: request body limits and deadlines, trailing slashes, HTTP metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
@@ -75,6 +77,100 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await _reply(send, 413, f"request body over the {limit}-byte limit")
+
+
+class BodyTimeout(HTTPException):
+    """Raised from `receive` when the body is not all there in time (a slow-body client)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:g} s")
+
+
+class BodyTimeoutMiddleware:
+    """Bound the time from a request's first `receive` to the end of its body.
+
+    uvicorn waits for body bytes for ever, so 50 clients trickling a byte at a time hold
+    50 handlers. The whole body, not each chunk, is bounded: a byte every few seconds
+    would reset a per-chunk timer indefinitely. Paths in `overrides` (CSV import) get
+    their own bound.
+    """
+
+    def __init__(self, app: ASGIApp, *, seconds: float, overrides: dict[str, float]) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.overrides = overrides
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        seconds = next((v for p, v in self.overrides.items() if path.startswith(p)), self.seconds)
+        deadline: float | None = None
+        done = started = False
+
+        async def timed_receive() -> Message:
+            nonlocal deadline, done
+            if done:
+                return await receive()  # after the body: only a disconnect is left to wait for
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + seconds
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise BodyTimeout(seconds) from None
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except BodyTimeout as exc:
+            if not started:
+                await _reply(send, 408, exc.detail)
+
+
+class RelativeSlashRedirect:
+    """`/archive/` → `/archive` (and back) with a relative Location, never built from Host.
+
+    Starlette's own redirect (redirect_slashes, turned off in create_app) writes
+    `http://<Host>/archive`, so whoever sets the Host header of a request picks where
+    its redirect leads. As there, a path is redirected only when it matches no route
+    and its other form does.
+    """
+
+    def __init__(self, app: ASGIApp, *, router: Router) -> None:
+        self.app = app
+        self.router = router
+
+    def _routed(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] == Match.FULL for route in self.router.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/" or self._routed(scope):
+            await self.app(scope, receive, send)
+            return
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if not other or not self._routed({**scope, "path": other}):
+            await self.app(scope, receive, send)
+            return
+        raw: bytes = scope.get("raw_path") or path.encode()
+        raw = raw.rstrip(b"/") if path.endswith("/") else raw + b"/"
+        # One leading slash: `//evil.example` (or `/\\evil.example`, which browsers read
+        # the same way) must not become a protocol-relative URL to another site.
+        location = b"/" + raw.lstrip(b"/\\")
+        query = scope.get("query_string", b"")
+        location += b"?" + query if query else b""
+        status = 307 if scope["method"] in ("GET", "HEAD") else 308
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"location", location), (b"content-length", b"0")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b""})
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:

@@ -51,7 +51,10 @@ async def archive_issue(
     return HTMLResponse(html, headers=ISSUE_HEADERS)
 
 
-@router.api_route("/test-message/{link}", methods=["GET", "POST"], response_class=HTMLResponse)
+@router.api_route(
+    "/test-message/{link}", methods=["GET", "POST"], response_class=HTMLResponse,
+    include_in_schema=False,
+)  # fmt: skip
 async def test_message_link(
     link: Annotated[str, Path(pattern="^(unsubscribe|preferences)$")], request: Request
 ) -> HTMLResponse:

@@ -97,9 +97,9 @@ async def test_service_refusals_are_fastapi_shaped(client: AppClient) -> None:
     await make_list(client, "news")
     bad = await client.post("/api/v1/issues", json={"subject": "s", "lists": ["nope"], "body": "x"})
     assert bad.status_code == 422
-    assert bad.json()["detail"] == [
-        {"loc": ["body", "lists"], "msg": "unknown list(s): nope", "type": "value_error"}
-    ]
+    [error] = bad.json()["detail"]
+    assert error["loc"] == ["body", "lists"] and error["type"] == "value_error"
+    assert "nope" in error["msg"]
     issue = await make_issue(client)
     await set_issue(client, issue["id"], status="sent")
     edit = await client.patch(f"/api/v1/issues/{issue['id']}", json={"subject": "Later"})
