@@ -244,4 +244,5 @@
   area.addEventListener("input", schedule);
   area.addEventListener("change", load);
   load();
+  if (rule !== null && !out.textContent.trim()) { count(); }
 })();
