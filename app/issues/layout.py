@@ -57,6 +57,7 @@ for _tag, _extra in _EXTRA_ATTRS.items():
     _ATTRS[_tag] = _ATTRS.get(_tag, set()) | _extra
 _EVIL_STYLE = re.compile(r"expression|url\s*\(|javascript:|behavio(u)?r|@import|-moz-binding", re.I)
 _WIDTH = re.compile(r"\s*(\d+)")
+_STYLE_WIDTH = re.compile(r"(?<![-\w])width\s*:\s*(\d+)px", re.I)
 MAX_IMAGE_WIDTH = 560  # the 600 px column less its padding
 _STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.I | re.S)
 _IMPORT = re.compile(r"@import[^;]*;?", re.I)
@@ -118,13 +119,35 @@ def _serialise(tag: str, attrs: list[tuple[str, str | None]], closed: bool) -> s
 
 def _fit_image(attrs: list[tuple[str, str | None]], clamp: bool) -> list[tuple[str, str | None]]:
     names = {k for k, _ in attrs}
-    width = next((_WIDTH.match(v) for k, v in attrs if k == "width" and v), None)
-    if clamp and width and int(width[1]) > MAX_IMAGE_WIDTH:
-        # A fixed width wider than the column would stretch every table around it.
-        attrs = [
-            (k, str(MAX_IMAGE_WIDTH) if k == "width" else v) for k, v in attrs if k != "height"
-        ]
+    if clamp:
+        attrs = _sized(attrs)
     return attrs if "alt" in names else [("alt", ""), *attrs]
+
+
+def _sized(attrs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """A width attribute on every body image, never wider than the column.
+
+    Outlook on Windows ignores CSS sizes and draws an image without a width attribute at
+    its natural size, breaking the 600 px column. The width is the image's own (its
+    attribute, or a px width in its style) when it has one and fits; the column's when
+    it is wider or unknown (we never fetch the image to measure it). `max-width:100%;
+    height:auto` keeps the proportions wherever CSS is read.
+    """
+    values = dict(attrs)
+    declared = _WIDTH.match(values.get("width") or "") or _STYLE_WIDTH.search(
+        values.get("style") or ""
+    )
+    own = int(declared[1]) if declared else 0
+    width = own if 0 < own <= MAX_IMAGE_WIDTH else MAX_IMAGE_WIDTH
+    style = (values.get("style") or "").strip().rstrip(";")
+    present = {d.partition(":")[0].strip().lower() for d in style.split(";")}
+    for prop, value in (("max-width", "100%"), ("height", "auto")):
+        if prop not in present:
+            style = f"{style};{prop}:{value}" if style else f"{prop}:{value}"
+    # A height only holds with the width it was given: a changed width would distort it.
+    dropped = ("width", "style") if width == own else ("width", "style", "height")
+    kept = [(k, v) for k, v in attrs if k not in dropped]
+    return [*kept, ("width", str(width)), ("style", style)]
 
 
 def _needs_rewrite(raw: str, tag: str, attrs: list[tuple[str, str | None]], clamp: bool) -> bool:

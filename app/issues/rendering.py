@@ -294,7 +294,7 @@ def compile_issue(
 def render_system_email(
     kind: str, *, to_email: str, to_name: str, from_addr: str, context: Mapping[str, Any]
 ) -> bytes:
-    """A confirmation or goodbye email from email_templates/<kind>/ as RFC 5322 bytes."""
+    """A system email (the confirmation) from email_templates/<kind>/ as RFC 5322 bytes."""
     ctx = {"organisation": branding.current().email_context(), **context}
     system = _layout.load_system(kind, frozenset(context))
     subject = clean_header_text(system.subject.render(ctx))
