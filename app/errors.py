@@ -109,9 +109,18 @@ async def _database_away(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _too_deep(request: Request, exc: Exception) -> JSONResponse:
+    # Python's JSON parser (and any walk of what it built) stops at its recursion limit:
+    # input nested thousands deep is the sender's error, on every endpoint that reads JSON.
+    log.info("input nested too deeply on %s %s", request.method, request.url.path)
+    detail = [{"loc": ["body"], "msg": "the input is nested too deeply", "type": "value_error"}]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     """Register the one set of handlers on the app."""
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(OperationalError, _database_away)
     app.add_exception_handler(DBAPIError, _database_away)
+    app.add_exception_handler(RecursionError, _too_deep)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import httpx
 
 from tests.conftest import AppClient
@@ -175,3 +178,19 @@ async def test_public_sign_up_attributes_are_bounded(client: AppClient) -> None:
         "/api/v1/subscribers", json={"email": "b@example.org", "attributes": {"bio": "x" * 20_000}}
     )
     assert r.status_code == 422  # an admin's attributes are bounded too, more loosely
+
+
+async def test_json_nested_deep_on_the_bounce_webhooks_is_422(
+    app_factory: Callable[..., Any],
+) -> None:
+    """The same fault found on the provider webhooks (their own json.loads): 500 before."""
+    client = await app_factory(webhook_secret="s3cret")
+    deep = "[" * 5000 + "]" * 5000
+    async with plain(client) as c:
+        for provider in ("sendgrid", "postmark", "mailgun", "ses"):
+            r = await c.post(
+                f"/webhooks/{provider}?secret=s3cret",
+                content=deep,
+                headers={"content-type": "application/json"},
+            )
+            assert r.status_code == 422, (provider, r.status_code)
