@@ -119,3 +119,17 @@ async def core_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection
     """
     async with engine.begin() as conn:
         yield conn
+
+
+@asynccontextmanager
+async def driver_transaction(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Any]:
+    """A unit on a pooled connection's own driver handle (asyncpg), committed when the block ends.
+
+    For bulk writes that bind whole arrays in C (the PostgreSQL import); SQLAlchemy sends
+    nothing on this connection meanwhile, so the driver's transaction is the only one.
+    """
+    async with maker() as session:
+        raw = await (await session.connection()).get_raw_connection()
+        driver = raw.driver_connection
+        async with driver.transaction():  # type: ignore[union-attr]
+            yield driver

@@ -74,78 +74,77 @@ def plan_batch(rows: list[Row], suppressed: set[str], known: dict[str, Known]) -
 async def write_batch_pg(
     conn: asyncpg.Connection, *, list_id: int, rows: list[Row]
 ) -> tuple[int, int, int]:
-    """PostgreSQL: (created, updated, skipped) of one batch, in one transaction."""
+    """PostgreSQL: (created, updated, skipped) of one batch, in the caller's transaction."""
     now = utcnow()
-    async with conn.transaction():
-        # No fsync wait per batch: a crash can lose only the last batches, and re-running an
-        # import is harmless (it changes nothing twice). Custom plans: a generic plan made
-        # while the table was still empty would scan it, ever slower as the import grows it.
+    # No fsync wait per batch: a crash can lose only the last batches, and re-running an
+    # import is harmless (it changes nothing twice). Custom plans: a generic plan made
+    # while the table was still empty would scan it, ever slower as the import grows it.
+    await conn.execute(
+        "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan"
+    )
+    hashes = [suppression_hash(r.key) for r in rows]
+    suppressed = {
+        h
+        for (h,) in await conn.fetch(
+            "SELECT email_hash FROM suppressions WHERE email_hash = ANY($1::text[])", hashes
+        )
+    }
+    found = await conn.fetch(
+        "SELECT s.id, s.email_key, s.name, s.attributes::text, s.status, m.status"
+        " FROM subscribers s LEFT JOIN subscriptions m"
+        "   ON m.subscriber_id = s.id AND m.list_id = $2"
+        " WHERE s.email_key = ANY($1::text[])",
+        [r.key for r in rows],
+        list_id,
+    )
+    known = {k: (i, n, json.loads(a) if a else {}, s, m) for i, k, n, a, s, m in found}
+    plan = plan_batch(rows, suppressed, known)
+    created: list[int] = []
+    if plan.new:
+        created = [
+            sid
+            for (sid,) in await conn.fetch(
+                "INSERT INTO subscribers"
+                " (email, email_key, name, attributes, status, created_at, updated_at)"
+                " SELECT e, k, n, a::json, 'active', $5, $5"
+                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(e, k, n, a)"
+                " ON CONFLICT (email_key) DO NOTHING RETURNING id",
+                [r.email for r in plan.new],
+                [r.key for r in plan.new],
+                [r.name for r in plan.new],
+                [json.dumps(r.attributes) for r in plan.new],
+                now,
+            )
+        ]
+        plan.skipped += len(plan.new) - len(created)  # signed up by someone else meanwhile
+    if created or plan.join:
         await conn.execute(
-            "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan"
-        )
-        hashes = [suppression_hash(r.key) for r in rows]
-        suppressed = {
-            h
-            for (h,) in await conn.fetch(
-                "SELECT email_hash FROM suppressions WHERE email_hash = ANY($1::text[])", hashes
-            )
-        }
-        found = await conn.fetch(
-            "SELECT s.id, s.email_key, s.name, s.attributes::text, s.status, m.status"
-            " FROM subscribers s LEFT JOIN subscriptions m"
-            "   ON m.subscriber_id = s.id AND m.list_id = $2"
-            " WHERE s.email_key = ANY($1::text[])",
-            [r.key for r in rows],
+            "INSERT INTO subscriptions"
+            " (subscriber_id, list_id, status, created_at, confirmed_at)"
+            " SELECT unnest($1::bigint[]), $2, 'confirmed', $3, $3 ON CONFLICT DO NOTHING",
+            created + plan.join,
             list_id,
+            now,
         )
-        known = {k: (i, n, json.loads(a) if a else {}, s, m) for i, k, n, a, s, m in found}
-        plan = plan_batch(rows, suppressed, known)
-        created: list[int] = []
-        if plan.new:
-            created = [
-                sid
-                for (sid,) in await conn.fetch(
-                    "INSERT INTO subscribers"
-                    " (email, email_key, name, attributes, status, created_at, updated_at)"
-                    " SELECT e, k, n, a::json, 'active', $5, $5"
-                    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(e, k, n, a)"
-                    " ON CONFLICT (email_key) DO NOTHING RETURNING id",
-                    [r.email for r in plan.new],
-                    [r.key for r in plan.new],
-                    [r.name for r in plan.new],
-                    [json.dumps(r.attributes) for r in plan.new],
-                    now,
-                )
-            ]
-            plan.skipped += len(plan.new) - len(created)  # signed up by someone else meanwhile
-        if created or plan.join:
-            await conn.execute(
-                "INSERT INTO subscriptions"
-                " (subscriber_id, list_id, status, created_at, confirmed_at)"
-                " SELECT unnest($1::bigint[]), $2, 'confirmed', $3, $3 ON CONFLICT DO NOTHING",
-                created + plan.join,
-                list_id,
-                now,
-            )
-        if plan.confirm:
-            await conn.execute(
-                "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $3,"
-                " unsubscribed_at = NULL"
-                " WHERE list_id = $2 AND subscriber_id = ANY($1::bigint[])",
-                plan.confirm,
-                list_id,
-                now,
-            )
-        if plan.changes:
-            await conn.execute(
-                "UPDATE subscribers s SET name = c.n, attributes = c.a::json, updated_at = $4"
-                " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS c(id, n, a)"
-                " WHERE s.id = c.id",
-                [c[0] for c in plan.changes],
-                [c[1] for c in plan.changes],
-                [json.dumps(c[2]) for c in plan.changes],
-                now,
-            )
+    if plan.confirm:
+        await conn.execute(
+            "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $3,"
+            " unsubscribed_at = NULL"
+            " WHERE list_id = $2 AND subscriber_id = ANY($1::bigint[])",
+            plan.confirm,
+            list_id,
+            now,
+        )
+    if plan.changes:
+        await conn.execute(
+            "UPDATE subscribers s SET name = c.n, attributes = c.a::json, updated_at = $4"
+            " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS c(id, n, a)"
+            " WHERE s.id = c.id",
+            [c[0] for c in plan.changes],
+            [c[1] for c in plan.changes],
+            [json.dumps(c[2]) for c in plan.changes],
+            now,
+        )
     return len(created), plan.updated, plan.skipped
 
 

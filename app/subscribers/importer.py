@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.db import driver_transaction, transaction
 from app.models import MailingList
 from app.subscribers.csvrows import (
     BadLine,
@@ -145,15 +146,12 @@ async def write_batch(
 ) -> None:
     """Write one batch in one transaction; a database failure costs this batch, reported."""
     try:
-        async with sessionmaker() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                # The pooled connection's own asyncpg handle; SQLAlchemy never began a
-                # transaction on it, so the one write_batch_pg opens is the only one.
-                raw = await (await session.connection()).get_raw_connection()
-                counts = await write_batch_pg(raw.driver_connection, list_id=list_id, rows=rows)
-            else:
-                async with session.begin():
-                    counts = await write_batch_sqlite(session, list_id=list_id, rows=rows)
+        if sessionmaker.kw["bind"].dialect.name == "postgresql":
+            async with driver_transaction(sessionmaker) as conn:
+                counts = await write_batch_pg(conn, list_id=list_id, rows=rows)
+        else:
+            async with transaction(sessionmaker) as session:
+                counts = await write_batch_sqlite(session, list_id=list_id, rows=rows)
     except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         name = type(getattr(exc, "orig", None) or exc).__name__
         for row in rows:
