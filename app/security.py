@@ -112,7 +112,11 @@ async def record_write(
     if isinstance(json_body, dict):
         fields = json_body
     elif form is not None:
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        values: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                values.setdefault(key, []).append(value)
+        fields = {k: v if len(v) > 1 else v[0] for k, v in values.items()}
     await audit.record(
         session=session,
         actor=actor,
