@@ -93,3 +93,15 @@ def test_user_command_adds_lists_and_removes(db: str, tmp_path: Any, monkeypatch
     assert runner.invoke(cli, ["user", "remove", "owner@example.org"]).exit_code == 1  # last owner
     assert runner.invoke(cli, ["user", "remove", "ed@example.org"]).exit_code == 0
     assert "ed@example.org" not in runner.invoke(cli, ["user", "list"]).output
+
+
+def test_serve_says_how_to_create_the_owner(db: str, monkeypatch: Any, capsys: Any) -> None:
+    from app.cli import _owner_hint
+    from app.config import Settings
+
+    monkeypatch.setenv("TIDINGS_DATABASE_URL", db)
+    _owner_hint(Settings())
+    assert "tidings user add you@example.org --role owner" in capsys.readouterr().out
+    CliRunner().invoke(cli, ["user", "add", "o@example.org", "--role", "owner"])
+    _owner_hint(Settings())
+    assert capsys.readouterr().out == ""
