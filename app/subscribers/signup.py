@@ -23,6 +23,7 @@ from app.models import MailingList, Subscriber, Subscription, Suppression
 from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
 from app.subscribers.service import normalize_or_invalid
+from app.webhooks.events import emit
 
 _LOOKUP = (
     select(
@@ -50,22 +51,18 @@ _LOOKUP = (
 )
 
 
-def _insert(conn: AsyncConnection) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
-
-
-def _person_upsert(conn: AsyncConnection, values: dict[str, Any]) -> Any:
+def _person_upsert(dialect: Any) -> Any:
     """Insert the person, or touch the known row (a write that changes nothing of hers)."""
-    stmt = _insert(conn)(Subscriber).values(**values)
+    stmt = dialect.insert(Subscriber)
     return stmt.on_conflict_do_update(
         index_elements=[Subscriber.email_key], set_={"email_key": stmt.excluded.email_key}
     ).returning(Subscriber.id)
 
 
-def _membership_upsert(conn: AsyncConnection) -> Any:
+def _membership_upsert(dialect: Any) -> Any:
     """Insert memberships, or move them as memberships.stamps would; unchanged rows rewrite
     their own status, so a confirmed member's confirmed_at stays."""
-    stmt = _insert(conn)(Subscription)
+    stmt = dialect.insert(Subscription)
     new = stmt.excluded
     confirming = (new.status == "confirmed") & (Subscription.status != "confirmed")
     leaving = (new.status == "unsubscribed") & (Subscription.status != "unsubscribed")
@@ -81,6 +78,13 @@ def _membership_upsert(conn: AsyncConnection) -> Any:
             ),
         },
     )
+
+
+# Built once per backend: constructing them per request cost more than running them.
+_UPSERTS = {
+    name: (_person_upsert(dialect), _membership_upsert(dialect))
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 @dataclass
@@ -130,11 +134,14 @@ async def public_subscribe(
     first = lists[0]
     blocked = first.person == "blocklisted"
     now = utcnow()
+    person_upsert, membership_upsert = _UPSERTS[conn.dialect.name]
     subscriber_id = await conn.scalar(
-        _person_upsert(conn, {"email": address, "email_key": key, "name": name,
-                              "attributes": attributes, "status": "active",
-                              "created_at": now, "updated_at": now})
+        person_upsert,
+        {"email": address, "email_key": key, "name": name, "attributes": attributes,
+         "status": "active", "created_at": now, "updated_at": now},
     )  # fmt: skip
+    new = {"id": subscriber_id, "email": address, "name": name}
+    await emit(conn, "subscriber.created", new, when=first.subscriber_id is None)
     to_confirm: list[str] = []
     writes: list[dict[str, Any]] = []
     for m in lists:
@@ -149,7 +156,7 @@ async def public_subscribe(
                        "confirmed_at": None, "unsubscribed_at": None,
                        **memberships.stamps(status, now)})  # fmt: skip
     if writes:
-        await conn.execute(_membership_upsert(conn), writes)
+        await conn.execute(membership_upsert, writes)
     if not to_confirm:
         return SignUp(status=answer)
     person_name = name if first.subscriber_id is None else first.person_name
