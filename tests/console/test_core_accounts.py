@@ -171,3 +171,46 @@ async def test_sign_in_attempts_are_limited_per_account_and_address(
     async with c.app.state.sessionmaker() as s:
         stored = await s.scalar(select(Account.password_hash))
     assert stored.startswith("$argon2id$")
+
+
+async def test_owner_changes_roles_and_removes_people(
+    console_as: SignedIn, console_client: Clients
+) -> None:
+    owner = await console_as("owner")
+    ed = await console_as("editor")
+    async with owner.app.state.sessionmaker() as s:
+        ids = {a.email: a.id for a in await s.scalars(select(Account))}
+    r = await owner.post_form(
+        f"/admin/people/{ids['editor1@example.org']}/role", {"role": "viewer"}
+    )
+    assert r.status_code == 303
+    assert (await ed.get("/admin/people")).status_code == 403
+    r = await ed.post_form(f"/admin/people/{ids['owner1@example.org']}/delete")
+    assert r.status_code == 403  # not an owner
+    # The last owner can neither demote nor remove themselves.
+    r = await owner.post_form(f"/admin/people/{ids['owner1@example.org']}/role", {"role": "editor"})
+    assert "last owner" in (await owner.get(r.headers["location"])).text
+    r = await owner.post_form(f"/admin/people/{ids['owner1@example.org']}/delete")
+    assert r.status_code == 403
+    r = await owner.post_form(f"/admin/people/{ids['editor1@example.org']}/delete")
+    assert r.status_code == 303
+    assert (await ed.get("/admin")).status_code == 303  # their session ended with the account
+
+
+async def test_changing_the_password_ends_other_sessions(
+    console_as: SignedIn, console_client: Clients
+) -> None:
+    first = await console_as("editor")
+    second = console_client()
+    await sign_in(second, "editor1@example.org")
+    new = "a brand new password"
+    r = await first.post_form(
+        "/admin/account/password", {"current": "wrong", "password": new, "confirm": new}
+    )
+    assert "current password is wrong" in (await first.get(r.headers["location"])).text
+    r = await first.post_form(
+        "/admin/account/password", {"current": PASSWORD, "password": new, "confirm": new}
+    )
+    assert r.headers["location"] == "/admin/login"
+    assert (await second.get("/admin")).status_code == 303
+    assert (await sign_in(console_client(), "editor1@example.org", new)).status_code == 303
