@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     hourly_quota: int | None = None
     log_level: str = "INFO"
     console_idle_minutes: int = 480  # a console session ends after this long unused
+    webhook_allow_private: bool = False  # let webhooks call loopback/private addresses
 
     @field_validator("retry_delays", "trusted_proxies", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from app.subscribers import pages as subscribers_pages
 from app.subscribers import router as subscribers_api
 from app.web import docs, ops
 from app.web.server import install_access_log_redaction
+from app.webhooks import router as webhooks_api
 
 log = logging.getLogger("tidings")
 
@@ -52,6 +53,7 @@ ROUTERS = (
     media_api.files,
     segments_api.router,
     branding_router.router,
+    webhooks_api.router,
 )
 
 

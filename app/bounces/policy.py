@@ -26,6 +26,7 @@ from app.issues.compose import delivery_from_message_id
 from app.models import Bounce, Delivery, Subscriber
 from app.subscribers.addresses import email_key
 from app.subscribers.memberships import unsubscribe
+from app.webhooks.events import bounce_recorded
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ async def record_bounce(
         return None
     await _apply(session=session, settings=settings, event=event, subscriber=subscriber,
                  delivery=delivery, now=now)  # fmt: skip
+    await bounce_recorded(session, bounce_id, values)
     await session.flush()
     return await session.get(Bounce, bounce_id)
 

@@ -46,6 +46,7 @@ from app.delivery.signing import Signer, start_signer
 from app.delivery.transport import DeliveryError, Transport, build_transports
 from app.issues import lifecycle
 from app.models import Worker
+from app.webhooks.sender import WebhookSender
 
 log = logging.getLogger("tidings.dispatcher")
 
@@ -112,6 +113,8 @@ class Dispatcher:
         feeder = asyncio.create_task(feed_loop(self), name="feeder")
         senders = [asyncio.create_task(self._send_loop()) for _ in range(self.settings.concurrency)]
         side = [asyncio.create_task(self._control_loop()), asyncio.create_task(self._write_loop())]
+        hooks = WebhookSender(settings=self.settings, sessionmaker=self.sessionmaker,
+                              owner=self.owner, stopping=self.stopping).start()  # fmt: skip
         try:
             await self.stopping.wait()
         finally:
@@ -146,6 +149,7 @@ class Dispatcher:
             await self._final_flush()
             if self.signer is not None:
                 self.signer.close()
+            await asyncio.gather(hooks, return_exceptions=True)  # ends on self.stopping
 
     async def _final_flush(self) -> None:
         deadline = time.monotonic() + 5

@@ -25,6 +25,7 @@ from app.db import utcnow
 from app.delivery import queue
 from app.errors import Conflict, DomainError, NotFound
 from app.models import Delivery, Issue
+from app.webhooks.events import emit, emit_each
 
 EDITABLE = ("draft", "scheduled")
 UNFINISHED = ("draft", "scheduled", "sending", "paused")
@@ -73,6 +74,7 @@ async def start(session: AsyncSession, issue_id: int, *, due_only: bool = False)
         return None
     count = await queue.enqueue_issue(session=session, issue_id=issue_id)
     await _guarded(session, issue_id, ("sending",), recipients=count)
+    await emit(session, "issue.started", {"id": issue_id, "recipients": count})
     return count
 
 
@@ -125,5 +127,6 @@ async def finish_sending(*, session: AsyncSession) -> list[int]:
         .execution_options(synchronize_session=False)
     )
     ids = [r[0] for r in rows]
+    await emit_each(session, "issue.finished", [{"id": i} for i in ids])
     await queue.cancel_released(session=session)
     return ids

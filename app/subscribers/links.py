@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import Issue, MailingList, Subscriber, Subscription, Suppression
 from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
+from app.webhooks.events import emit, subscriber_data
 
 
 @dataclass
@@ -54,6 +55,7 @@ async def confirm(*, session: AsyncSession, subscriber_id: int) -> Confirmation 
     if subscriber is None:
         return None
     confirmed_now = memberships.confirm_pending(subscriber)
+    await emit(session, "subscriber.confirmed", subscriber_data(subscriber), when=confirmed_now)
     if confirmed_now:
         await session.execute(
             delete(Suppression).where(

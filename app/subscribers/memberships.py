@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.errors import Conflict
 from app.models import Delivery, IssueList, MailingList, Subscriber, Subscription
+from app.webhooks.events import emit
 
 # person: acts from a link in her own inbox; public: anyone at the sign-up form;
 # admin: the API's operator; import: a CSV the operator uploads.
@@ -125,6 +126,7 @@ async def unsubscribe(
     if list_ids:
         stmt = stmt.where(Subscription.list_id.in_(list_ids))
     changed = (await session.execute(stmt)).rowcount or 0  # type: ignore[attr-defined]
+    await emit(session, "subscriber.unsubscribed", {"id": subscriber_id}, when=changed > 0)
     if issue_id:
         await session.execute(
             update(Delivery)

@@ -26,6 +26,7 @@ from app.models import (
 from app.subscribers.addresses import InvalidAddress, normalize, suppression_hash
 from app.subscribers.memberships import set_membership
 from app.subscribers.schemas import ListCreate, ListUpdate, SubscriberCreate, SubscriberUpdate
+from app.webhooks.events import emit, subscriber_data
 
 # --- lists -----------------------------------------------------------------------------
 
@@ -202,6 +203,7 @@ async def create_subscriber(
         await session.flush()
     except IntegrityError:
         raise Conflict("a subscriber with this address exists") from None
+    await emit(session, "subscriber.created", subscriber_data(subscriber))
     return subscriber
 
 
@@ -301,6 +303,7 @@ async def erase_subscriber(*, session: AsyncSession, subscriber_id: int) -> None
     )
     if not await is_suppressed(session=session, key=subscriber.email_key):
         session.add(Suppression(email_hash=hashed, reason="erased"))
+    await emit(session, "subscriber.erased", {"id": subscriber.id})
     await session.delete(subscriber)
     await session.flush()
 

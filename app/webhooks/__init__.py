@@ -1,0 +1,1 @@
+"""Outgoing webhooks: an outbox written with each change, sent signed by the workers."""
