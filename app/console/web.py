@@ -258,7 +258,9 @@ class ConsoleMiddleware:
             if message["type"] == "http.response.start":
                 headers = [h for h in message.get("headers", []) if h[0] not in _OURS]
                 headers += SECURITY_HEADERS
-                headers.append((b"cache-control", b"no-store"))
+                # Pages hold personal data: never cached. Our static files may be.
+                static = scope["path"].startswith("/admin/static/")
+                headers.append((b"cache-control", b"max-age=3600" if static else b"no-store"))
                 headers += _flash_headers(scope)
                 message["headers"] = headers
             await send(message)
