@@ -4,21 +4,20 @@ Numbers compare as numbers and text as text (`{"age": "34"}` never equals 34), t
 ordered by code point, `contains` is a case-insensitive substring of text or an element
 of a list, and `exists` means present and not null.
 
-SQLite keeps JSON as text and asks `json_type` / `json_extract`. PostgreSQL stores the
-column as `json` (text, migration 0001), where every `attributes -> 'key'` parses the
-whole document again; at a million rows the parse is the cost, so each condition reads
-the key once, as a small jsonb value, and lets jsonb do the typed work: equality is
-type-aware, and order goes through a fixed jsonpath filter (`strict $ ? (@ > $v)`) with
-the value as a bound variable, which never compares a string with a number.
+SQLite keeps JSON as text and asks `json_type` / `json_extract`. On PostgreSQL the column
+is `json` (text), which every `->` parses again, so conditions read `attributes_jsonb`,
+its stored jsonb copy (migration 0008): equality is jsonb's own, type-aware; order is a
+fixed jsonpath filter (`strict $ ? (@ > $v)`) with the value bound as a variable, which
+never compares a string with a number. Attributes whose JSON text holds \u0000 (which
+jsonb cannot hold) are unknown to segments on both databases: no condition matches
+them, and `not` of one does.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     String,
     and_,
     case,
@@ -26,6 +25,8 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
+    null,
     or_,
     select,
 )
@@ -35,6 +36,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.models import Subscriber
 
 _ORDER = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+# PostgreSQL only (migration 0008); not mapped, so the ORM never reads or writes it.
+_JSONB = literal_column(f"{Subscriber.__tablename__}.attributes_jsonb", JSONB)
 
 
 def attribute_clause(node: dict[str, Any], *, postgres: bool) -> ColumnElement[bool]:
@@ -44,24 +47,18 @@ def attribute_clause(node: dict[str, Any], *, postgres: bool) -> ColumnElement[b
         _Postgres(node["attribute"]) if postgres else _SQLite(node["attribute"])
     )
     if op == "exists":
-        return attr.present() if value else ~func.coalesce(attr.present(), false())
-    if op == "in":
-        return attr.one_of(value)
-    if op == "eq":
-        return attr.equals(value)
-    if op == "ne":
-        return ~func.coalesce(attr.equals(value), false())
-    if op == "contains":
-        return attr.contains(value)
-    return attr.ordered(op, value)
-
-
-def _reads_as_json(text: str) -> bool:
-    """Whether this text is also the JSON text of a number, true/false, null, list or object."""
-    try:
-        return not isinstance(json.loads(text), str)
-    except ValueError:
-        return False
+        clause = attr.present() if value else ~func.coalesce(attr.present(), false())
+    elif op == "in":
+        clause = attr.one_of(value)
+    elif op == "eq":
+        clause = attr.equals(value)
+    elif op == "ne":
+        clause = ~func.coalesce(attr.equals(value), false())
+    elif op == "contains":
+        clause = attr.contains(value)
+    else:
+        clause = attr.ordered(op, value)
+    return attr.readable(clause)
 
 
 def _like(value: str) -> str:
@@ -73,53 +70,32 @@ def _like(value: str) -> str:
 class _Postgres:
     def __init__(self, name: str) -> None:
         key = literal(name, String)
-        self.node = Subscriber.attributes.op("->", return_type=JSON)(key)
-        self.text = Subscriber.attributes.op("->>", return_type=String)(key)
-        # Cast from the small extracted value: the document itself is parsed once.
-        self.value = self.node.cast(JSONB)
+        self.node = _JSONB.op("->", return_type=JSONB)(key)
+        self.text = _JSONB.op("->>", return_type=String)(key)
+
+    def readable(self, clause: ColumnElement[bool]) -> ColumnElement[bool]:
+        return clause  # the stored copy is NULL already where \u0000 is
 
     def present(self) -> ColumnElement[bool]:
-        return func.json_typeof(self.node) != "null"
+        return func.jsonb_typeof(self.node) != "null"
 
     def equals(self, value: Any) -> ColumnElement[bool]:
-        if isinstance(value, str):
-            return self._text_in([value])
-        return self.value.op("=", is_comparison=True)(literal(value, JSONB))
+        return self.node.op("=", is_comparison=True)(literal(value, JSONB))
 
     def one_of(self, values: list[Any]) -> ColumnElement[bool]:
-        texts = [v for v in values if isinstance(v, str)]
-        others = [literal(v, JSONB) for v in values if not isinstance(v, str)]
-        parts = ([self._text_in(texts)] if texts else []) + (
-            [self.value.in_(others)] if others else []
-        )
-        return or_(*parts)
-
-    def _text_in(self, texts: list[str]) -> ColumnElement[bool]:
-        # `->>` is the text of a string, but also of a number, true or an object ("34");
-        # only a value that reads as such JSON needs the (second) type test.
-        same = self.text.in_(texts) if len(texts) > 1 else self.text == texts[0]
-        if any(_reads_as_json(t) for t in texts):
-            return and_(same, func.json_typeof(self.node) == "string")
-        return same
+        return self.node.in_([literal(v, JSONB) for v in values])
 
     def ordered(self, op: str, value: Any) -> ColumnElement[bool]:
         path = literal(f"strict $ ? (@ {_ORDER[op]} $v)", JSONPATH)
-        return func.jsonb_path_exists(self.value, path, literal({"v": value}, JSONB))
+        return func.jsonb_path_exists(self.node, path, literal({"v": value}, JSONB))
 
     def contains(self, value: Any) -> ColumnElement[bool]:
         # ["a", 2] @> ["a"]; a scalar or an object never contains an array, so no type test.
-        in_list = self.value.op("@>", is_comparison=True)(literal([value], JSONB))
+        in_list = self.node.op("@>", is_comparison=True)(literal([value], JSONB))
         if not isinstance(value, str):
             return in_list
-        # A simple CASE reads the key once for the test, then once in the branch taken.
-        return case(
-            {
-                "string": func.lower(self.text, type_=String).like(_like(value), escape="\\"),
-                "array": in_list,
-            },
-            value=func.json_typeof(self.node),
-            else_=false(),
-        )
+        text = func.lower(self.text, type_=String).like(_like(value), escape="\\")
+        return or_(and_(func.jsonb_typeof(self.node) == "string", text), in_list)
 
 
 class _SQLite:
@@ -127,6 +103,11 @@ class _SQLite:
         self.path = literal('$."' + name + '"')
         self.type = func.json_type(Subscriber.attributes, self.path)
         self.raw = func.json_extract(Subscriber.attributes, self.path)
+
+    def readable(self, clause: ColumnElement[bool]) -> ColumnElement[bool]:
+        # As on PostgreSQL, whose jsonb copy cannot hold \u0000: such attributes are unknown.
+        return case((func.instr(Subscriber.attributes, literal("\\u0000")) > 0, null()),
+                    else_=clause)  # fmt: skip
 
     def is_(self, *kinds: str) -> ColumnElement[bool]:
         return self.type.in_(kinds)

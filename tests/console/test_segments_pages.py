@@ -5,15 +5,17 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import update
 
 from app.models import Issue
 from tests.conftest import AppClient
-from tests.console.audience_helpers import signed_in
+from tests.console.conftest import ConsoleClient
 from tests.issues.factory import make_issue
 from tests.segments.fixtures import seed
 
+SignIn = Callable[[str], Awaitable[ConsoleClient]]
 NEWS = {"all": [{"list": "news", "status": "confirmed"}]}
 
 
@@ -22,9 +24,12 @@ def _count_of(page: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-async def test_editor_builds_counts_saves_and_deletes_a_segment(client: AppClient) -> None:
+async def test_editor_builds_counts_saves_and_deletes_a_segment(
+    client: AppClient, console_as: SignIn
+) -> None:
     await seed(client)
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
+    csrf = editor.csrf
     new = await editor.get("/admin/segments/new")
     assert new.status_code == 200 and 'id="f-rules"' in new.text
     assert '<script src="/admin/static/segments.js"></script>' in new.text
@@ -75,9 +80,12 @@ async def test_editor_builds_counts_saves_and_deletes_a_segment(client: AppClien
     assert (await client.get(f"/api/v1/segments/{seg_id}")).status_code == 404
 
 
-async def test_bad_rules_come_back_named_and_nothing_is_saved(client: AppClient) -> None:
+async def test_bad_rules_come_back_named_and_nothing_is_saved(
+    client: AppClient, console_as: SignIn
+) -> None:
     await seed(client)
-    editor, csrf = await signed_in(client, "ed@example.org", "editor")
+    editor = await console_as("editor")
+    csrf = editor.csrf
     cases = [
         ('{"all": [', "rules: the rule is not JSON"),
         ('{"all": [{"list": "nope", "status": "confirmed"}]}',
@@ -97,11 +105,12 @@ async def test_bad_rules_come_back_named_and_nothing_is_saved(client: AppClient)
     assert (await client.get("/api/v1/segments")).json()["items"] == []
 
 
-async def test_viewer_reads_and_changes_nothing(client: AppClient) -> None:
+async def test_viewer_reads_and_changes_nothing(client: AppClient, console_as: SignIn) -> None:
     await seed(client)
     made = await client.post("/api/v1/segments", json={"name": "News", "rules": NEWS})
     seg_id = made.json()["id"]
-    viewer, csrf = await signed_in(client, "vi@example.org", "viewer")
+    viewer = await console_as("viewer")
+    csrf = viewer.csrf
     index = await viewer.get("/admin/segments")
     assert index.status_code == 200 and "News" in index.text and "Delete" not in index.text
     page = await viewer.get(f"/admin/segments/{seg_id}")
@@ -112,8 +121,8 @@ async def test_viewer_reads_and_changes_nothing(client: AppClient) -> None:
     assert (await client.get(f"/api/v1/segments/{seg_id}")).json()["name"] == "News"
 
 
-async def test_writes_need_the_csrf_token(client: AppClient) -> None:
-    editor, _ = await signed_in(client, "ed@example.org", "editor")
+async def test_writes_need_the_csrf_token(client: AppClient, console_as: SignIn) -> None:
+    editor = await console_as("editor")
     refused = await editor.post("/admin/segments", data={"name": "S", "rules": json.dumps(NEWS)})
     assert refused.status_code == 403
     assert (await editor.post("/admin/segments/count", json={"rules": NEWS})).status_code == 403

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from app.models import Subscriber
 from app.segments import service
 from tests.conftest import AppClient
+from tests.issues.factory import make_subscriber
 from tests.segments.fixtures import seed
 
 ANN, BOB, CY, DEE, EVE = "ann", "bob", "cy", "dee", "eve"
@@ -91,3 +92,18 @@ async def test_rule_members_are_the_same_on_both_databases(
     assert response.status_code == 200, response.text
     assert response.json() == {"count": len(expected)}
     assert len(ids) == 5
+
+
+async def test_attributes_holding_nul_are_unknown_and_never_an_error(client: AppClient) -> None:
+    await seed(client)
+    await make_subscriber(client, "nul@example.org", attributes={"plan": "pro", "note": "a\x00b"})
+    plan = {"attribute": "plan", "op": "eq", "value": "pro"}
+    for rule, expected in [
+        (plan, 1),  # ann only
+        ({"not": plan}, 5),  # bob, cy, dee, eve and the unknown one
+        ({"attribute": "note", "op": "exists"}, 0),
+        ({"field": "email", "op": "contains", "value": "nul@"}, 1),  # fields still read
+    ]:
+        response = await client.post("/api/v1/segments/count", json={"rules": rule})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"count": expected}, rule
