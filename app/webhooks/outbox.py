@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
@@ -75,11 +75,15 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
         ]  # fmt: skip
         if rows:
             await s.execute(insert(WebhookDelivery), rows)
-        await s.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id.in_([e[0] for e in events]))
-            .values(fanned_out=True)
-        )
+        wanted = {r["event_id"] for r in rows}
+        # No one wants it any more (its webhook went within the emitters' cache time).
+        unwanted = [e[0] for e in events if e[0] not in wanted]
+        if unwanted:
+            await s.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(unwanted)))
+        if wanted:
+            await s.execute(
+                update(WebhookEvent).where(WebhookEvent.id.in_(wanted)).values(fanned_out=True)
+            )
         return len(events)
 
 
