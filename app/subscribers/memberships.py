@@ -40,6 +40,8 @@ def next_status(current: str | None, wanted: str, *, actor: Actor) -> str | None
         return wanted
     if current == "confirmed" and actor in ("public", "import"):
         return None  # a new sign-up or import never demotes a confirmed member
+    if current == "pending" and actor == "public":
+        return None  # it waits for her inbox; a second stranger's sign-up is no answer
     if current == "unsubscribed" and actor != "person":
         if actor == "public":
             return "pending"  # only a link in her own inbox brings her back

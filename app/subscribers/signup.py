@@ -150,8 +150,8 @@ async def public_subscribe(
         asked = "pending" if m.double_opt_in or first.suppressed else "confirmed"
         moved = None if blocked else memberships.next_status(m.membership, asked, actor="public")
         status = moved or m.membership or asked
-        if moved == "pending":
-            to_confirm.append(m.name)
+        if status == "pending" and not blocked:
+            to_confirm.append(m.name)  # again if she lost the first link
         writes.append({"subscriber_id": subscriber_id, "list_id": m.id, "created_at": now,
                        "confirmed_at": None, "unsubscribed_at": None,
                        **memberships.stamps(status, now)})  # fmt: skip

@@ -49,6 +49,9 @@ async def test_a_stranger_cannot_resubscribe_her_to_a_single_opt_in_list(
     unknown = await anon.post("/api/v1/subscribe", json={**body, "email": "new@example.org"})
     assert r.json() == unknown.json() == {"status": "confirmed"}
     assert (await _memberships(client, alice["id"]))["single"]["status"] == "pending"
+    await anon.post("/api/v1/subscribe", json=body)  # a second try confirms nothing either
+    assert (await _memberships(client, alice["id"]))["single"]["status"] == "pending"
+    assert len(smtpd.to("alice@example.org")) == 2  # each try sends her the link again
     token = confirm_token(smtpd, "alice@example.org")  # the decision went to her inbox
     await anon.post(f"/subscribe/confirm/{token}")
     assert (await _memberships(client, alice["id"]))["single"]["status"] == "confirmed"

@@ -21,6 +21,7 @@ from app.subscribers.memberships import OptedOut, next_status, stamps
         ("unsubscribed", "confirmed", "person", "confirmed"),  # her own link brings her back
         ("unsubscribed", "confirmed", "public", "pending"),  # anyone else: her inbox decides
         ("unsubscribed", "pending", "public", "pending"),
+        ("pending", "confirmed", "public", None),  # waits for her inbox, even on single opt-in
         ("confirmed", "pending", "admin", "pending"),
     ],
 )
