@@ -14,8 +14,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.bounces.dsn import BounceEvent, classify_status, event_key, message_id_in, verp_token
+from app.bounces.events import BounceEvent, event_key, message_id_in, verp_token
 from app.bounces.sns import SignatureError, iso_time, parse_ses, verify_sns
+from app.replies import classify
 
 __all__ = [
     "SignatureError",
@@ -115,7 +116,8 @@ def _sendgrid_kind(event: dict[str, Any]) -> tuple[str, bool] | None:
     if name == "bounce":
         if event.get("type") == "blocked":  # refused for reputation or content: about us
             return "soft", False
-        return classify_status(_text(event.get("status")), reason, "failed")
+        verdict = classify(reason, status=_text(event.get("status")))
+        return verdict.kind, verdict.counts
     if name == "dropped":
         # SendGrid drops sends to addresses it already suppresses; the reason says why.
         return {
@@ -237,11 +239,12 @@ def _mailgun_kind(data: dict[str, Any]) -> tuple[str, bool, str | None, str | No
     diagnostic = " ".join(str(p) for p in parts if p) or data.get("reason") or None
     enhanced = status.get("enhanced-code") or None
     if data.get("severity") == "temporary":
-        return "soft", classify_status(enhanced, diagnostic, "delayed")[1], enhanced, diagnostic
+        counts = classify(diagnostic, status=enhanced, action="delayed").counts
+        return "soft", counts, enhanced, diagnostic
     if data.get("reason") == "suppress-bounce":  # Mailgun already knows the address bounces
         return "hard", True, enhanced, diagnostic
-    kind, counts = classify_status(enhanced, diagnostic, "failed")
-    return kind, counts, enhanced, diagnostic
+    verdict = classify(diagnostic, status=enhanced)
+    return verdict.kind, verdict.counts, enhanced, diagnostic
 
 
 def parse_mailgun(payload: dict[str, Any]) -> list[BounceEvent]:

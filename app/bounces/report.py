@@ -6,21 +6,15 @@ import dataclasses
 from email.message import Message
 from email.parser import HeaderParser
 
-from app.bounces.dsn import (
-    BounceEvent,
-    Context,
-    best_status,
-    classify_status,
-    clean_address,
-    text_of,
-    verp_token,
-    when,
-)
+from app.bounces.events import BounceEvent, Context, clean_address, text_of, verp_token, when
+from app.bounces.plaintext import failed_addresses, notification, segment
+from app.replies import best_status, classify
 
 STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
 ORIGINAL_TYPES = ("message/rfc822", "message/global")
 HEADER_TYPES = ("text/rfc822-headers", "message/rfc822-headers", "text/rfc822-header")
 FEEDBACK_TYPES = ("message/feedback-report",)
+REPORT_TYPES = (*STATUS_TYPES, *FEEDBACK_TYPES)
 
 
 def parse_report(msg: Message) -> list[BounceEvent]:
@@ -30,28 +24,46 @@ def parse_report(msg: Message) -> list[BounceEvent]:
     context = Context.of(msg, text_of(msg), original_of(parts))
     if feedback is not None or msg.get_param("report-type") == "feedback-report":
         return complaint(feedback, original_of(parts), context)
+    blocks = [
+        block
+        for part in parts
+        if part.get_content_type() in STATUS_TYPES
+        for block in header_blocks(part)
+        # delivered/relayed/expanded are success notices, not bounces.
+        if str(block.get("Action", "")).strip().lower().startswith(("fail", "delay", "error"))
+    ]
+    text = notification(msg)
+    named = [a for b in blocks if (a := recipient_of(b))]
+    starts = failed_addresses(msg, text)
+    # A Final-Recipient that is a pipe or a bare "@domain": the notice names the address.
+    spare = [a for a in starts if a not in named]
     events = []
-    for part in parts:
-        if part.get_content_type() not in STATUS_TYPES:
-            continue
-        for block in header_blocks(part):
-            action = str(block.get("Action", "")).strip().lower()
-            # delivered/relayed/expanded are success notices, not bounces.
-            if not action.startswith(("fail", "delay", "error")):
-                continue
-            recipient = block.get("Original-Recipient") or block.get("Final-Recipient")
-            if clean_address(recipient) is None:
-                recipient = block.get("Final-Recipient")
-            diagnostic = one_line(block.get("Diagnostic-Code"))
-            status = str(block.get("Status", "")).strip() or None
-            kind, counts = classify_status(status, diagnostic, action)
-            event = context.event(
-                recipient, kind, counts, best_status(status, diagnostic), diagnostic
-            )
-            if stamp := when(block.get("Last-Attempt-Date")):
-                event = dataclasses.replace(event, occurred_at=stamp)
-            events.append(event)
+    for block in blocks:
+        action = str(block.get("Action", "")).strip().lower()
+        recipient = recipient_of(block) or (spare.pop(0) if spare else None)
+        diagnostic = one_line(block.get("Diagnostic-Code"))
+        # The remote server's reply, and the stage it came at, are often only in the notice
+        # (OpenSMTPD, Exim, Exchange); the Status is the reporting MTA's summary of them.
+        notice = segment(text, recipient, starts) if recipient else None
+        evidence = " ".join(filter(None, [diagnostic, notice]))
+        diagnostic = diagnostic or notice
+        status = str(block.get("Status", "")).strip() or None
+        verdict = classify(evidence, status=status, action=action)
+        event = context.event(
+            recipient, verdict.kind, verdict.counts, best_status(status, diagnostic), diagnostic
+        )
+        if stamp := when(block.get("Last-Attempt-Date")):
+            event = dataclasses.replace(event, occurred_at=stamp)
+        events.append(event)
     return events
+
+
+def recipient_of(block: Message) -> str | None:
+    """The recipient a status block is about, preferring the address the sender used."""
+    for field in ("Original-Recipient", "Final-Recipient"):
+        if address := clean_address(block.get(field)):
+            return address
+    return None
 
 
 def complaint(
@@ -63,10 +75,13 @@ def complaint(
     if feedback_type == "not-spam":
         return []
     original = original or Message()
+    rcpt = fields.get_all("Original-Rcpt-To") or []
+    emails = [a for v in rcpt if (a := clean_address(v, redacted=True))]
     email = (
-        clean_address(fields.get("Original-Rcpt-To"))
-        or clean_address(original.get("To"))
-        or clean_address(fields.get("Removal-Recipient"))
+        None
+        if emails
+        else clean_address(original.get("To"), redacted=True)
+        or clean_address(fields.get("Removal-Recipient"), redacted=True)
     )
     context = dataclasses.replace(
         context,
@@ -77,7 +92,8 @@ def complaint(
     diagnostic = f"feedback-type: {feedback_type}"
     if agent := fields.get("User-Agent"):
         diagnostic += f"; {one_line(agent)}"
-    return [context.event(email, "complaint", True, None, diagnostic)]
+    targets: list[str | None] = list(emails) or [email]
+    return [context.event(e, "complaint", True, None, diagnostic) for e in targets]
 
 
 def original_of(parts: list[Message]) -> Message | None:

@@ -17,7 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from app.bounces.dsn import BounceEvent, classify_status, event_key, verp_token
+from app.bounces.events import BounceEvent, event_key, verp_token
+from app.replies import classify
 
 # Only certificates AWS serves itself: https, an SNS endpoint host, a .pem path, no query.
 # Matched with fullmatch: "$" would accept a trailing newline, which httpx then refuses.
@@ -131,7 +132,8 @@ def _ses_kind(bounce: dict[str, Any], recipient: dict[str, Any]) -> tuple[str, b
     if bounce_type == "Permanent":
         if sub_type in ("Suppressed", "OnAccountSuppressionList"):  # already known bad at SES
             return "hard", True
-        return classify_status(recipient.get("status"), recipient.get("diagnosticCode"), "failed")
+        verdict = classify(recipient.get("diagnosticCode"), status=recipient.get("status"))
+        return verdict.kind, verdict.counts
     return "soft", True  # Transient and Undetermined: SES itself says "may succeed later"
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import replies
 from app.bounces.dsn import BounceEvent
 from app.bounces.policy import record_bounce
 from app.config import Settings
@@ -85,12 +86,8 @@ async def _refresh_blocks(d: Dispatcher, s: AsyncSession) -> None:
 
 
 def hard_bounce(code: int | None, error: str) -> bool:
-    """A 5xx that says the address does not exist (5.1.x, or user-unknown wording)."""
-    if code is None or code < 500:
-        return False
-    if _HARD_STATUS.search(error):
-        return True
-    return code in (550, 551, 553) and bool(_USER_UNKNOWN.search(error))
+    """A 5xx that says the address itself is dead; the meaning of replies lives in app.replies."""
+    return replies.hard_bounce(code, error)
 
 
 async def record_hard_bounces(
@@ -100,11 +97,10 @@ async def record_hard_bounces(
 ) -> None:
     """Hand SMTP-time hard bounces to the bounce policy, one transaction each."""
     for delivery_id, email, error in bounces:
-        status = _HARD_STATUS.search(error)
         event = BounceEvent(
             type="hard",
             email=email,
-            status=status.group(0) if status else "5.0.0",
+            status=replies.best_status(None, error) or "5.0.0",
             diagnostic=error,
             event_key=f"smtp:{delivery_id}",
         )

@@ -1,4 +1,4 @@
-"""Scoring of the real-bounce corpus: what the classifier records against what each source expects."""
+"""Scoring of the real-bounce corpus: what is recorded against what each source expects."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def table(results: list[tuple[Row, str]]) -> str:
     lines.append(f"right: {good} of {len(results)} ({100 * good / len(results):.1f}%)")
     systems = Counter(r.system for r, _ in results)
     lines.append(f"mail systems: {len(systems)}")
-    lines += [f"  {n:4}  {name}" for name, n in sorted(systems.items(), key=lambda x: (-x[1], x[0]))]
+    ranked = sorted(systems.items(), key=lambda x: (-x[1], x[0]))
+    lines += [f"  {n:4}  {name}" for name, n in ranked]
     licences = Counter(f"{r.licence} ({r.source})" for r, _ in results)
     lines.append("sources: " + "; ".join(f"{k}: {v}" for k, v in sorted(licences.items())))
     return "\n".join(lines)

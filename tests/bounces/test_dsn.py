@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from app.bounces.dsn import NotABounce, classify_status, parse_bounce_email
+from app.bounces.dsn import NotABounce, parse_bounce_email
+from app.replies import classify
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -156,7 +157,22 @@ def test_a_huge_body_after_the_report_is_not_scanned():
         (None, None, "delayed", ("soft", True)),
         ("5.6.0", None, "failed", ("hard", False)),
         ("5.3.4", None, "failed", ("hard", False)),
+        # The sender's own address or domain (X.1.7, X.1.8) is our fault, not the recipient's.
+        ("5.1.8", "553 5.1.8 Domain of sender address does not exist", "failed", ("hard", False)),
+        ("5.1.7", None, "failed", ("hard", False)),
+        # The remote server's reply beats the reporting MTA's coarse Status.
+        ("5.1.1", "552 5.2.2 Over quota", "failed", ("soft", True)),
+        ("5.1.1", "550 5.7.1 IP address blacklisted", "failed", ("hard", False)),
+        ("5.7.1", "550 5.7.1 No such user", "failed", ("hard", True)),
+        # Policy words win over a generic status, and never count toward the soft limit.
+        ("4.0.0", "554 Blocked - see dnsbl", "failed", ("soft", False)),
+        ("5.0.0", "550 Reverse DNS failed: no PTR record", "failed", ("hard", False)),
+        (None, "550 Access denied", "failed", ("hard", False)),
+        (None, "550 5.4.1 Recipient address rejected: Access denied", "failed", ("hard", True)),
+        # Refused before any recipient was named: about us, whatever it says of a domain.
+        (None, "after MAIL FROM: 550 5.1.7 No such domain", "failed", ("hard", False)),
     ],
 )
-def test_classify_status(status, diagnostic, action, expected):
-    assert classify_status(status, diagnostic, action) == expected
+def test_classify(status, diagnostic, action, expected):
+    verdict = classify(diagnostic, status=status, action=action)
+    assert (verdict.kind, verdict.counts) == expected
