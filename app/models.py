@@ -60,7 +60,8 @@ class Subscriber(Base):
 
 class Subscription(Base):
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_list_status", "list_id", "status"),)
+    # Ends with subscriber_id (migration 0008): segments read list membership from it alone.
+    __table_args__ = (Index("ix_subscriptions_list_status", "list_id", "status", "subscriber_id"),)
 
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
