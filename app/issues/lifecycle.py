@@ -18,10 +18,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.db import UTCDateTime, utcnow
 from app.delivery import queue
 from app.errors import Conflict, DomainError, NotFound
 from app.models import Delivery, Issue
@@ -66,7 +66,8 @@ async def start(session: AsyncSession, issue_id: int, *, due_only: bool = False)
     """
     now = utcnow()
     sources, extra = (("scheduled",), (Issue.send_at <= now,)) if due_only else (EDITABLE, ())
-    started_at = func.coalesce(Issue.started_at, now)
+    # A resumed or re-tried start keeps its first started_at; `now` typed as the column is.
+    started_at = func.coalesce(Issue.started_at, literal(now, UTCDateTime()))
     if not await _guarded(
         session, issue_id, sources, *extra, status="sending", started_at=started_at,
         status_reason=None,
