@@ -8,7 +8,6 @@ held against no one. A blocklisted address is never un-blocklisted here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import tokens
-from app.bounces.dsn import BounceEvent
+from app.bounces.events import BounceEvent, event_key
 from app.config import Settings
 from app.db import utcnow
 from app.issues.compose import delivery_from_message_id
@@ -117,10 +116,8 @@ async def _insert_once(session: AsyncSession, values: dict[str, Any]) -> int | N
 
 
 def _fallback_key(source: str, event: BounceEvent) -> str:
-    parts = (event.type, event.email, event.message_id, event.provider_id, event.status,
-             event.occurred_at)  # fmt: skip
-    digest = hashlib.sha256("\0".join(str(p or "") for p in parts).encode()).hexdigest()
-    return f"{source}:{digest}"
+    return event_key(source, event.type, event.email, event.message_id, event.provider_id,
+                     event.status, event.occurred_at)  # fmt: skip
 
 
 async def _find_delivery(

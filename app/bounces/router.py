@@ -5,17 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import select
 
-from app.bounces.dsn import BounceEvent, event_key
-from app.bounces.policy import record_bounce
-from app.db import utcnow
+from app.bounces.log import browse_bounces
+from app.bounces.service import report_by_hand
 from app.deps import AdminDep, SessionDep, SettingsDep
-from app.models import Bounce
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
-from app.subscribers.addresses import email_key
 
 router = APIRouter(prefix="/api/v1/bounces", tags=["bounces"], dependencies=[AdminDep])
 
@@ -60,19 +56,9 @@ class BouncePage(BaseModel):
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
 async def report_bounce(body: BounceIn, session: SessionDep, settings: SettingsDep) -> dict:
     """Record a bounce or complaint by hand; the same report on the same day is recorded once."""
-    email = (body.email or "").strip() or None
-    message_id = (body.message_id or "").strip() or None
-    # A retried call (timeout, double click) must not count a soft bounce twice.
-    key = event_key("api", email and email_key(email), message_id, body.type, body.reason,
-                    utcnow().date().isoformat())  # fmt: skip
-    event = BounceEvent(
-        type=body.type,
-        email=email,
-        diagnostic=body.reason,
-        message_id=message_id,
-        event_key=key,
-    )
-    bounce = await record_bounce(session=session, settings=settings, event=event, source="api")
+    bounce = await report_by_hand(session=session, settings=settings, type=body.type,
+                                  email=body.email, message_id=body.message_id,
+                                  reason=body.reason)  # fmt: skip
     return {"recorded": bounce is not None, "id": bounce.id if bounce else None}
 
 
@@ -85,16 +71,8 @@ async def list_bounces(
     cursor: Cursor = None,
 ) -> BouncePage:
     """Recorded bounces, newest first, optionally of one address or one type."""
-    if email and "\x00" in email:
-        raise HTTPException(422, "email cannot contain NUL")
-    stmt = select(Bounce).order_by(Bounce.id.desc()).limit(limit + 1)
-    if email:
-        stmt = stmt.where(Bounce.email == email_key(email))
-    if type:
-        stmt = stmt.where(Bounce.type == type)
-    if (after := decode_cursor(cursor)) is not None:
-        stmt = stmt.where(Bounce.id < after)
-    rows = list((await session.execute(stmt)).scalars())
+    rows = await browse_bounces(session=session, limit=limit + 1, before=decode_cursor(cursor),
+                                email=email, type=type)  # fmt: skip
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].id) if more else None
