@@ -16,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from app.web.redaction import redact
+
 log = logging.getLogger("tidings.errors")
 
 
@@ -94,14 +96,14 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     # A constraint checked at flush or commit: the write is not there, and another
     # request's write is what it met. 409 lets the client read again and decide.
-    log.info("write refused by a constraint on %s %s", request.method, request.url.path)
+    log.info("write refused by a constraint on %s %s", request.method, redact(request.url.path))
     return JSONResponse(
         {"detail": "the write conflicts with another change; nothing was saved"}, status_code=409
     )
 
 
 async def _database_away(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database error on %s %s: %s", request.method, request.url.path, type(exc))
+    log.warning("database error on %s %s: %s", request.method, redact(request.url.path), type(exc))
     return JSONResponse(
         {"detail": "the database is not answering; nothing was saved, try again"},
         status_code=503,
@@ -112,7 +114,7 @@ async def _database_away(request: Request, exc: Exception) -> JSONResponse:
 async def _too_deep(request: Request, exc: Exception) -> JSONResponse:
     # Python's JSON parser (and any walk of what it built) stops at its recursion limit:
     # input nested thousands deep is the sender's error, on every endpoint that reads JSON.
-    log.info("input nested too deeply on %s %s", request.method, request.url.path)
+    log.info("input nested too deeply on %s %s", request.method, redact(request.url.path))
     detail = [{"loc": ["body"], "msg": "the input is nested too deeply", "type": "value_error"}]
     return JSONResponse({"detail": detail}, status_code=422)
 

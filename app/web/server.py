@@ -14,26 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import Settings
-
-# A path segment this long of token characters is a capability, whatever route it is on.
-_TOKEN_SEGMENT = re.compile(r"(?<=/)[A-Za-z0-9_.~=%-]{20,}(?=/|$|\?)")
-_SECRET_PARAM = re.compile(
-    r"(?i)(?<=[?&])((?:secret|token|key|signature|sig|code|password)=|[^=&]+=(?=[^&]{20,}))"
-    r"[^&]*"
-)
-REDACTED = "[redacted]"
-
-
-def redact(path: str) -> str:
-    """A request path (with its query) with every token-like segment and secret replaced."""
-    path = _TOKEN_SEGMENT.sub(REDACTED, path)
-    return _SECRET_PARAM.sub(lambda m: m[1] + REDACTED, path) if "?" in path else path
+from app.web.redaction import redact
 
 
 class AccessLogRedaction(logging.Filter):

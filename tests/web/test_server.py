@@ -16,7 +16,8 @@ import uvicorn
 
 from app.config import Settings
 from app.main import create_app
-from app.web.server import REDACTED, HeaderDeadlineProtocol, redact, uvicorn_options
+from app.web.redaction import REDACTED, redact
+from app.web.server import HeaderDeadlineProtocol, uvicorn_options
 from tests.smtp import free_port
 
 DEADLINE = 0.5  # seconds for headers and for a body in these tests
