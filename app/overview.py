@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import ListCountSnapshot
@@ -70,9 +71,13 @@ async def _refresh_snapshots(session: AsyncSession) -> None:
         return
     list_ids = list(await session.scalars(select(MailingList.id)))
     counts = await audience.list_counts(session=session, list_ids=list_ids)
-    await session.execute(delete(ListCountSnapshot).where(ListCountSnapshot.day == today))
-    session.add_all(ListCountSnapshot(list_id=i, day=today, **c) for i, c in counts.items())
-    await session.flush()
+    # In a savepoint: when two dashboards refresh at once, one wins and the other reads it.
+    try:
+        async with session.begin_nested():
+            await session.execute(delete(ListCountSnapshot).where(ListCountSnapshot.day == today))
+            session.add_all(ListCountSnapshot(list_id=i, day=today, **c) for i, c in counts.items())
+    except IntegrityError:
+        return
 
 
 def _aware(value: Any) -> Any:
