@@ -53,6 +53,7 @@ def require_route(app: Any, method: str, path: str) -> None:
     if (method, path) not in routes(app):
         pytest.fail(f"{method} {path} is not served by the app any more")
 
+
 # Console pages a browser without a session may open: signing in and one-time links.
 CONSOLE_SIGN_IN = ("/admin/login", "/admin/password/")
 
