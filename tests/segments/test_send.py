@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
 from tests.conftest import AppClient
 from tests.issues.factory import make_issue, make_subscriber
+from tests.issues.test_send_flow import _until_finished
 from tests.segments.fixtures import seed
 from tests.smtp import SMTPServer
 
@@ -18,16 +17,6 @@ VIP_OR_OLD = {
         {"attribute": "age", "op": "gt", "value": 60},
     ]
 }
-
-
-async def _until_finished(client: AppClient, issue_id: int, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    for _ in range(600):  # bounded in count and in time
-        stats = (await client.get(f"/api/v1/issues/{issue_id}/stats")).json()
-        if stats["status"] not in ("sending", "scheduled") or time.monotonic() > deadline:
-            return stats  # type: ignore[no-any-return]
-        await asyncio.sleep(0.05)
-    return stats  # type: ignore[no-any-return]
 
 
 async def test_issue_goes_to_the_lists_members_who_match_the_segment(
