@@ -21,6 +21,7 @@ from app.console import (
     subscriber_page,
     subscribers,
     templates,
+    webhooks,
 )
 from app.console import audit as audit_pages
 
@@ -45,4 +46,5 @@ ROUTERS: list[APIRouter] = [
     settings.router,
     templates.router,
     templates.frames,
+    webhooks.router,
 ]

@@ -62,6 +62,7 @@ NAV = [
     ("Issues", "/admin/issues", "viewer"),
     ("Media", "/admin/media", "viewer"),
     ("Layouts", "/admin/layouts", "viewer"),
+    ("Webhooks", "/admin/webhooks", "viewer"),
     ("Settings", "/admin/settings", "viewer"),
     ("People", "/admin/people", "owner"),
     ("API keys", "/admin/keys", "owner"),

@@ -10,3 +10,6 @@ from app.webhooks import events
 @pytest.fixture(autouse=True)
 def _forget_subscriptions() -> None:
     events.forget_subscriptions()
+
+
+from tests.console.conftest import console_as, console_client  # noqa: E402, F401 (fixtures)
