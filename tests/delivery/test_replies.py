@@ -7,10 +7,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from app.db import make_engine
 from app.models import Bounce, RateBucket
+from app.replies import hard_bounce
 from tests.delivery.helpers import counts, deliveries, new_issue, received, seed, send, wait_for
 from tests.smtp import Received, SMTPServer
 
@@ -77,6 +79,48 @@ async def test_550_user_unknown_fails_at_once_and_is_a_hard_bounce(
     assert [(b.type, b.source, b.delivery_id) for b in bounces] == [("hard", "smtp", rows[bad].id)]
     subscriber = (await client.get(f"/api/v1/subscribers/{rows[bad].subscriber_id}")).json()
     assert subscriber["status"] == "blocklisted"
+
+
+async def test_a_policy_550_fails_the_delivery_but_blocklists_no_one(
+    app_factory: Callable[..., Any], db: str, smtpd: SMTPServer
+) -> None:
+    client = await app_factory(embedded_worker=True)
+    emails = await seed(db, 6)
+    bad = emails[2]
+    blocked = "550 5.7.1 Service unavailable; client [127.0.0.1] blocked using zen.spamhaus.org"
+    smtpd.reply = lambda r: blocked if r.recipients[0] == bad else "250 OK"
+    issue_id = await new_issue(client)
+    await send(client, issue_id)
+    await wait_sent(client, issue_id)
+    rows = {r.email: r for r in await deliveries(db, issue_id)}
+    assert rows[bad].status == "failed" and rows[bad].attempts == 1
+    engine = make_engine(db)
+    try:
+        async with engine.connect() as conn:
+            bounces = (await conn.execute(select(Bounce.__table__))).all()
+    finally:
+        await engine.dispose()
+    assert bounces == []  # our IP's reputation says nothing about the address
+    subscriber = (await client.get(f"/api/v1/subscribers/{rows[bad].subscriber_id}")).json()
+    assert subscriber["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "hard"),
+    [
+        (550, "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown", True),
+        (550, "550 Requested action not taken: mailbox unavailable", True),
+        (550, "550 5.4.1 Recipient address rejected: Access denied", True),
+        (550, "550 5.7.1 Message rejected as spam", False),
+        (554, "554 5.7.1 Client host rejected: reverse DNS lookup failed", False),
+        (553, "553 5.1.8 Sender address rejected: Domain not found", False),
+        (552, "552 5.2.2 Mailbox full", False),
+        (450, "450 4.1.1 User unknown", False),
+        (None, "connection dropped", False),
+    ],
+)
+def test_what_an_smtp_reply_means(code: int | None, reply: str, hard: bool) -> None:
+    assert hard_bounce(code, reply) is hard
 
 
 async def test_dropped_connections_are_retried_and_delivered_once(
