@@ -62,6 +62,20 @@ async def load_session(
     return console_session, account
 
 
+async def purge_idle(*, session: AsyncSession, idle: timedelta) -> None:
+    """Delete sessions nobody came back to, so the table holds only live ones."""
+    now = utcnow()
+    await session.execute(
+        delete(ConsoleSession).where(
+            ((ConsoleSession.stage == "full") & (ConsoleSession.last_seen_at < now - idle))
+            | (
+                (ConsoleSession.stage != "full")
+                & (ConsoleSession.last_seen_at < now - MFA_LIFETIME)
+            )
+        )
+    )
+
+
 async def end_session(*, session: AsyncSession, token: str) -> None:
     await session.execute(delete(ConsoleSession).where(ConsoleSession.id_hash == token_hash(token)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Body, Form, Request
@@ -79,6 +80,8 @@ async def begin(
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         await sessions.end_session(session=session, token=old)
+    idle = timedelta(minutes=request.app.state.settings.console_idle_minutes)
+    await sessions.purge_idle(session=session, idle=idle)
     token = await sessions.start_session(
         session=session,
         account=account,

@@ -128,6 +128,13 @@ async def test_sessions_end_everywhere_and_when_idle(
         await s.execute(update(ConsoleSession).values(last_seen_at=utcnow() - timedelta(hours=9)))
         await s.commit()
     assert (await third.get("/admin")).status_code == 303  # idle past 8 hours
+    # Sessions nobody returns to are deleted at the next sign-in of anyone.
+    async with third.app.state.sessionmaker() as s:
+        await s.execute(update(ConsoleSession).values(last_seen_at=utcnow() - timedelta(hours=9)))
+        await s.commit()
+    await sign_in(console_client(), "viewer1@example.org")
+    async with third.app.state.sessionmaker() as s:
+        assert len(list(await s.scalars(select(ConsoleSession)))) == 1
 
 
 async def test_session_survives_a_restart(app_factory: Callable, console_client: Clients) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from sqlalchemy import select
 
 from app import security
+from app.accounts.models import ApiKey
+from app.accounts.passwords import token_hash
 from app.accounts.scopes import SCOPES, api_scope
 from tests.conftest import ADMIN_TOKEN, AppClient
 from tests.security.routes import PUBLIC_API, fill, openapi_routes, routes
@@ -137,6 +140,9 @@ async def test_keys_with_the_right_scope_pass_and_revoked_keys_stop(
     r = await client.post("/api/v1/api-keys", json={"name": "reader", "scopes": ["read"]})
     key = r.json()["key"]
     assert r.json()["scopes"] == ["read"] and key.startswith("tdk_")
+    async with client.app.state.sessionmaker() as session:
+        stored = (await session.scalars(select(ApiKey))).one()
+    assert key not in (stored.key_hash, stored.prefix) and stored.key_hash == token_hash(key)
     listed = (await client.get("/api/v1/api-keys")).json()["items"]
     assert [k["name"] for k in listed] == ["reader"] and "key" not in listed[0]
     reader = {"Authorization": f"Bearer {key}"}
