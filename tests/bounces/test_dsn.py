@@ -176,3 +176,33 @@ def test_a_huge_body_after_the_report_is_not_scanned():
 def test_classify(status, diagnostic, action, expected):
     verdict = classify(diagnostic, status=status, action=action)
     assert (verdict.kind, verdict.counts) == expected
+
+
+CORPUS = Path(__file__).parent / "corpus"
+
+
+def test_an_auto_submitted_bounce_from_an_empty_sender_is_still_a_bounce():
+    raw = (CORPUS / "sisimai/lhost-dragonfly-24.eml").read_bytes()
+    raw = raw.replace(b"From: MAILER-DAEMON <>", b"From: <>\nAuto-Submitted: auto-replied")
+    [event] = parse_bounce_email(raw)
+    assert (event.email, event.type, event.counts) == ("userunknown@libsisimai.net", "hard", True)
+
+
+def test_a_person_s_auto_reply_is_not_a_bounce():
+    raw = b"From: Ann <ann@example.org>\nAuto-Submitted: auto-replied\nSubject: Re: news\n\nAway."
+    with pytest.raises(NotABounce):
+        parse_bounce_email(raw)
+
+
+def test_the_sender_and_message_ids_are_never_recorded_as_recipients():
+    raw = (CORPUS / "sisimai/email-exim-59.eml").read_bytes()
+    assert [e.email for e in parse_bounce_email(raw)] == ["kijitora@icloud.example.com"]
+
+
+def test_several_recipients_keep_their_own_reasons():
+    raw = (CORPUS / "sisimai/lhost-opensmtpd-17.eml").read_bytes()
+    found = {e.email: (e.type, e.status) for e in parse_bounce_email(raw)}
+    assert found == {
+        "userunknown@libsisimai.net": ("hard", "5.1.1"),
+        "mailboxfull@libsisimai.net": ("soft", "5.2.2"),
+    }
