@@ -7,7 +7,7 @@ One asyncio pipeline per process, with no per-message database round trip:
         ──▶ send queue
     senders (settings.concurrency tasks) ──(one SMTP transaction each)──▶ results
     writer ──(one UPDATE per batch of results, guarded by our lease)──▶ deliveries
-    control (every 0.25 s) ── issue statuses, scheduler, lease upkeep, heartbeat
+    control (every TICK, 0.1 s) ── issue statuses, scheduler, lease upkeep, heartbeat
 
 The senders are long-lived coroutines (no task per message); each takes a connection
 from its transport's pool for one transaction. Results, metrics and back-offs are
@@ -72,7 +72,7 @@ class Dispatcher:
         self.wake = asyncio.Event()  # set by the control tick when an issue starts sending
         self.flush_now = asyncio.Event()  # set when FLUSH_AT results wait to be written
         self.closing = False  # the writer and control loops end at their next turn
-        self.status: dict[int, str] = {}  # issue id -> status, refreshed every 0.25 s
+        self.status: dict[int, str] = {}  # issue id -> status, refreshed every control tick (0.1 s)
         self.held: dict[int, int] = {}  # claimed delivery id -> issue id, until its result
         self.buffer: dict[int, deque[int]] = {}  # claimed, not yet prepared, per issue
         self.results: list[Result] = []
