@@ -106,7 +106,7 @@ def clean_address(value: object, *, redacted: bool = False) -> str | None:
     if ";" in text and "@" in text.split(";", 1)[1]:
         text = text.split(";", 1)[1]  # "rfc822; user@example.org"
     address = (getaddresses([text]) or [("", "")])[0][1].strip().strip("<>")
-    if not ADDRESS.match(address) or (redacted and REDACTED.search(address)):
+    if not ADDRESS.fullmatch(address) or (redacted and REDACTED.search(address)):
         return None
     return address.lower()
 
