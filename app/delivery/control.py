@@ -7,7 +7,6 @@ in one place; everything here runs at most a few times a second, or once per chu
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -26,14 +25,6 @@ if TYPE_CHECKING:
     from app.delivery.dispatcher import Dispatcher
 
 log = logging.getLogger("tidings.dispatcher")
-
-_HARD_STATUS = re.compile(r"\b5\.1\.\d{1,3}\b")
-_USER_UNKNOWN = re.compile(
-    r"user unknown|no such user|unknown user|does not exist|mailbox unavailable|"
-    r"recipient rejected|no mailbox|invalid recipient",
-    re.I,
-)
-
 
 TICK = 0.1  # seconds between control ticks
 # Statuses every tick (one indexed query): a send starts, and a pause or cancel takes
