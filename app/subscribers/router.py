@@ -1,4 +1,4 @@
-"""The lists and subscribers API: admin CRUD, import, export, and the public sign-up."""
+"""The lists and subscribers admin API: CRUD, import, export (the public sign-up is public.py)."""
 
 from __future__ import annotations
 
