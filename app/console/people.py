@@ -24,7 +24,7 @@ async def people_page(request: Request, session: SessionDep, user: ConsoleUser) 
     return page(request, "console/people.html", accounts=accounts, roles=ROLES)
 
 
-@router.post("/people", include_in_schema=False)
+@router.post("/people/invite", include_in_schema=False)
 async def invite(
     request: Request,
     session: SessionDep,

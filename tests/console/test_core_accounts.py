@@ -62,7 +62,7 @@ async def test_invite_sets_a_password_by_a_one_time_link(
     console_as: SignedIn, console_client: Clients, smtpd: SMTPServer
 ) -> None:
     owner = await console_as("owner")
-    r = await owner.post_form("/admin/people", {"email": "Ed@Example.org", "role": "editor"})
+    r = await owner.post_form("/admin/people/invite", {"email": "Ed@Example.org", "role": "editor"})
     shown = (await owner.get(r.headers["location"])).text
     link = re.search(r"http://tidings\.test(/admin/password/[\w-]+)", shown).group(1)
     for _ in range(50):

@@ -51,15 +51,15 @@ async def test_console_writes_are_audited_by_the_same_mechanism(
     console_as: Callable[[str], Awaitable[ConsoleClient]], client: AppClient
 ) -> None:
     owner = await console_as("owner")
-    await owner.post_form("/admin/people", {"email": "vi@example.org", "role": "viewer"})
+    await owner.post_form("/admin/people/invite", {"email": "vi@example.org", "role": "viewer"})
     await owner.post_form("/admin/keys", {"name": "ci", "scopes": ["read", "send"]})
     entries = await _audit(client)
     mine = [(e["action"], e["detail"]) for e in entries if e["actor"] == "owner1@example.org"]
     assert ("api-key.create", "name=ci; scopes=read,send") in mine
-    assert ("person.create", "role=viewer") in mine
+    assert ("person.invite", "role=viewer") in mine
     assert any(a == "sign_in" for a, _ in mine)
     html = (await owner.get("/admin/audit")).text
-    assert "api-key.create" in html and "person.create" in html
+    assert "api-key.create" in html and "person.invite" in html
 
 
 async def test_cookies_are_secure_behind_https(app_factory: Callable[..., Any]) -> None:

@@ -94,7 +94,7 @@ async def test_owner_adds_totp_signs_in_with_it_and_invites_an_editor(
     await accessible(page)
     await page.get_by_role("link", name="Audit log").click()
     await page.get_by_text("api-key.create").first.wait_for()
-    await page.get_by_text("person.create").first.wait_for()
+    await page.get_by_text("person.invite").first.wait_for()
     await accessible(page)
 
     editor_context = await browser.new_context(viewport={"width": 375, "height": 740})
