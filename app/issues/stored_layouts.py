@@ -71,7 +71,7 @@ async def refresh(*, session: AsyncSession, key: str = "", force: bool = False) 
         return
     try:
         rows = (await session.scalars(select(EmailLayout))).all()
-    except DBAPIError:  # not migrated yet
+    except (DBAPIError, OSError):  # not migrated yet, or the database is not answering
         return
     _registry.clear()
     _registry.update({r.name: StoredLayout(r.name, r.mjml, r.text) for r in rows})
