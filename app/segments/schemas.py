@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RULES_DOC = (
+    'A rule: {"all": [RULE, ...]}, {"any": [RULE, ...]}, {"not": RULE} or a condition: '
+    '{"attribute": NAME, "op": eq|ne|lt|le|gt|ge|in|contains|exists, "value": ...}, '
+    '{"field": email|name|created_at, "op": ..., "value": ...}, '
+    '{"list": SLUG, "status": confirmed|pending|unsubscribed}, '
+    '{"bounced": hard|soft|any, "within_days": N?}. At most 20 levels, 200 conditions, 64 KB.'
+)
+RULES_EXAMPLE = {
+    "all": [
+        {"list": "weekly", "status": "confirmed"},
+        {"attribute": "plan", "op": "eq", "value": "pro"},
+        {"not": {"bounced": "any", "within_days": 30}},
+    ]
+}
+Rules = Annotated[Any, Field(description=RULES_DOC, examples=[RULES_EXAMPLE])]
 
 
 def _name(value: str | None) -> str | None:
@@ -23,7 +39,7 @@ class SegmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    rules: Any
+    rules: Rules
 
     _named = field_validator("name")(_name)
 
@@ -34,7 +50,7 @@ class SegmentPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200)
-    rules: Any = None
+    rules: Rules = None
 
     _named = field_validator("name")(_name)
 
@@ -44,7 +60,7 @@ class RulesIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rules: Any
+    rules: Rules
 
 
 class SegmentOut(BaseModel):
@@ -52,7 +68,7 @@ class SegmentOut(BaseModel):
 
     id: int
     name: str
-    rules: Any
+    rules: Rules
     created_at: datetime
     updated_at: datetime
 
