@@ -17,6 +17,7 @@ import logging
 import ssl
 import time
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -126,7 +127,13 @@ class WebhookSender:
             policy, concurrency, per_webhook, poll)  # fmt: skip
         self.stopping = stopping or asyncio.Event()  # the dispatcher's: stops with it
         self.inflight: dict[asyncio.Task[None], int] = {}  # task -> webhook id
+        self.freed = asyncio.Event()  # a call ended: its slot (and its webhook's) is free
         self.client = make_client(timeout)
+        # SQLite has one writer: queued here, the calls' writes wait their turn in memory
+        # instead of in SQLite's busy handler, which sleeps up to 100 ms per try.
+        self.writes: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if settings.is_sqlite else contextlib.nullcontext()
+        )
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
@@ -149,8 +156,7 @@ class WebhookSender:
                     log.exception("webhook sender: will retry")
                     busy = False
                 if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), self.poll)
+                    await self._pause()
         finally:
             if self.inflight:  # a call cut short leaves its lease to expire: sent again later
                 _, late = await asyncio.wait(list(self.inflight), timeout=STOP_GRACE)
@@ -159,9 +165,24 @@ class WebhookSender:
                 await asyncio.gather(*self.inflight, return_exceptions=True)
             await self.client.aclose()
 
+    async def _pause(self) -> None:
+        # Until a call ends (a slot is free: claim at once) or `poll` passes (new work);
+        # `freed` is cleared when a turn starts, so a call ending meanwhile is not missed.
+        waits = [asyncio.ensure_future(self.stopping.wait()),
+                 asyncio.ensure_future(self.freed.wait())]  # fmt: skip
+        await asyncio.wait(waits, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.pop(task, None)
+        self.freed.set()
+
     async def turn(self) -> bool:
         """Fan out and claim once; True when there was work (so no pause before the next)."""
-        fanned = await outbox.fan_out(self.sessionmaker)
+        self.freed.clear()
+        async with self.writes:
+            fanned = await outbox.fan_out(self.sessionmaker)
         free = self.concurrency - len(self.inflight)
         if free <= 0:
             await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
@@ -169,12 +190,14 @@ class WebhookSender:
         busy: dict[int, int] = {}
         for webhook_id in self.inflight.values():
             busy[webhook_id] = busy.get(webhook_id, 0) + 1
-        claims = await outbox.claim(self.sessionmaker, owner=self.owner, limit=free, lease=LEASE,
-                                    busy=busy, per_webhook=self.per_webhook)  # fmt: skip
+        async with self.writes:
+            claims = await outbox.claim(self.sessionmaker, owner=self.owner, limit=free,
+                                        lease=LEASE, busy=busy,
+                                        per_webhook=self.per_webhook)  # fmt: skip
         for claim in claims:
             task = asyncio.create_task(self._deliver(claim))
             self.inflight[task] = claim.webhook_id
-            task.add_done_callback(self.inflight.pop)
+            task.add_done_callback(self._done)
         return bool(fanned or claims)
 
     async def _deliver(self, claim: Claim) -> None:
@@ -184,8 +207,9 @@ class WebhookSender:
                              allow_private=self.settings.webhook_allow_private)  # fmt: skip
         for pause in (0.5, 2.0, 5.0, None):  # the call happened: its log must be written
             try:
-                await outbox.record(self.sessionmaker, owner=self.owner, claim=claim,
-                                    outcome=outcome, policy=self.policy)  # fmt: skip
+                async with self.writes:
+                    await outbox.record(self.sessionmaker, owner=self.owner, claim=claim,
+                                        outcome=outcome, policy=self.policy)  # fmt: skip
                 return
             except Exception:
                 if pause is None:
