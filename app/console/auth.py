@@ -16,7 +16,7 @@ from app.accounts.throttle import SignInThrottle
 from app.console.web import flash, page, redirect, set_cookie
 from app.deps import MailerDep, SessionDep, SettingsDep
 from app.errors import DomainError, NotFound
-from app.security import client_address
+from app.security import client_address, limit_key
 
 router = APIRouter(prefix="/admin", tags=["console"])
 WRONG = "The email or the password is wrong."
@@ -53,7 +53,8 @@ async def login(
     next: Annotated[str, Form(max_length=500)] = "/admin",
 ) -> Response:
     """Check the password; then sign in, or ask for the second factor."""
-    limiter, address, key = throttle(request), client_address(request), email.strip().lower()
+    limiter, key = throttle(request), email.strip().lower()
+    address = limit_key(client_address(request))  # an IPv6 /64 is one client
     limiter.check(key, address)
     account = await service.check_password(session=session, email=email, password=password)
     if account is None:
@@ -139,7 +140,7 @@ async def login_totp(
     """Check the authenticator app's code, then sign in under a new session id."""
     pending = _pending(request)
     account = await service.get_account(session=session, account_id=pending.account_id)
-    limiter, address = throttle(request), client_address(request)
+    limiter, address = throttle(request), limit_key(client_address(request))
     limiter.check(f"totp:{account.id}", address)
     if not factors.check_totp(account=account, code=code):
         limiter.fail(f"totp:{account.id}", address)
@@ -177,7 +178,7 @@ async def login_passkey(
     """Check the passkey's assertion, then sign in under a new session id."""
     pending = _pending(request)
     account = await service.get_account(session=session, account_id=pending.account_id)
-    limiter, address = throttle(request), client_address(request)
+    limiter, address = throttle(request), limit_key(client_address(request))
     limiter.check(f"passkey:{account.id}", address)
     ok = await passkeys.authenticate(
         session=session, console_session=pending, public_url=settings.public_url,
@@ -207,7 +208,7 @@ async def forgot(
     email: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     """Send a reset link when the account exists; the same page either way."""
-    limiter, address = throttle(request), client_address(request)
+    limiter, address = throttle(request), limit_key(client_address(request))
     limiter.check(f"reset:{email.strip().lower()}", address)
     limiter.fail(f"reset:{email.strip().lower()}", address)  # every request counts here
     try:
