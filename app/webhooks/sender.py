@@ -105,11 +105,13 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def make_client(timeout: httpx.Timeout = TIMEOUT) -> httpx.AsyncClient:
+def make_client(
+    timeout: httpx.Timeout = TIMEOUT, verify: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
     """No keep-alive (a pooled connection would skip the address check), no proxies."""
     return httpx.AsyncClient(
         timeout=timeout, follow_redirects=False, trust_env=False,
-        verify=ssl.create_default_context(),
+        verify=verify or ssl.create_default_context(),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=0),
     )  # fmt: skip
 
@@ -121,6 +123,7 @@ class WebhookSender:
         self, *, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], owner: str,
         policy: Policy = POLICY, concurrency: int = 16, per_webhook: int = 4, poll: float = 0.5,
         stopping: asyncio.Event | None = None, timeout: httpx.Timeout = TIMEOUT,
+        client: httpx.AsyncClient | None = None,
     ) -> None:  # fmt: skip
         self.settings, self.sessionmaker, self.owner = settings, sessionmaker, owner
         self.policy, self.concurrency, self.per_webhook, self.poll = (
@@ -128,7 +131,7 @@ class WebhookSender:
         self.stopping = stopping or asyncio.Event()  # the dispatcher's: stops with it
         self.inflight: dict[asyncio.Task[None], int] = {}  # task -> webhook id
         self.freed = asyncio.Event()  # a call ended: its slot (and its webhook's) is free
-        self.client = make_client(timeout)
+        self.client = client or make_client(timeout)
         # SQLite has one writer: queued here, the calls' writes wait their turn in memory
         # instead of in SQLite's busy handler, which sleeps up to 100 ms per try.
         self.writes: contextlib.AbstractAsyncContextManager[Any] = (

@@ -22,13 +22,18 @@ QUICK_TIMEOUT = httpx.Timeout(0.5, connect=0.5)
 
 @asynccontextmanager
 async def running_sender(
-    client: AppClient, *, owner: str = "test-sender", policy: Policy = FAST, **settings: Any
+    client: AppClient,
+    *,
+    owner: str = "test-sender",
+    policy: Policy = FAST,
+    http: httpx.AsyncClient | None = None,
+    **settings: Any,
 ) -> AsyncIterator[WebhookSender]:
     """A sender on the app's database until the block ends (settings overridden by kwargs)."""
     app_settings = client.app.state.settings.model_copy(update=settings)
     sender = WebhookSender(settings=app_settings, sessionmaker=client.app.state.sessionmaker,
                            owner=owner, policy=policy, poll=0.05,
-                           timeout=QUICK_TIMEOUT)  # fmt: skip
+                           timeout=QUICK_TIMEOUT, client=http)  # fmt: skip
     sender.start()
     try:
         yield sender

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 @dataclass
@@ -28,11 +37,19 @@ class Receiver:
     default: Any = "ok"
     calls: list[Call] = field(default_factory=list)
     slow_seconds: float = 2.0
+    tls_host: str | None = None  # serve HTTPS with a certificate for this name
+    cert_pem: bytes = b""
+    sni: list[str | None] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
+
+    def trust(self) -> ssl.SSLContext:
+        """A client context that trusts this receiver's certificate (and nothing else)."""
+        context = ssl.create_default_context(cadata=self.cert_pem.decode())
+        return context
 
     def next_reply(self) -> Any:
         with self.lock:
@@ -57,7 +74,8 @@ def serve(**options: Any) -> Iterator[Receiver]:
                 time.sleep(receiver.slow_seconds)
                 reply = 200
             status = {"ok": 200, "redirect": 302}.get(reply, reply)
-            receiver.calls.append(Call(self.path, dict(self.headers), body, status))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            receiver.calls.append(Call(self.path, headers, body, status))
             self.send_response(status)
             if status == 302:
                 self.send_header("location", "http://127.0.0.2:9/elsewhere")
@@ -70,6 +88,8 @@ def serve(**options: Any) -> Iterator[Receiver]:
                 pass
 
     server = ThreadingHTTPServer(("127.0.0.1", receiver.port), Handler)
+    if receiver.tls_host:
+        server.socket = _tls(receiver).wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     receiver.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -79,3 +99,37 @@ def serve(**options: Any) -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _certificate(key: Any, host: str) -> x509.Certificate:
+    """Self-signed, naming `host` as its DNS name: the client checks the URL's host here."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+
+
+def _tls(receiver: Receiver) -> ssl.SSLContext:
+    """A server context with a fresh certificate for `receiver.tls_host`; records SNI."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _certificate(key, receiver.tls_host or "")
+    receiver.cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    folder = Path(tempfile.mkdtemp())
+    (folder / "cert.pem").write_bytes(receiver.cert_pem)
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+
+    def record_sni(sock: Any, name: str | None, ctx: Any) -> None:
+        receiver.sni.append(name)
+
+    context.sni_callback = record_sni
+    return context

@@ -15,8 +15,9 @@ from standardwebhooks import Webhook as Verifier
 from app.webhooks import addresses
 from app.webhooks.models import Webhook, WebhookDelivery
 from app.webhooks.outbox import Policy
+from app.webhooks.sender import make_client
 from tests.conftest import AppClient, make_list
-from tests.webhooks.helpers import FAST, eventually, register, running_sender
+from tests.webhooks.helpers import FAST, QUICK_TIMEOUT, eventually, register, running_sender
 from tests.webhooks.receiver import serve
 
 
@@ -170,3 +171,41 @@ async def _all_delivered(client: AppClient) -> bool:
         statuses = (await s.scalars(select(WebhookDelivery.status))).all()
         hooks = (await s.scalars(select(Webhook.enabled))).all()
     return bool(statuses) and set(statuses) == {"delivered"} and all(hooks)
+
+
+@pytest.mark.parametrize("certified", ["hooks.example", "other.example"])
+async def test_https_to_the_checked_address_with_the_urls_name(
+    loopback: AppClient, monkeypatch: pytest.MonkeyPatch, certified: str
+) -> None:
+    async def to_loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(addresses, "resolve", to_loopback)
+    with serve(tls_host=certified) as receiver:
+        url = f"https://hooks.example:{receiver.port}/in"
+        hook = await register(loopback, url, ["subscriber.created"])
+        await loopback.post("/api/v1/subscribers", json={"email": "tls@example.org"})
+        client = make_client(QUICK_TIMEOUT, verify=receiver.trust())
+        async with running_sender(loopback, http=client):
+            log = await eventually(lambda: _attempted(loopback, hook["id"]))
+    # The connection went to the address checked, but TLS named the URL's host (SNI) and
+    # checked the certificate against it, and Host named it too.
+    assert receiver.sni and set(receiver.sni) == {"hooks.example"}
+    attempt = log[0]["log"][0]
+    if certified == "hooks.example":
+        assert attempt["status_code"] == 200, attempt
+        (call,) = receiver.calls
+        assert call.headers["host"] == f"hooks.example:{receiver.port}"
+        Verifier(hook["secret"]).verify(call.body, call.headers)
+    else:
+        assert attempt["status_code"] is None and receiver.calls == []
+        assert "certificate" in attempt["error"].lower() or "hostname" in attempt["error"].lower()
+
+
+async def test_the_embedded_dispatcher_runs_the_sender(app_factory: Any) -> None:
+    client = await app_factory(webhook_allow_private=True, embedded_worker=True)
+    with serve() as receiver:
+        hook = await register(client, receiver.url, ["subscriber.created"])
+        await client.post("/api/v1/subscribers", json={"email": "emb@example.org"})
+        await eventually(lambda: receiver.delivered())
+        Verifier(hook["secret"]).verify(receiver.calls[0].body, receiver.calls[0].headers)
