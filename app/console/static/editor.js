@@ -32,8 +32,13 @@
       .then(function (data) { showProblems(data.problems); return !data.problems.length; });
   }
 
+  // One save at a time: a second one sent before the first answers would carry the old
+  // version and clash with our own save; it waits and goes with the newest text instead.
+  var saving = false, again = false;
   function autosave() {
     if (!issueId || conflict) { return; }
+    if (saving) { again = true; return; }
+    saving = true;
     say(saveState, "Saving…");
     window.tidingsFetch("/admin/issues/" + issueId + "/autosave", { method: "POST", body: new FormData(form) })
       .then(function (r) { return r.json().then(function (data) { return { status: r.status, data: data }; }); })
@@ -53,7 +58,11 @@
           say(saveState, "Not saved: " + (answer.data.detail || answer.status));
         }
       })
-      .catch(function () { say(saveState, "Not saved: the server did not answer."); });
+      .catch(function () { say(saveState, "Not saved: the server did not answer."); })
+      .then(function () {
+        saving = false;
+        if (again) { again = false; autosave(); }
+      });
   }
 
   function changed() {
@@ -83,10 +92,17 @@
       .then(function (answer) {
         if (!answer.ok) { say(report, "No preview: " + JSON.stringify(answer.data.detail)); return; }
         var d = answer.data;
+        // A fresh sandboxed frame each time: re-pointing a frame that is still loading its
+        // src can leave it blank in Chromium.
         ["frame-phone", "frame-desktop"].forEach(function (id) {
-          var frame = document.getElementById(id);
-          frame.removeAttribute("src");
+          var old = document.getElementById(id);
+          var frame = document.createElement("iframe");
+          ["id", "class", "title", "width", "height"].forEach(function (name) {
+            frame.setAttribute(name, old.getAttribute(name));
+          });
+          frame.setAttribute("sandbox", "");
           frame.setAttribute("srcdoc", d.html);
+          old.replaceWith(frame);
         });
         say(report, "Subject: " + d.subject + " · HTML " + (d.bytes / 1024).toFixed(1) +
           " KB of Gmail's " + (d.clip_bytes / 1024) + " KB clip");
