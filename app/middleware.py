@@ -14,6 +14,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import metrics
 
 
+class _TrackedSend:
+    """`send`, noting whether the response has begun (after that, no error answer fits)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive` past the limit; an HTTPException so FastAPI's body parsing keeps it."""
 
@@ -55,7 +68,6 @@ class BodyLimitMiddleware:
                     await _reply(send, 413, f"request body over the {limit}-byte limit")
                     return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -66,16 +78,11 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = _TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except BodyTooLarge:
-            if not started:
+            if not tracked.started:
                 await _reply(send, 413, f"request body over the {limit}-byte limit")
 
 
@@ -107,7 +114,7 @@ class BodyTimeoutMiddleware:
         path = scope["path"]
         seconds = next((v for p, v in self.overrides.items() if path.startswith(p)), self.seconds)
         deadline: float | None = None
-        done = started = False
+        done = False
 
         async def timed_receive() -> Message:
             nonlocal deadline, done
@@ -122,16 +129,11 @@ class BodyTimeoutMiddleware:
             done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = _TrackedSend(send)
         try:
-            await self.app(scope, timed_receive, tracking_send)
+            await self.app(scope, timed_receive, tracked)
         except BodyTimeout as exc:
-            if not started:
+            if not tracked.started:
                 await _reply(send, 408, exc.detail)
 
 
