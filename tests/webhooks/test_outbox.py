@@ -115,3 +115,16 @@ async def test_cache_spares_a_query_until_a_webhook_changes(client: AppClient) -
         assert "subscriber.created" not in await events.subscribed_events(s)
         events.forget_subscriptions()  # ...or when this process changes one (the service)
         assert "subscriber.created" in await events.subscribed_events(s)
+
+
+async def test_the_persons_confirmation_emits_confirmed_once(hooked: AppClient) -> None:
+    from app.subscribers import links
+
+    await make_list(hooked, "news")
+    body = {"email": "f@example.org", "lists": ["news"], "subscription_status": "pending"}
+    subscriber_id = (await hooked.post("/api/v1/subscribers", json=body)).json()["id"]
+    for _ in range(2):  # an old link opened again confirms nothing more
+        async with hooked.app.state.sessionmaker() as s, s.begin():
+            await links.confirm(session=s, subscriber_id=subscriber_id)
+    confirmed = [d for t, d in await _events(hooked) if t == "subscriber.confirmed"]
+    assert confirmed == [{"id": subscriber_id, "email": "f@example.org", "name": None}]
