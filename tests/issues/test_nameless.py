@@ -32,6 +32,8 @@ async def test_default_fills_in_a_missing_name_in_subject_body_and_archive(
         message = BytesParser(policy=email.policy.default).parsebytes(eml.content)
         assert message["Subject"] == f"Hi {who}: results"
     assert (await client.get(url, params={"sample": "nobody"})).status_code == 422
+    for too_big in (2**63, -1, 0):  # a 422, never a driver error past bigint
+        assert (await client.get(url, params={"subscriber_id": too_big})).status_code == 422
 
     await set_issue(client, issue["id"], status="sent")
     assert "Hi colleague: results" in (await anon.get("/archive")).text
