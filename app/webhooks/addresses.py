@@ -35,6 +35,8 @@ def parse(url: str) -> httpx.URL:
         raise Refused(f"not a URL: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise Refused("the URL must be http:// or https:// with a host")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise Refused("the port must be between 1 and 65535")
     return parsed
 
 
@@ -70,7 +72,7 @@ async def checked_addresses(url: httpx.URL, *, allow_private: bool) -> list[str]
     except ValueError:
         try:
             addresses = await resolve(host, port)
-        except OSError as exc:
+        except (OSError, UnicodeError, ValueError, OverflowError) as exc:
             raise Refused(f"{host} does not resolve: {exc}") from None
     if not addresses:
         raise Refused(f"{host} does not resolve")

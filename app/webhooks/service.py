@@ -15,6 +15,8 @@ from app.webhooks.events import EVENTS, TEST_EVENT, forget_subscriptions, new_ev
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 from app.webhooks.schemas import WebhookIn, WebhookPatch
 
+MAX_ROW_ID = 2**31 - 1  # the ids are 32-bit integers; a larger cursor binds no statement
+
 
 def _events(events: list[str]) -> list[str]:
     unknown = [e for e in events if e not in EVENTS]
@@ -51,6 +53,8 @@ async def list_webhooks(
     *, session: AsyncSession, after_id: int | None, limit: int
 ) -> list[Webhook]:
     """Webhooks oldest first, `limit + 1` of them after `after_id`."""
+    if after_id is not None and after_id >= MAX_ROW_ID:
+        return []
     stmt = select(Webhook).order_by(Webhook.id).limit(limit + 1)
     if after_id is not None:
         stmt = stmt.where(Webhook.id > after_id)
@@ -102,7 +106,7 @@ async def deliveries(
         .order_by(WebhookDelivery.id.desc())
         .limit(limit + 1)
     )
-    if before_id is not None:
+    if before_id is not None and before_id <= MAX_ROW_ID:  # past the 32-bit ids: every row
         stmt = stmt.where(WebhookDelivery.id < before_id)
     rows = (await session.execute(stmt)).all()
     ids = [d.id for d, _ in rows]

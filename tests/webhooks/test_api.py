@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.pagination import encode_cursor
 from app.webhooks import addresses, signing
 from app.webhooks.models import Webhook
 from tests.conftest import AppClient
@@ -36,7 +37,9 @@ async def test_unknown_event_and_bad_scheme_are_422(client: AppClient) -> None:
     r = await client.post("/api/v1/webhooks", json=body)
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "events"]
-    for url in ("ftp://example.org/h", "javascript:alert(1)", "example.org/h", "http:///x"):
+    bad = ("ftp://example.org/h", "javascript:alert(1)", "example.org/h", "http:///x",
+           "http://a\x00b/", "http://example.org:99999/", "http://[::1/")  # fmt: skip
+    for url in bad:
         r = await client.post("/api/v1/webhooks", json={"url": url, "events": ["issue.started"]})
         assert r.status_code == 422, url
         assert r.json()["detail"][0]["loc"] == ["body", "url"]
@@ -115,3 +118,17 @@ async def test_needs_the_admin_token(anon: AppClient) -> None:
     assert (await anon.get("/api/v1/webhooks")).status_code == 401
     r = await anon.post("/api/v1/webhooks", json={"url": "https://x.example/", "events": []})
     assert r.status_code == 401
+
+
+async def test_cursors_past_every_id_are_not_errors(client: AppClient, monkeypatch: Any) -> None:
+    async def public(host: str, port: int) -> list[str]:
+        return ["93.184.216.34"]
+
+    monkeypatch.setattr(addresses, "resolve", public)
+    hook = await register(client, "https://hooks.example/in", ["issue.started"])
+    huge = encode_cursor(2**62)
+    r = await client.get("/api/v1/webhooks", params={"cursor": huge})
+    assert r.status_code == 200 and r.json()["items"] == []
+    r = await client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", params={"cursor": huge})
+    assert r.status_code == 200 and r.json()["items"] == []
+    assert (await client.get("/api/v1/webhooks/99999999999")).status_code == 422
