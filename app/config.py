@@ -6,7 +6,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     console_idle_minutes: int = 480  # a console session ends after this long unused
     webhook_allow_private: bool = False  # let webhooks call loopback/private addresses
+    # Engagement (app/engagement): what is tracked, how long events stay, when a send pauses.
+    tracking: Literal["off", "aggregate", "individual"] = "aggregate"
+    events_retention_days: int = 400
+    pause_complaint_rate: float = 0.003
+    pause_bounce_rate: float = 0.05
 
     @field_validator("retry_delays", "trusted_proxies", mode="before")
     @classmethod

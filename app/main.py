@@ -18,6 +18,8 @@ from app.config import Settings
 from app.console.web import install as install_console
 from app.db import make_engine, make_sessionmaker
 from app.delivery.transport import Mailer, build_transports
+from app.engagement import endpoints as engagement_links
+from app.engagement import router as engagement_api
 from app.issues import pages as archive
 from app.issues import router as issues_api
 from app.media import router as media_api
@@ -54,6 +56,8 @@ ROUTERS = (
     segments_api.router,
     branding_router.router,
     webhooks_api.router,
+    engagement_links.router,
+    engagement_api.router,
 )
 
 
@@ -82,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(dispatcher_task, timeout=30)
             await app.state.mailer.close()
+            await engagement_links.close(app)  # the hits still in the buffer
             await engine.dispose()
 
     app = FastAPI(

@@ -36,6 +36,8 @@ class MailingList(Base):
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
     public: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Its public pages' and system emails' language; None: the installation's default.
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Subscriber(Base):
@@ -107,6 +109,9 @@ class Issue(Base):
     recipients: Mapped[int] = mapped_column(Integer, default=0)
     # Shown in the public archive; the service sets it from the lists' `public` flags.
     in_archive: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    # Engagement (migration 0011): the defaults follow TIDINGS_TRACKING at creation.
+    track_opens: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    track_clicks: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     # Narrows the lists to a segment's members (app/segments); the FK is in migration 0008.
     segment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

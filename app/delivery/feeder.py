@@ -31,6 +31,7 @@ from app.delivery import queue, ratelimit
 from app.delivery.queue import Result, Target
 from app.delivery.signing import SignAgain
 from app.delivery.transport import Envelope, Transport, pick_weighted
+from app.engagement import links as engagement_links
 from app.issues import compose
 from app.models import Issue
 
@@ -134,7 +135,12 @@ async def _compile(d: Dispatcher, issue_id: int) -> Any:
             select(Issue).where(Issue.id == issue_id).options(selectinload(Issue.lists))
         )
     assert issue is not None
-    return await asyncio.to_thread(compose.compile_for_send, d.settings, issue)
+    compiled = await asyncio.to_thread(compose.compile_for_send, d.settings, issue)
+    if compiled.tracking is not None:
+        # The redirect reads its targets from this table: it is written before any message.
+        async with d.sessionmaker() as s, s.begin():
+            await engagement_links.store(s, issue_id, compiled.tracking.links())
+    return compiled
 
 
 async def _compiled(d: Dispatcher, issue_id: int) -> Any:

@@ -17,6 +17,8 @@ from typing import Any
 
 from app import tokens
 from app.config import Settings
+from app.engagement import settings as engagement_settings
+from app.engagement.links import Tracking
 from app.issues.rendering import CompiledIssue, IssueContent, Recipient, compile_issue
 from app.models import Issue
 
@@ -70,8 +72,17 @@ def compile_for_send(settings: Settings, issue: Issue, *, web: bool = False) -> 
     """Compile an issue once for many recipients (`web`: the archive's version)."""
     return compile_issue(
         issue_content(settings, issue), archive_url=archive_url(settings, issue.id), web=web,
-        site_url=_public(settings),
+        site_url=_public(settings), tracking=None if web else tracking_for(settings, issue),
     )  # fmt: skip
+
+
+def tracking_for(settings: Settings, issue: Issue) -> Tracking | None:
+    """What this issue tracks under TIDINGS_TRACKING and its own flags; None: nothing."""
+    opens, clicks = engagement_settings.tracks(settings, issue.track_opens, issue.track_clicks)
+    if not (opens or clicks):
+        return None
+    return Tracking(issue_id=issue.id, site_url=_public(settings),
+                    secret=settings.secret_key_value, opens=opens, clicks=clicks)  # fmt: skip
 
 
 def _mac(settings: Settings, issue_id: int, delivery_id: int) -> str:
@@ -134,6 +145,9 @@ def recipient(
         preferences_url=preferences_url,
         message_id=mid,
         return_path=return_path,
+        delivery_id=delivery_id,
+        # A reader who said no gets the untracked message: no pixel, links as written.
+        tracked=delivery_id is not None and (attributes or {}).get("tracking") is not False,
     )
 
 

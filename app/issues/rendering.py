@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.utils import getaddresses, make_msgid, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -38,6 +38,11 @@ from app.issues.templating import (
     is_template,
 )
 from app.issues.templating import trial_render as _trial
+
+if TYPE_CHECKING:
+    from app.engagement.links import Tracking
+
+TRACKING_TAG = "K"  # the slots of app/engagement/links.py: pixel and tracked links
 
 __all__ = [
     "BodyError",
@@ -81,6 +86,8 @@ class Recipient:
     preferences_url: str
     message_id: str
     return_path: str | None = None
+    delivery_id: int | None = None  # None: a preview or test send, never tracked
+    tracked: bool = False  # False: the reader said no (attributes.tracking) or nothing to track
 
 
 class _Subscriber:
@@ -169,9 +176,13 @@ class CompiledIssue:
     """An issue with its expensive work done; render_* are cheap per recipient."""
 
     def __init__(
-        self, content: IssueContent, *, archive_url: str, web: bool = False, site_url: str = ""
-    ):
+        self, content: IssueContent, *, archive_url: str, web: bool = False, site_url: str = "",
+        tracking: Tracking | None = None,
+    ):  # fmt: skip
         self.content = content
+        # Engagement: links and pixel rewritten once per assembled variant (app/engagement).
+        self.tracking = tracking
+        self._tracked: dict[tuple[str, ...], _layout.Assembled] = {}
         site = (site_url or settings.public_url).rstrip("/")
         self.archive_url = archive_url
         self._raw_issue = {"subject": content.subject, "preheader": content.preheader,
@@ -209,6 +220,10 @@ class CompiledIssue:
             list_id=content.list_id,
         )
         self._parts(_sample_recipient())  # compile now, so a broken layout fails here
+        if tracking is not None:
+            # The link table is fixed here: a variant met later keeps links it lacks as is.
+            self._parts(replace(_sample_recipient(), delivery_id=0, tracked=True))
+            tracking.frozen = True
 
     def render_subject(self, r: Recipient) -> str:
         """The subject this recipient sees, in the header and wherever the layout shows it."""
@@ -250,8 +265,22 @@ class CompiledIssue:
                 self._cache.clear()
             assembled = _layout.assemble(self._layout, *skeletons, format=self.content.format)
             self._cache[key] = assembled
+        if self.tracking is not None and r.tracked and r.delivery_id is not None:
+            assembled = self._tracked_variant(key, assembled)
+            values[TRACKING_TAG] = self.tracking.values(r.delivery_id)
         html, text = assembled.fill(values)
         return assembled, html, text, subject
+
+    def _tracked_variant(
+        self, key: tuple[str, ...], assembled: _layout.Assembled
+    ) -> _layout.Assembled:
+        found = self._tracked.get(key)
+        if found is None:
+            assert self.tracking is not None
+            if len(self._tracked) >= _SLOW_CACHE_MAX:
+                self._tracked.clear()
+            found = self._tracked[key] = self.tracking.apply(assembled)
+        return found
 
     def render_html(self, r: Recipient) -> str:
         """The HTML part for this recipient (previews)."""
@@ -285,10 +314,12 @@ class CompiledIssue:
 
 
 def compile_issue(
-    content: IssueContent, *, archive_url: str, web: bool = False, site_url: str = ""
-) -> CompiledIssue:
+    content: IssueContent, *, archive_url: str, web: bool = False, site_url: str = "",
+    tracking: Tracking | None = None,
+) -> CompiledIssue:  # fmt: skip
     """Do an issue's expensive rendering work once (`web`: the archive's version)."""
-    return CompiledIssue(content, archive_url=archive_url, web=web, site_url=site_url)
+    return CompiledIssue(content, archive_url=archive_url, web=web, site_url=site_url,
+                         tracking=tracking)  # fmt: skip
 
 
 def render_system_email(

@@ -34,7 +34,10 @@ def _same(html: str) -> str:
 async def test_sent_issue_matches_preview_log_stats_and_archive(
     app_factory: Callable[..., Any], smtpd: SMTPServer
 ) -> None:
-    client: AppClient = await app_factory(embedded_worker=True, bounce_domain="bounce.test")
+    # Previews are never tracked; tracked messages are compared in tests/engagement.
+    client: AppClient = await app_factory(
+        embedded_worker=True, bounce_domain="bounce.test", tracking="off"
+    )
     await make_list(client, "news", "Weekly News")
     people = {
         f"r{n}@example.org": await make_subscriber(

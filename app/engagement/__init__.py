@@ -1,0 +1,1 @@
+"""Engagement: tracked links and opens, machine traffic told apart, rollups and guardrails."""

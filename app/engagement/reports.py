@@ -1,0 +1,153 @@
+"""What the reports read: rollups (engagement_counts) and, per subscriber, event rows.
+
+Every figure of one issue comes from its rollup rows (one per link, hour and verdict: a
+few hundred for a big send), never from counting events, so a report costs the same at a
+million events as at ten. Sends, bounces and unsubscribes come from the deliveries and
+bounces tables by their issue_id indexes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.engagement.links import FIRST
+from app.engagement.models import EngagementCount, EngagementEvent, IssueLink
+from app.errors import Conflict
+from app.models import Bounce, Delivery
+
+
+async def _rows(session: AsyncSession, issue_id: int) -> list[Any]:
+    return list(await session.execute(
+        select(EngagementCount.kind, EngagementCount.link_idx, EngagementCount.bucket,
+               EngagementCount.verdict, EngagementCount.total, EngagementCount.uniq)
+        .where(EngagementCount.issue_id == issue_id)
+    ))  # fmt: skip
+
+
+async def totals(session: AsyncSession, issue_id: int) -> dict[str, Any]:
+    """Opens, clicks, their unique counts, and machine counts with their reasons."""
+    out: dict[str, Any] = {"opens": 0, "unique_opens": 0, "clicks": 0, "unique_clicks": 0,
+           "machine_opens": 0, "machine_clicks": 0}  # fmt: skip
+    reasons: dict[str, dict[str, int]] = {"open": defaultdict(int), "click": defaultdict(int)}
+    for kind, idx, _, verdict, total, uniq in await _rows(session, issue_id):
+        if verdict:
+            out[f"machine_{kind}s"] += total
+            reasons[kind][verdict] += total
+        elif kind == "open":
+            out["opens"] += total
+            out["unique_opens"] += uniq
+        elif idx == -1:
+            out["unique_clicks"] += uniq
+        else:
+            out["clicks"] += total
+    out["machine_reasons"] = {k: dict(v) for k, v in reasons.items()}
+    return out
+
+
+def rates(stats: dict[str, Any]) -> dict[str, float]:
+    """Complaint and hard-bounce rates over the messages that left."""
+    done = stats.get("sent", 0) + stats.get("bounced", 0) + stats.get("complained", 0)
+    if not done:
+        return {"complaint_rate": 0.0, "bounce_rate": 0.0}
+    return {"complaint_rate": round(stats.get("complained", 0) / done, 6),
+            "bounce_rate": round(stats.get("bounced", 0) / done, 6)}  # fmt: skip
+
+
+async def links(session: AsyncSession, issue_id: int) -> list[dict[str, Any]]:
+    """The per-link table: URL, clicks, unique clicks, machine clicks, in message order."""
+    table = dict(
+        (await session.execute(
+            select(IssueLink.idx, IssueLink.url)
+            .where(IssueLink.issue_id == issue_id, IssueLink.idx >= FIRST)
+        )).all()
+    )  # fmt: skip
+    cells = {i: {"url": u, "clicks": 0, "unique_clicks": 0, "machine_clicks": 0}
+             for i, u in sorted(table.items())}  # fmt: skip
+    for kind, idx, _, verdict, total, uniq in await _rows(session, issue_id):
+        cell = cells.get(idx)
+        if kind != "click" or cell is None:
+            continue
+        if verdict:
+            cell["machine_clicks"] += total
+        else:
+            cell["clicks"] += total
+            cell["unique_clicks"] += uniq
+    return list(cells.values())
+
+
+def _floor(at: datetime, bucket: str) -> datetime:
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0) if bucket == "day" else at
+
+
+def _trunc(session: AsyncSession, column: Any, bucket: str) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc(bucket, column)
+    return func.strftime("%Y-%m-%d %H:00:00" if bucket == "hour" else "%Y-%m-%d 00:00:00", column)
+
+
+def _parse(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value
+
+
+async def timeline(session: AsyncSession, issue_id: int, bucket: str) -> list[dict[str, Any]]:
+    """Per hour or day: sent, people's opens and clicks, bounces, unsubscribes, complaints."""
+    keys = ("sent", "opens", "clicks", "bounces", "unsubscribes", "complaints")
+    cells: dict[datetime, dict[str, int]] = defaultdict(lambda: dict.fromkeys(keys, 0))
+    for kind, idx, at, verdict, total, _ in await _rows(session, issue_id):
+        if not verdict and idx != -1:
+            cells[_floor(at, bucket)]["opens" if kind == "open" else "clicks"] += total
+    for column, key in ((Delivery.sent_at, "sent"), (Delivery.unsubscribed_at, "unsubscribes")):
+        # Grouped in the database: a million deliveries are a few dozen rows here.
+        slot = _trunc(session, column, bucket)
+        for at, count in await session.execute(
+            select(slot, func.count())
+            .where(Delivery.issue_id == issue_id, column.is_not(None))
+            .group_by(slot)
+        ):
+            cells[_floor(_parse(at), bucket)][key] += count
+    rows = await session.execute(
+        select(Bounce.type, Bounce.created_at).where(Bounce.issue_id == issue_id, Bounce.counts)
+    )
+    for kind, at in rows:
+        if kind in ("hard", "complaint"):
+            cells[_floor(at, bucket)]["complaints" if kind == "complaint" else "bounces"] += 1
+    return [{"at": at, **cells[at]} for at in sorted(cells)]
+
+
+async def subscriber_events(
+    session: AsyncSession, settings: Settings, subscriber_id: int, limit: int = 500
+) -> list[dict[str, Any]]:
+    """One subscriber's opens and clicks, newest first (`individual` mode only)."""
+    if settings.tracking != "individual":
+        raise Conflict("events per subscriber are kept only when TIDINGS_TRACKING=individual")
+    rows = await session.execute(
+        select(EngagementEvent.at, EngagementEvent.issue_id, EngagementEvent.kind,
+               EngagementEvent.machine, IssueLink.url)
+        .outerjoin(IssueLink, (IssueLink.issue_id == EngagementEvent.issue_id)
+                   & (IssueLink.idx == EngagementEvent.link_idx)
+                   & (EngagementEvent.kind == "click"))
+        .where(EngagementEvent.subscriber_id == subscriber_id)
+        .order_by(EngagementEvent.at.desc()).limit(limit)
+    )  # fmt: skip
+    out = []
+    for at, issue_id, kind, machine, url in rows:
+        item: dict[str, Any] = {"at": at, "issue_id": issue_id, "type": kind, "machine": machine}
+        if kind == "click":
+            item["url"] = url
+        out.append(item)
+    return out
+
+
+async def event_count(session: AsyncSession) -> int:
+    """How many event rows exist (tests and the retention purge's log)."""
+    return int(await session.scalar(select(func.count()).select_from(EngagementEvent)) or 0)
