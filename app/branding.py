@@ -8,6 +8,8 @@ snapshot this process loaded. `refresh()` reloads it at most every REFRESH_SECON
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +26,7 @@ from app.errors import invalid
 from app.media import service as media
 from app.media.models import MediaFile, SiteSetting
 
+log = logging.getLogger("tidings.branding")
 REFRESH_SECONDS = 30.0
 FIELDS = ("name", "logo_media_id", "accent", "address")
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -92,8 +95,10 @@ async def refresh(*, session: AsyncSession, settings: Settings) -> Branding:
         return current(settings)
     try:
         return await load(session=session, settings=settings)
-    except (DBAPIError, OSError):  # unmigrated or unreachable: the environment's branding
-        return from_environment(settings)
+    except (DBAPIError, OSError):  # unmigrated or unreachable: keep what we have for a period
+        kept = current(settings)
+        _remember(settings, kept)
+        return kept
 
 
 async def save(
@@ -151,15 +156,33 @@ class BrandingRefresh:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            from app.issues import stored_layouts
-
-            state = scope["app"].state
-            maker = getattr(state, "sessionmaker", None)
-            if maker is not None:
-                settings = state.settings
-                async with maker() as session:
-                    if not _fresh(settings):
-                        await refresh(session=session, settings=settings)
-                    await stored_layouts.refresh(session=session, key=settings.database_url)
+        if scope["type"] == "http" and scope["path"] not in _OPS_PATHS:
+            await self._refresh(scope["app"].state)
         await self.app(scope, receive, send)
+
+    async def _refresh(self, state: Any) -> None:
+        from app.issues import stored_layouts
+
+        maker = getattr(state, "sessionmaker", None)
+        settings = state.settings
+        if maker is None or (_fresh(settings) and stored_layouts.fresh(settings.database_url)):
+            return
+        try:
+            async with maker() as session:
+                await asyncio.wait_for(self._load(session, settings), timeout=2)
+        except Exception:  # noqa: BLE001 - a refresh must never fail the request it precedes
+            log.warning("branding and stored layouts not refreshed", exc_info=True)
+            # Keep what we have for another period: no retry on every request of an outage.
+            _remember(settings, current(settings))
+            stored_layouts.postpone(settings.database_url)
+
+    async def _load(self, session: AsyncSession, settings: Settings) -> None:
+        from app.issues import stored_layouts
+
+        if not _fresh(settings):
+            await refresh(session=session, settings=settings)
+        await stored_layouts.refresh(session=session, key=settings.database_url)
+
+
+# Health checks and metrics answer without touching the database for this.
+_OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

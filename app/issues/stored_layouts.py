@@ -67,11 +67,12 @@ def names() -> list[str]:
 
 async def refresh(*, session: AsyncSession, key: str = "", force: bool = False) -> None:
     """Reload the registry from the database, at most every REFRESH_SECONDS unless forced."""
-    if not force and time.monotonic() - _loaded_at.get(key, 0.0) < REFRESH_SECONDS:
+    if not force and fresh(key):
         return
     try:
         rows = (await session.scalars(select(EmailLayout))).all()
     except (DBAPIError, OSError):  # not migrated yet, or the database is not answering
+        postpone(key)  # keep what we have for a period rather than retry every request
         return
     _registry.clear()
     _registry.update({r.name: StoredLayout(r.name, r.mjml, r.text) for r in rows})
@@ -129,6 +130,16 @@ async def add(*, session: AsyncSession, name: str, mjml: str, text: str) -> Emai
 async def get_source(*, session: AsyncSession, name: str) -> EmailLayout | None:
     """A stored layout's row, or None."""
     return await session.scalar(select(EmailLayout).where(EmailLayout.name == name))
+
+
+def fresh(key: str) -> bool:
+    """Whether the registry was loaded for this database within REFRESH_SECONDS."""
+    return time.monotonic() - _loaded_at.get(key, 0.0) < REFRESH_SECONDS
+
+
+def postpone(key: str) -> None:
+    """Keep the registry as it is for another period (the database did not answer)."""
+    _loaded_at[key] = time.monotonic()
 
 
 def reset() -> None:
