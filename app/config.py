@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     from_: str = Field("Tidings <newsletter@localhost>", alias="TIDINGS_FROM")
     organisation_name: str = "Tidings"
     organisation_address: str = ""
+    language: str = "en"  # public pages and system emails, unless a list chooses its own
     bounce_domain: str | None = None
     webhook_secret: str | None = None
     mailgun_signing_key: str | None = None

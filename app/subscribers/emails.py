@@ -6,7 +6,7 @@ import asyncio
 import logging
 from email.utils import parseaddr
 
-from app import branding, tokens
+from app import branding, i18n, tokens
 from app.config import Settings
 from app.delivery.transport import DeliveryError, Envelope, Mailer
 
@@ -35,12 +35,42 @@ def confirm_url(settings: Settings, subscriber_id: int) -> str:
     return f"{base}/subscribe/confirm/{confirm_token(settings, subscriber_id)}"
 
 
+def confirmation_text(lang: str, *, organisation: str, list_names: list[str]) -> dict[str, str]:
+    """The words of the confirmation email in `lang`, for email_templates/confirm/."""
+    _ = i18n.translations(lang).gettext
+    lists = ", ".join(list_names)
+    intro = (
+        _("Please confirm that you want to receive %(lists)s.") % {"lists": lists}
+        if list_names
+        else _("Please confirm that you want to receive our newsletter.")
+    )
+    return {
+        "subject": _("Please confirm your subscription to %(organisation)s")
+        % {"organisation": organisation},
+        "title": _("Confirm your subscription"),
+        "preview": _("One click and you are on the list."),
+        "intro": intro,
+        "button": _("Confirm my subscription"),
+        "link": _("Or open this link:"),
+        "text_link": _("Confirm your subscription:"),
+        "ignore": _(
+            "If you did not ask for this, ignore this email: nothing happens until you confirm."
+        ),
+    }
+
+
 def confirmation_envelope(
-    settings: Settings, *, subscriber_id: int, email: str, name: str | None, list_names: list[str]
-) -> Envelope:
-    """The confirmation message for one subscriber, ready for a transport."""
+    settings: Settings, *, subscriber_id: int, email: str, name: str | None,
+    list_names: list[str], language: str | None = None,
+) -> Envelope:  # fmt: skip
+    """The confirmation message for one subscriber, in the lists' language, ready for a transport.
+
+    `language` is the lists' (app.i18n.language_of); the installation's when None.
+    """
     from app.issues.rendering import render_system_email
 
+    lang = language if i18n.is_shipped(language) else i18n.default_language(settings)
+    organisation = branding.current(settings).email_context()
     data = render_system_email(
         "confirm",
         to_email=email,
@@ -49,7 +79,11 @@ def confirmation_envelope(
         context={
             "confirm_url": confirm_url(settings, subscriber_id),
             "lists": list_names,
-            "organisation": branding.current(settings).email_context(),
+            "organisation": organisation,
+            "lang": lang,
+            "text": confirmation_text(
+                lang, organisation=organisation["name"], list_names=list_names
+            ),
         },
     )
     sender = parseaddr(settings.from_)[1] or f"newsletter@{settings.sender_domain}"

@@ -26,13 +26,18 @@ class Confirmation:
     pending: list[str] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)  # lists she unsubscribed from since
+    # The languages of the lists the page is about (None: the installation's default).
+    languages: list[str | None] = field(default_factory=list)
 
 
 def _state(subscriber: Subscriber, confirmed_now: list[str] | None = None) -> Confirmation:
     by_status: dict[str, list[str]] = {"pending": [], "confirmed": [], "unsubscribed": []}
     for s in subscriber.subscriptions:
         by_status[s.status].append(s.mailing_list.name)
+    # The page is about the lists she is on (or waits for); about all when she left them all.
+    on = [s for s in subscriber.subscriptions if s.status != "unsubscribed"]
     return Confirmation(
+        languages=[s.mailing_list.language for s in on or subscriber.subscriptions],
         confirmed_now=confirmed_now or [],
         pending=sorted(by_status["pending"]),
         confirmed=sorted(by_status["confirmed"]),
@@ -97,6 +102,7 @@ async def lists_of(*, session: AsyncSession, link: Link) -> list[dict[str, Any]]
             "slug": ml.slug,
             "name": ml.name,
             "description": ml.description,
+            "language": ml.language,
             "status": st,
             "in_issue": ml.id in in_issue,
         }  # fmt: skip

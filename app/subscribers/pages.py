@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import i18n
 from app.deps import SessionDep, SettingsDep
 from app.security import rate_limited
 from app.subscribers import links, service
@@ -20,6 +21,18 @@ router = APIRouter(tags=["public pages"], include_in_schema=False)
 FORM_ACTION = "/subscribe"
 
 
+def form_language(request: Request, lists: list[Any], ticked: list[str], lang: str) -> str:
+    """The hosted form's language: `?lang=` when shipped, else its list's, else its lists'.
+
+    With `?list=slug` the page is about that one list; otherwise about every list it offers.
+    """
+    if i18n.is_shipped(lang):
+        return lang
+    default = i18n.default_language(request.app.state.settings)
+    about = [m for m in lists if m.slug in ticked] if len(ticked) == 1 else []
+    return i18n.language_of([m.language for m in about or lists], default)
+
+
 async def render_form(
     request: Request,
     session: AsyncSession,
@@ -27,24 +40,47 @@ async def render_form(
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
+    lang: str = "",
 ) -> HTMLResponse:
-    """The sign-up form for the public lists, with what was typed and errors by field."""
+    """The sign-up form for the public lists, with what was typed and errors by field.
+
+    `errors` holds the catalogue's English messages: they are translated here.
+    """
     lists = await service.browse_lists(session=session, after=0, limit=200, public_only=True)
     values = {"email": "", "name": "", "lists": [], **(values or {})}
-    context = {"lists": lists, "values": values, "errors": errors or {}, "action": FORM_ACTION}
+    page_lang = form_language(request, lists, values["lists"], lang)
+    _ = i18n.translations(page_lang).gettext
+    context = {
+        "lists": lists,
+        "values": values,
+        "errors": {field: _(message) for field, message in (errors or {}).items()},
+        "action": FORM_ACTION,
+        "lang": page_lang,
+        "explicit_lang": i18n.is_shipped(lang),
+    }
     return render_page(request, "subscribe.html", context, status_code=status_code)
 
 
 @router.get("/subscribe", response_class=HTMLResponse)
-async def subscribe_form(request: Request, session: SessionDep, list: str = "") -> HTMLResponse:  # noqa: A002
-    """The hosted sign-up form; `?list=slug` ticks that list."""
-    return await render_form(request, session, values={"lists": [list] if list else []})
+async def subscribe_form(
+    request: Request,
+    session: SessionDep,
+    list: str = "",  # noqa: A002
+    lang: str = "",
+) -> HTMLResponse:
+    """The hosted sign-up form; `?list=slug` ticks that list, `?lang=de` chooses its language."""
+    return await render_form(request, session, values={"lists": [list] if list else []}, lang=lang)
 
 
 @router.get("/subscribe/thanks", response_class=HTMLResponse)
-async def thanks(request: Request, status: str = "pending") -> HTMLResponse:
-    """After a form sign-up: check your inbox, or you are subscribed."""
-    return render_page(request, "subscribe_thanks.html", {"pending": status != "confirmed"})
+async def thanks(request: Request, status: str = "pending", lang: str = "") -> HTMLResponse:
+    """After a form sign-up: check your inbox, or you are subscribed (in the lists' language)."""
+    context = {
+        "pending": status != "confirmed",
+        "lang": lang,
+        "subscribe_href": f"/subscribe?lang={lang}" if i18n.is_shipped(lang) else "/subscribe",
+    }
+    return render_page(request, "subscribe_thanks.html", context)
 
 
 @router.get(
@@ -65,9 +101,10 @@ async def confirm_page(
     state = await links.confirmation_state(session=session, subscriber_id=subscriber_id)
     if state is None:
         return not_found_page(request)
+    lang = _confirm_language(request, state)
     if not state.pending:
-        return render_page(request, "confirm_done.html", {"state": state})
-    return render_page(request, "confirm.html", {"list_names": state.pending})
+        return render_page(request, "confirm_done.html", {"state": state, "lang": lang})
+    return render_page(request, "confirm.html", {"list_names": state.pending, "lang": lang})
 
 
 @router.post(
@@ -85,4 +122,10 @@ async def confirm(
     state = await links.confirm(session=session, subscriber_id=subscriber_id)
     if state is None:
         return not_found_page(request)
-    return render_page(request, "confirm_done.html", {"state": state})
+    lang = _confirm_language(request, state)
+    return render_page(request, "confirm_done.html", {"state": state, "lang": lang})
+
+
+def _confirm_language(request: Request, state: links.Confirmation) -> str:
+    default = i18n.default_language(request.app.state.settings)
+    return i18n.language_of(state.languages, default)

@@ -13,11 +13,15 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import select
 
+from app import i18n
 from app.config import Settings
 from app.db import core_transaction, transaction
 from app.delivery.transport import Mailer
 from app.errors import Invalid
+from app.i18n import N_
+from app.models import MailingList
 from app.security import rate_limited
 from app.subscribers.emails import confirmation_envelope, send_confirmation
 from app.subscribers.pages import render_form
@@ -44,18 +48,19 @@ _SUBSCRIBE_BODY = {
         },
     },
 }
-# What a person reads next to the field, in plain words (never a library's message).
+# What a person reads next to the field, in plain words (never a library's message);
+# translated by the form (pages.render_form) into the page's language.
 _MESSAGES = {
-    "email": "Enter a valid email address, like name@example.com",
-    "name": "The name is too long or has characters that are not allowed",
-    "list": "Choose at least one list",
+    "email": N_("Enter a valid email address, like name@example.com"),
+    "name": N_("The name is too long or has characters that are not allowed"),
+    "list": N_("Choose at least one list"),
 }
 _FIELD_OF = {"email": "email", "name": "name", "lists": "list", "attributes": "email"}
 
 
 def confirm_later(
     settings: Settings, mailer: Mailer, background: BackgroundTasks, *, subscriber_id: int,
-    email: str, name: str | None, list_names: list[str],
+    email: str, name: str | None, list_names: list[str], language: str | None = None,
 ) -> None:  # fmt: skip
     """Build and send the confirmation after the answer: neither holds the request.
 
@@ -64,8 +69,9 @@ def confirm_later(
 
     async def build_and_send() -> None:
         envelope = confirmation_envelope(
-            settings, subscriber_id=subscriber_id, email=email, name=name, list_names=list_names
-        )
+            settings, subscriber_id=subscriber_id, email=email, name=name,
+            list_names=list_names, language=language,
+        )  # fmt: skip
         await send_confirmation(mailer, envelope)
 
     background.add_task(build_and_send)
@@ -88,8 +94,11 @@ async def _read_body(request: Request, *, is_form: bool) -> Any:
         ) from None
 
 
-async def _sign_up(request: Request, raw: Any, background: BackgroundTasks) -> SignUp:
-    """Validate, write and commit one sign-up; the confirmation goes out after the answer."""
+async def _sign_up(request: Request, raw: Any, background: BackgroundTasks) -> tuple[SignUp, str]:
+    """Validate, write and commit one sign-up; the confirmation goes out after the answer.
+
+    Also the language of the lists signed up to, which the confirmation email speaks.
+    """
     settings, mailer = request.app.state.settings, request.app.state.mailer
     data = SubscribeIn.model_validate(raw)
     async with core_transaction(request.app.state.engine) as conn:
@@ -101,6 +110,11 @@ async def _sign_up(request: Request, raw: Any, background: BackgroundTasks) -> S
             attributes=data.attributes,
             check_deliverability=settings.check_deliverability,
         )
+        # The lists' language, for the confirmation email and the thank-you page.
+        languages = await conn.scalars(
+            select(MailingList.language).where(MailingList.slug.in_(data.lists))
+        )
+        language = i18n.language_of(languages.all(), i18n.default_language(settings))
     if signup.subscriber_id is not None:
         confirm_later(
             settings,
@@ -110,31 +124,38 @@ async def _sign_up(request: Request, raw: Any, background: BackgroundTasks) -> S
             email=signup.email,
             name=signup.name,
             list_names=signup.list_names,
+            language=language,
         )
-    return signup
+    return signup, language
 
 
 async def _form_signup(request: Request, background: BackgroundTasks) -> Response:
     """A browser's form post: 303 to the thank-you page, or the form again with the errors."""
     raw = await _read_body(request, is_form=True)
+    lang = str((await request.form()).get("lang", ""))  # the hosted form's ?lang=, if any
     try:
-        signup = await _sign_up(request, raw, background)
+        signup, language = await _sign_up(request, raw, background)
     except ValidationError as exc:
         fields = {_FIELD_OF.get(str(e["loc"][0]), "email") for e in exc.errors() if e["loc"]}
-        return await _form_again(request, raw, fields)
+        return await _form_again(request, raw, fields, lang)
     except Invalid as exc:
         return await _form_again(
-            request, raw, {_FIELD_OF.get(exc.loc[-1] if exc.loc else "", "email")}
+            request, raw, {_FIELD_OF.get(exc.loc[-1] if exc.loc else "", "email")}, lang
         )
-    return RedirectResponse(f"/subscribe/thanks?status={signup.status}", status_code=303)
+    lang = lang if i18n.is_shipped(lang) else language
+    default = i18n.default_language(request.app.state.settings)
+    suffix = f"&lang={lang}" if lang != default else ""  # the default needs no parameter
+    return RedirectResponse(f"/subscribe/thanks?status={signup.status}{suffix}", status_code=303)
 
 
-async def _form_again(request: Request, raw: Any, fields: set[str]) -> Response:
+async def _form_again(request: Request, raw: Any, fields: set[str], lang: str) -> Response:
     errors: dict[str, str] = {f: _MESSAGES[f] for f in ("email", "name", "list") if f in fields}
     values = {"email": str(raw.get("email", "")), "name": str(raw.get("name", "")),
               "lists": raw.get("lists", [])}  # fmt: skip
     async with transaction(request.app.state.sessionmaker) as session:
-        return await render_form(request, session, values=values, errors=errors, status_code=422)
+        return await render_form(
+            request, session, values=values, errors=errors, status_code=422, lang=lang
+        )
 
 
 @router.post(
@@ -154,7 +175,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         return await _form_signup(request, background)
     raw = await _read_body(request, is_form=is_form)
     try:
-        signup = await _sign_up(request, raw, background)
+        signup, _ = await _sign_up(request, raw, background)
     except ValidationError as exc:
         located = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(located) from None

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from app import i18n
+
 # Every kind of line break and control character, Unicode's too (U+0085, U+2028, U+2029):
 # names reach the To and List-Id headers, where a line break would be an injection.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -48,6 +50,8 @@ def _blank_is_none(value: str | None) -> str | None:
 OptionalName = Annotated[PersonName | None, AfterValidator(_blank_is_none)]
 Email = Annotated[str, StringConstraints(min_length=1, max_length=320)]
 Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
+# A shipped catalogue (app/locale); a list's None means the installation's TIDINGS_LANGUAGE.
+Language = Annotated[str, AfterValidator(i18n.check)]
 
 _ATTRIBUTE_KEY = re.compile(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,64}$")
 
@@ -105,6 +109,7 @@ class ListCreate(Strict):
     description: Description = ""
     double_opt_in: bool = True
     public: bool = True
+    language: Language | None = None
 
 
 class ListUpdate(Strict):
@@ -112,6 +117,7 @@ class ListUpdate(Strict):
     description: Description | None = None
     double_opt_in: bool | None = None
     public: bool | None = None
+    language: Language | None = None  # null: back to the installation's language
 
 
 class ListCounts(BaseModel):
@@ -127,6 +133,7 @@ class ListOut(BaseModel):
     description: str
     double_opt_in: bool
     public: bool
+    language: str | None  # None: the installation's TIDINGS_LANGUAGE
     created_at: datetime
     counts: ListCounts
 

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from app import tokens
+from app import i18n, tokens
 from app.deps import SessionDep
 from app.security import enforce_limit
 from app.subscribers import links
@@ -63,11 +63,16 @@ async def _page(
     request: Request, session: AsyncSession, link: Link, name: str, **extra: Any
 ) -> HTMLResponse:
     lists = await links.lists_of(session=session, link=link)
+    issue_lists = [m for m in lists if m["in_issue"]]
+    # Unsubscribing is about the issue's lists; the preference page about all of hers.
+    about = issue_lists if name.startswith("unsubscribe") and issue_lists else lists
+    default = i18n.default_language(request.app.state.settings)
     context = {
         "email": link.subscriber.email,
         "lists": lists,
-        "issue_lists": [m for m in lists if m["in_issue"]],
+        "issue_lists": issue_lists,
         "token": request.path_params["token"],
+        "lang": i18n.language_of([m["language"] for m in about], default),
         **extra,
     }
     return render_page(request, name, context)
