@@ -134,7 +134,37 @@ async def import_csv(
     finally:
         if writing is not None:  # even when the upload breaks off: finish the batch in flight
             await writing
+    await refresh_statistics(sessionmaker, written=result.created + result.updated)
     return result
+
+
+# Past this many rows written, or a tenth of what the table held, the planner's statistics
+# are stale enough to matter: a send right after importing into an empty database ran at a
+# third of its speed, its statements planned for empty tables (issue 15).
+ANALYZE_ROWS = 10_000
+
+_REFRESH = (
+    "SELECT gin_clean_pending_list(i) FROM unnest(ARRAY[to_regclass($1), to_regclass($2)]) i"
+    " WHERE i IS NOT NULL"
+)
+
+
+async def refresh_statistics(
+    sessionmaker: async_sessionmaker[AsyncSession], *, written: int
+) -> None:
+    """ANALYZE the tables an import grew (PostgreSQL; SQLite's planner keeps no such figures)."""
+    if not written or sessionmaker.kw["bind"].dialect.name != "postgresql":
+        return
+    async with driver_transaction(sessionmaker) as conn:
+        before = await conn.fetchval(
+            "SELECT reltuples FROM pg_class WHERE oid = 'subscribers'::regclass"
+        )
+        if written < ANALYZE_ROWS and written * 10 < max(before, 0):
+            return
+        # The search indexes' pending lists go into the index proper too: until a vacuum
+        # they are read row by row and priced as such (migration 0010).
+        await conn.execute(_REFRESH, "ix_subscribers_email_key_trgm", "ix_subscribers_name_trgm")
+        await conn.execute("ANALYZE subscribers, subscriptions")
 
 
 async def write_batch(
