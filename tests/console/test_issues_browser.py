@@ -259,6 +259,8 @@ async def test_comms_officer_sends_an_issue_from_the_console(
     await accessible(viewer)
     await viewer.goto(f"{live.url}/admin/issues/{draft['id']}")
     assert await viewer.get_by_label("Subject").is_disabled()
+    await viewer.locator("#preview-report").get_by_text("Gmail").wait_for()
+    await accessible(viewer)  # the editor at phone width, the attack body in its preview
     assert await viewer.get_by_role("button", name="Send a test of the saved issue").count() == 0
     await context.close()
 
