@@ -75,7 +75,7 @@ def language_of(languages: Iterable[str | None], default: str) -> str:
 
     A list without a language of its own (None) speaks the installation's default.
     """
-    chosen = {lang if is_shipped(lang) else default for lang in languages}
+    chosen = {lang if lang is not None and is_shipped(lang) else default for lang in languages}
     return chosen.pop() if len(chosen) == 1 else default
 
 

@@ -69,7 +69,7 @@ def confirmation_envelope(
     """
     from app.issues.rendering import render_system_email
 
-    lang = language if i18n.is_shipped(language) else i18n.default_language(settings)
+    lang = language if language and i18n.is_shipped(language) else i18n.default_language(settings)
     organisation = branding.current(settings).email_context()
     data = render_system_email(
         "confirm",
