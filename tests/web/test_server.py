@@ -147,6 +147,7 @@ async def test_the_access_log_never_holds_a_token(live: Live) -> None:
         ("GET", "/archive/", 307, "/archive"),
         ("GET", "/archive/?before=5", 307, "/archive?before=5"),
         ("POST", "/api/v1/issues/", 308, "/api/v1/issues"),
+        ("GET", "/archive/12/", 307, "/archive/12"),
     ],
 )
 async def test_redirects_never_name_the_host_the_client_sent(
