@@ -15,13 +15,14 @@ from typing import Any
 from bench.infra import OUT, Processes, Skip, pg_available, smtp_source_rate, start_sink
 from bench.report import Results, Row
 
-PARTS = ("wire", "cost", "dispatch", "profile", "fanout", "api", "import")
+PARTS = ("wire", "cost", "dispatch", "profile", "fanout", "api", "import", "audience")
 NEEDS = {  # the modules a part drives; a part whose module is not built yet is skipped
     "dispatch": ("app.delivery.dispatcher", "app.issues.router"),
     "profile": ("app.delivery.dispatcher", "app.issues.router"),
     "fanout": ("app.delivery.dispatcher", "app.issues.router"),
     "api": ("app.subscribers.router",),
     "import": ("app.subscribers.importer",),
+    "audience": ("app.console.subscribers",),
 }
 
 
@@ -33,6 +34,7 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fanout", type=int, help="largest list of the fan-out run (1,000,000)")
     p.add_argument("--window", type=float, help="seconds a worker sends in the fan-out run")
     p.add_argument("--import-rows", type=int, help="rows of the import CSV (1,000,000)")
+    p.add_argument("--audience", type=int, help="subscribers of the audience part (1,000,000)")
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
     p.add_argument("--output", type=Path, default=Path(__file__).parent / "results.json")
     args = p.parse_args(argv)
@@ -44,6 +46,7 @@ def options(argv: list[str]) -> argparse.Namespace:
     args.fanout_sizes = sorted({min(100_000, big), big})
     args.window = args.window or (15.0 if q else 60.0)
     args.import_rows = args.import_rows or (100_000 if q else 1_000_000)
+    args.audience = args.audience or (100_000 if q else 1_000_000)
     args.api_seconds = 5 if q else 10
     args.import_limit = 60.0 if q else 180.0
     args.profile_subscribers = 5_000 if q else 20_000
@@ -177,6 +180,13 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
                 time_limit=args.import_limit,
             ),
         )
+    if no_pg:
+        if "audience" in wanted:
+            results.skip("audience", str(no_pg))
+    else:
+        from bench.audience import measure_audience
+
+        await part("audience", lambda: measure_audience(results, subscribers=args.audience))
 
 
 def summarise_dispatch(results: Results, runs: list[dict[str, Any]], wire: float | None) -> None:
