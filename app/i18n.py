@@ -64,6 +64,11 @@ def translations(lang: str) -> Translations:
     return Translations(compiled)
 
 
+def names() -> dict[str, str]:
+    """Each shipped language by its own name ("English", "Deutsch", "français"), for a select."""
+    return {lang: Locale.parse(lang).get_display_name(lang) or lang for lang in LANGUAGES}
+
+
 def default_language(settings: Any) -> str:
     """The installation's language (TIDINGS_LANGUAGE), English when it names no catalogue."""
     lang = getattr(settings, "language", SOURCE_LANGUAGE)

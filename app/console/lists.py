@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from app import i18n
 from app.console.audience import can_edit, field_errors, read_form
 from app.console.web import ConsoleUser, flash, page, redirect, require_role
 from app.deps import SessionDep
@@ -18,7 +19,7 @@ from app.subscribers.schemas import ListCreate, ListUpdate
 
 router = APIRouter(prefix="/admin", tags=["console"])
 
-LABELS = {"slug": "Slug", "name": "Name", "description": "Description"}
+LABELS = {"slug": "Slug", "name": "Name", "description": "Description", "language": "Language"}
 MAX_LISTS_SHOWN = 1000
 
 
@@ -29,7 +30,14 @@ def _list_values(form: dict[str, str]) -> dict[str, Any]:
         "description": form.get("description", "").replace("\r\n", "\n"),
         "double_opt_in": form.get("double_opt_in") == "on",
         "public": form.get("public") == "on",
+        "language": form.get("language") or None,  # "": the installation's language
     }
+
+
+def _languages(request: Request) -> dict[str, Any]:
+    """What the language select offers, and the installation's default it names."""
+    default = i18n.default_language(request.app.state.settings)
+    return {"languages": i18n.names(), "default_language": default}
 
 
 async def _index(
@@ -41,6 +49,7 @@ async def _index(
     response = page(
         request, "console/list_index.html", lists=lists, counts=counts, can_edit=can_edit(user),
         values=values or {"double_opt_in": True, "public": True}, errors=errors or {},
+        **_languages(request),
     )  # fmt: skip
     response.status_code = status_code
     return response
@@ -87,7 +96,7 @@ async def _edit(
         request, "console/list_edit.html", mailing_list=mailing_list, counts=counts,
         issues=issues, blocking=blocking, can_edit=can_edit(user), errors=errors,
         delete_error=delete_error,
-        values=values or _list_values_of(mailing_list),
+        values=values or _list_values_of(mailing_list), **_languages(request),
     )  # fmt: skip
     response.status_code = status_code
     return response
@@ -99,6 +108,7 @@ def _list_values_of(mailing_list: Any) -> dict[str, Any]:
         "description": mailing_list.description,
         "double_opt_in": mailing_list.double_opt_in,
         "public": mailing_list.public,
+        "language": mailing_list.language,
     }
 
 
@@ -114,7 +124,7 @@ async def list_page(
 async def update_list(
     slug: str, request: Request, session: SessionDep, user: ConsoleUser
 ) -> Response:
-    """Save a list's name, description, opt-in mode and visibility."""
+    """Save a list's name, description, opt-in mode, visibility and language."""
     require_role(user, "editor")
     form, _ = await read_form(request)
     values = _list_values(form)
