@@ -15,7 +15,7 @@ from typing import Any
 from bench.infra import OUT, Processes, Skip, pg_available, smtp_source_rate, start_sink
 from bench.report import Results, Row
 
-PARTS = ("wire", "cost", "dispatch", "profile", "fanout", "api", "import", "audience")
+PARTS = ("wire", "cost", "dispatch", "profile", "fanout", "api", "import", "audience", "user")
 NEEDS = {  # the modules a part drives; a part whose module is not built yet is skipped
     "dispatch": ("app.delivery.dispatcher", "app.issues.router"),
     "profile": ("app.delivery.dispatcher", "app.issues.router"),
@@ -23,6 +23,7 @@ NEEDS = {  # the modules a part drives; a part whose module is not built yet is 
     "api": ("app.subscribers.router",),
     "import": ("app.subscribers.importer",),
     "audience": ("app.console.subscribers",),
+    "user": ("app.delivery.dispatcher", "app.issues.router"),
 }
 
 
@@ -47,6 +48,7 @@ def options(argv: list[str]) -> argparse.Namespace:
     args.window = args.window or (15.0 if q else 60.0)
     args.import_rows = args.import_rows or (100_000 if q else 1_000_000)
     args.audience = args.audience or (100_000 if q else 1_000_000)
+    args.user_subscribers = 5_000 if q else 20_000
     args.api_seconds = 5 if q else 10
     args.import_limit = 60.0 if q else 180.0
     args.profile_subscribers = 5_000 if q else 20_000
@@ -187,6 +189,14 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
         from bench.audience import measure_audience
 
         await part("audience", lambda: measure_audience(results, subscribers=args.audience))
+        from bench.user_path import measure_user_path
+
+        await part(
+            "user",
+            lambda: measure_user_path(
+                results, procs=procs, sink_port=sink, subscribers=args.user_subscribers
+            ),
+        )
 
 
 def summarise_dispatch(results: Results, runs: list[dict[str, Any]], wire: float | None) -> None:
