@@ -18,6 +18,7 @@ from app.bounces.policy import record_bounce
 from app.config import Settings
 from app.delivery import queue
 from app.delivery.feeder import precompile
+from app.engagement import guardrail
 from app.issues import lifecycle
 from app.models import RateBucket
 
@@ -43,6 +44,10 @@ async def control_tick(d: Dispatcher, tick: int) -> None:
                 log.info("issues started %s, finished %s", started, finished)
             await _refresh_blocks(d, s)
         if tick % EVERY_2_S == 0:
+            sending = [i for i, status in d.status.items() if status == "sending"]
+            for issue_id, reason in (await guardrail.verdicts(s, d.settings, sending)).items():
+                log.warning("issue %s paused: %s", issue_id, reason)
+                d.pause(issue_id, reason)  # written through lifecycle.pause by the writer
             recovered = await queue.recover_expired(session=s)
             if recovered:
                 log.warning("%d deliveries of a vanished dispatcher back in the queue", recovered)

@@ -57,6 +57,8 @@ def issue_out(settings: Settings, issue: Issue) -> IssueOut:
         recipients=issue.recipients,
         in_archive=issue.in_archive,
         segment=issue.segment_id,
+        track_opens=issue.track_opens,
+        track_clicks=issue.track_clicks,
     )
 
 

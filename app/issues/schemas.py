@@ -38,6 +38,9 @@ class IssueIn(BaseModel):
     in_archive: bool | None = None
     # Recipients are the lists' members who also match this segment (app/segments).
     segment: int | None = Field(None, ge=1, le=2**31 - 1)
+    # None: tracked unless TIDINGS_TRACKING=off (app/engagement).
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -57,6 +60,8 @@ class IssuePatch(BaseModel):
     # The one field that may change after sending: an issue can leave the archive.
     in_archive: bool | None = None
     segment: int | None = Field(None, ge=1, le=2**31 - 1)  # null: the whole lists
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -84,6 +89,8 @@ class IssueOut(BaseModel):
     recipients: int
     in_archive: bool
     segment: int | None = None
+    track_opens: bool = True
+    track_clicks: bool = True
 
 
 class IssuePage(BaseModel):
@@ -141,6 +148,16 @@ class StatsOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     messages_per_second: float
+    # Engagement (app/engagement/reports.py): machines counted apart and left out of the rest.
+    opens: int = 0
+    unique_opens: int = 0
+    clicks: int = 0
+    unique_clicks: int = 0
+    machine_opens: int = 0
+    machine_clicks: int = 0
+    complaint_rate: float = 0.0
+    bounce_rate: float = 0.0
+    machine_reasons: dict[str, dict[str, int]] = {}
 
 
 class DeliveryOut(BaseModel):

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import utcnow
+from app.engagement import reports as engagement_reports
+from app.engagement import settings as engagement_settings
 from app.errors import Conflict, NotFound, invalid
 from app.issues import compose, lifecycle, rendering
 from app.issues.lifecycle import EDITABLE
@@ -80,6 +82,8 @@ async def create(*, session: AsyncSession, settings: Settings, data: IssueIn) ->
     values = data.model_dump(exclude={"lists", "from_", "in_archive", "segment"}) | {
         "from_addr": data.from_
     }
+    for flag, default in engagement_settings.issue_defaults(settings).items():
+        values[flag] = default if values[flag] is None else values[flag]
     lists = await _lists(session, data.lists)
     await segments.check_exists(session, data.segment)
     await asyncio.to_thread(check_renderable, settings, values)
@@ -96,7 +100,8 @@ async def duplicate(*, session: AsyncSession, issue_id: int) -> Issue:
     """A new draft with the content, lists and archive choice of an existing issue."""
     source = await get(session=session, issue_id=issue_id)
     copy = Issue(**{k: getattr(source, k) for k in CONTENT}, status="draft", recipients=0,
-                 in_archive=source.in_archive, segment_id=source.segment_id)  # fmt: skip
+                 in_archive=source.in_archive, segment_id=source.segment_id,
+                 track_opens=source.track_opens, track_clicks=source.track_clicks)  # fmt: skip
     copy.lists = list(source.lists)
     session.add(copy)
     await session.flush()
@@ -143,6 +148,8 @@ async def update_issue(
         changes["segment_id"] = data.segment
     if "from_" in data.model_fields_set:
         changes["from_addr"] = data.from_
+    if None in (changes.get(k, "") for k in ("track_opens", "track_clicks")):
+        raise invalid("track_opens", "track_opens and track_clicks must be true or false")
     if None in (changes.get(k, "") for k in ("subject", "preheader", "template", "format", "body")):
         raise invalid("body", "only from may be null (back to the default From)")
     lists = await _lists(session, data.lists) if data.lists is not None else None
@@ -251,7 +258,7 @@ async def stats(*, session: AsyncSession, issue_id: int) -> dict[str, Any]:
     if left and issue.started_at and end:
         # At least a second: a few messages sent in a blink are not a rate of thousands.
         rate = round(left / max((end - issue.started_at).total_seconds(), 1.0), 2)
-    return {
+    stats = {
         "status": issue.status,
         "recipients": issue.recipients,
         "queued": by_status.get("queued", 0) + by_status.get("sending", 0),
@@ -264,6 +271,8 @@ async def stats(*, session: AsyncSession, issue_id: int) -> dict[str, Any]:
         "finished_at": issue.finished_at,
         "messages_per_second": rate,
     }
+    figures = {**stats, **await engagement_reports.totals(session, issue_id)}
+    return {**figures, **engagement_reports.rates(figures)}
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -238,6 +238,13 @@ async def test_stats_count_by_outcome(client: AppClient, audience: dict[str, int
         "started_at": stats["started_at"],
         "finished_at": None,
         "messages_per_second": 0.1,  # 5 messages left in the 50 s up to the last one
+        # Engagement (tests/engagement): no opens or clicks; rates over the 5 that left.
+        **dict.fromkeys(("opens", "unique_opens", "clicks", "unique_clicks"), 0),
+        "machine_opens": 0,
+        "machine_clicks": 0,
+        "machine_reasons": {"open": {}, "click": {}},
+        "complaint_rate": 0.2,
+        "bounce_rate": 0.2,
     }
     assert datetime.fromisoformat(stats["started_at"]) == started
     assert (await client.get("/api/v1/issues/999999/stats")).status_code == 404
