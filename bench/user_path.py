@@ -91,6 +91,19 @@ async def _plan(url: str, issue_id: int, *, analyze: bool) -> str:
         await conn.close()
 
 
+async def _last_analyze(url: str) -> dict[str, str | None]:
+    """When the import's own ANALYZE ran (app/subscribers/importer.py), per table."""
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT relname, last_analyze FROM pg_stat_user_tables"
+            " WHERE relname IN ('subscribers', 'subscriptions')"
+        )
+        return {r[0]: r[1] and r[1].isoformat() for r in rows}
+    finally:
+        await conn.close()
+
+
 async def measure_user_path(
     results: Results, *, procs: Processes, sink_port: int, subscribers: int
 ) -> dict[str, Any]:
@@ -120,11 +133,12 @@ async def measure_user_path(
         t0 = time.time()
         send_s, answer = await stack.send(issue_id)
         plan_fresh = await _plan(url, issue_id, analyze=False)
+        plan_analyzed = await _plan(url, issue_id, analyze=True)  # while the queue is full
         stats = await stack.wait_sent(issue_id, timeout=max(600, subscribers / 50))
         finished = stats.get("finished_at")
         end = datetime.fromisoformat(finished).timestamp() if finished else time.time()
         rate = (stats.get("sent") or 0) / max(end - t0, 1e-3)
-        plan_analyzed = await _plan(url, issue_id, analyze=True)
+        analyzed = await _last_analyze(url)
     finally:
         if stack is not None:
             await stack.stop()
@@ -141,6 +155,7 @@ async def measure_user_path(
         "ratio": rate / wire,
         "claim_plan_after_fan_out": plan_fresh,
         "claim_plan_after_analyze": plan_analyzed,
+        "last_analyze_after_import": analyzed,
     }
     results.raw["user_path"] = figures
     complete = stats.get("sent") == subscribers
