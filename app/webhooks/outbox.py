@@ -52,16 +52,25 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     """One delivery per enabled webhook subscribed to each new event; events handled."""
     async with sessionmaker() as s, s.begin():
         stmt = (
-            select(WebhookEvent.id, WebhookEvent.type)
+            select(WebhookEvent.id)
             .where(WebhookEvent.fanned_out.is_(False))
             .order_by(WebhookEvent.created_at)
             .limit(FAN_OUT_BATCH)
         )
         if s.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
-        events = (await s.execute(stmt)).all()
-        if not events:
+        candidates = list((await s.scalars(stmt)).all())
+        if not candidates:
             return 0
+        # Flipped with a guard and RETURNING: of two senders that read the same events,
+        # each fans out only those it flipped itself (SQLite reads outside the write lock).
+        flipped = await s.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(candidates), WebhookEvent.fanned_out.is_(False))
+            .values(fanned_out=True)
+            .returning(WebhookEvent.id, WebhookEvent.type)
+        )
+        events = flipped.all()
         hooks = (
             await s.execute(select(Webhook.id, Webhook.events).where(Webhook.enabled.is_(True)))
         ).all()
@@ -80,11 +89,7 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
         unwanted = [e[0] for e in events if e[0] not in wanted]
         if unwanted:
             await s.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(unwanted)))
-        if wanted:
-            await s.execute(
-                update(WebhookEvent).where(WebhookEvent.id.in_(wanted)).values(fanned_out=True)
-            )
-        return len(events)
+        return len(candidates)
 
 
 def _due(now: datetime) -> Any:
@@ -199,3 +204,22 @@ async def record(
             .values(enabled=False, disabled_at=now, disabled_reason=reason[:1000])
         )  # fmt: skip
         return True
+
+
+async def prune(sessionmaker: async_sessionmaker[AsyncSession], *, older_than: timedelta) -> int:
+    """Forget events older than `older_than` with nothing pending; their log goes with them."""
+    cutoff = utcnow() - older_than
+    pending = select(WebhookDelivery.id).where(
+        WebhookDelivery.event_id == WebhookEvent.id, WebhookDelivery.status == "pending"
+    )
+    async with sessionmaker() as s, s.begin():
+        old = select(WebhookEvent.id).where(
+            WebhookEvent.created_at < cutoff, WebhookEvent.fanned_out.is_(True), ~pending.exists()
+        )
+        ids = list((await s.scalars(old.limit(FAN_OUT_BATCH))).all())
+        if ids:
+            doomed = select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(ids))
+            await s.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(doomed)))
+            await s.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(ids)))
+            await s.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(ids)))
+        return len(ids)

@@ -36,6 +36,8 @@ DEADLINE = 30.0  # a whole call, however slowly the body drips in
 BODY_KEPT = 1000  # characters of a response body kept in the log
 LEASE = timedelta(seconds=120)  # longer than DEADLINE: a live call never loses its lease
 STOP_GRACE = 10.0
+KEEP_LOG = timedelta(days=30)  # how long a finished event and its delivery log are kept
+PRUNE_EVERY = 600.0  # seconds between two prunes by one sender
 
 
 def payload(claim: Claim) -> bytes:
@@ -138,6 +140,7 @@ class WebhookSender:
             asyncio.Lock() if settings.is_sqlite else contextlib.nullcontext()
         )
         self._task: asyncio.Task[None] | None = None
+        self.next_prune = time.monotonic()
 
     def start(self) -> asyncio.Task[None]:
         self._task = asyncio.create_task(self.run(), name="tidings-webhooks")
@@ -186,6 +189,9 @@ class WebhookSender:
         self.freed.clear()
         async with self.writes:
             fanned = await outbox.fan_out(self.sessionmaker)
+            if time.monotonic() >= self.next_prune:
+                self.next_prune = time.monotonic() + PRUNE_EVERY
+                await outbox.prune(self.sessionmaker, older_than=KEEP_LOG)
         free = self.concurrency - len(self.inflight)
         if free <= 0:
             await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,9 +13,9 @@ from app.bounces.policy import record_bounce
 from app.issues import lifecycle
 from app.models import Subscriber
 from app.subscribers import memberships
-from app.webhooks import events
+from app.webhooks import events, outbox
 from app.webhooks.events import EVENTS, emit
-from app.webhooks.models import WebhookEvent
+from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 from tests.conftest import AppClient, make_list
 from tests.issues.factory import make_issue
 from tests.webhooks.helpers import count_events, register
@@ -128,3 +129,26 @@ async def test_the_persons_confirmation_emits_confirmed_once(hooked: AppClient) 
             await links.confirm(session=s, subscriber_id=subscriber_id)
     confirmed = [d for t, d in await _events(hooked) if t == "subscriber.confirmed"]
     assert confirmed == [{"id": subscriber_id, "email": "f@example.org", "name": None}]
+
+
+async def test_prune_forgets_old_finished_events_and_keeps_pending_ones(
+    hooked: AppClient,
+) -> None:
+    sessionmaker = hooked.app.state.sessionmaker
+    old = events.utcnow() - timedelta(days=40)
+    async with sessionmaker() as s, s.begin():
+        (hook_id,) = (await s.scalars(select(events.Webhook.id))).all()
+        for event_id, status in (("msg_done", "delivered"), ("msg_wait", "pending")):
+            await s.execute(insert(WebhookEvent).values(id=event_id, type="issue.started",
+                            data={}, created_at=old, fanned_out=True))  # fmt: skip
+            row = {"webhook_id": hook_id, "event_id": event_id, "status": status,
+                   "attempts": 1, "next_attempt_at": old, "created_at": old}  # fmt: skip
+            await s.execute(insert(WebhookDelivery).values(**row))
+        delivery = await s.scalar(select(WebhookDelivery.id).where(
+            WebhookDelivery.event_id == "msg_done"))  # fmt: skip
+        await s.execute(insert(WebhookAttempt).values(delivery_id=delivery, attempted_at=old,
+                        status_code=200, duration_ms=1))  # fmt: skip
+    assert await outbox.prune(sessionmaker, older_than=timedelta(days=30)) == 1
+    async with sessionmaker() as s:
+        assert (await s.scalars(select(WebhookEvent.id))).all() == ["msg_wait"]
+        assert (await s.scalars(select(WebhookAttempt.id))).all() == []
