@@ -95,11 +95,11 @@ class Tracking:
 
     def values(self, delivery_id: int) -> list[str]:
         """One recipient's slot values: the pixel's URL, then each link's redirect."""
-        secret, issue, site = self.secret, self.issue_id, self.site_url
-        out = [f"{site}/o/{tokens.make(secret, 'open', issue, delivery_id, PIXEL)}"]
-        last = FIRST + len(self.urls)
-        out += [f"{site}/r/{tokens.make(secret, 'click', issue, delivery_id, i)}"
-                for i in range(TRAP, last)]  # fmt: skip
+        secret, issue = self.secret, self.issue_id
+        out = [self.site_url + "/o/" + tokens.make(secret, "open", issue, delivery_id, PIXEL)]
+        clicks = range(TRAP, FIRST + len(self.urls)) if self.clicks else range(0)
+        base = self.site_url + "/r/"
+        out += [base + t for t in tokens.series(secret, "click", issue, delivery_id, clicks)]
         return out
 
 

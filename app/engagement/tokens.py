@@ -18,6 +18,7 @@ from functools import lru_cache
 from app.tokens import _key
 
 _BODY = struct.Struct(">IQH")  # issue id, delivery id, link index (0 is the open pixel)
+_PREFIX = struct.Struct(">IQ")
 _MAC = 10  # 80 bits, as app/tokens.py: a guess costs one HTTP request
 SIZE = _BODY.size + _MAC
 LENGTH = SIZE * 4 // 3  # 24 bytes: 32 characters, no padding
@@ -36,6 +37,17 @@ def make(secret: str, purpose: str, issue_id: int, delivery_id: int, index: int)
     """The token of one link (or, with purpose "open", the pixel) of one delivery."""
     body = _BODY.pack(issue_id, delivery_id, index)
     return base64.urlsafe_b64encode(body + _mac(_secret(secret, purpose), body)).decode()
+
+
+def series(secret: str, purpose: str, issue_id: int, delivery_id: int, indexes: range) -> list[str]:
+    """The tokens of many links of one delivery: what make() gives, at half its cost."""
+    key, prefix = _secret(secret, purpose), _PREFIX.pack(issue_id, delivery_id)
+    blake, encode = hashlib.blake2b, base64.urlsafe_b64encode
+    out = []
+    for index in indexes:
+        body = prefix + index.to_bytes(2, "big")
+        out.append(encode(body + blake(body, key=key, digest_size=_MAC).digest()).decode())
+    return out
 
 
 def read(secret: str, purpose: str, token: str) -> tuple[int, int, int] | None:
