@@ -164,13 +164,22 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
     from bench.bench_import import measure_import
 
     backends = ["sqlite"] + ([] if no_pg else ["postgres"])
-    for backend in backends:
+    for backend, processes in [(b, 1) for b in backends] + [("postgres", 2)] * (not no_pg):
         await part(
             "api",
-            lambda b=backend: measure_api(
-                results, procs=procs, sink_port=sink, backend=b, seconds=args.api_seconds
+            lambda b=backend, n=processes: measure_api(
+                results,
+                procs=procs,
+                sink_port=sink,
+                backend=b,
+                seconds=args.api_seconds,
+                processes=n,
             ),
         )
+    if not no_pg:
+        from bench.signup_cost import measure_signup_cost
+
+        await part("api", lambda: measure_signup_cost(results, sink_port=sink))
     for backend in reversed(backends):
         await part(
             "import",

@@ -87,6 +87,7 @@ async def measure_api(
     backend: str,
     seconds: int,
     subscribers: int = 10_000,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """POST /api/v1/subscribe (double opt-in: each sends a confirmation) and GET subscribers."""
     require("/usr/bin/wrk", WRK_HINT)
@@ -102,7 +103,8 @@ async def measure_api(
         await migrate(url)
         await seed(url, subscribers=subscribers, double_opt_in=True)
         env = make_env(database_url=url, sink_port=sink_port, var_dir=tmp, embedded_worker=False)
-        stack = await Stack(procs, env, f"api-{backend}").start()
+        stack = Stack(procs, env, f"api-{backend}-{processes}p", serve_processes=processes)
+        await stack.start()
         base = f"http://127.0.0.1:{stack.port}"
         script = LUA_SUBSCRIBE.replace("RUN", str(abs(hash(tmp)) % 10**6)).replace(
             "LIST", LIST_SLUG
@@ -119,11 +121,12 @@ async def measure_api(
             await stack.stop()
         if backend == "postgres":
             await drop_pg_database(url)
-    results.raw[f"api_{backend}"] = figures
-    shared = "wrk -t2 -c64 on the same 2 cores"
+    results.raw[f"api_{backend}_{processes}p"] = figures
+    shared = f"{processes} server process(es); wrk -t2 -c64 on the same 2 cores"
+    backend = backend if processes == 1 else f"{backend}, {processes} processes"
     for key, what in (("subscribe", "POST /api/v1/subscribe"), ("list", "GET /api/v1/subscribers")):
         f = figures[key]
-        pg_subscribe = backend == "postgres" and key == "subscribe"
+        pg_subscribe = backend.startswith("postgres") and key == "subscribe"
         bad = f"; {f['errors']:,} errors/non-2xx" if f["errors"] else ""
         results.add(
             Row(

@@ -66,10 +66,13 @@ class Stack:
     server: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
+    serve_processes: int = 1  # `tidings serve --workers N`
 
     async def start(self) -> Stack:
         self.port = free_port()
         argv = tidings("serve", "--host", "127.0.0.1", "--port", str(self.port))
+        if self.serve_processes > 1:
+            argv += ["--workers", str(self.serve_processes)]
         self.server = self.procs.start(argv, env=self.env, log=OUT / f"{self.name}-serve.log")
         await wait_http(f"http://127.0.0.1:{self.port}/healthz")
         self.client = httpx.AsyncClient(
