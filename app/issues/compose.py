@@ -15,10 +15,11 @@ from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
 
-from app import tokens
+from app import i18n, tokens
 from app.config import Settings
 from app.engagement import settings as engagement_settings
 from app.engagement.links import Tracking
+from app.issues.footer import issue_language
 from app.issues.rendering import CompiledIssue, IssueContent, Recipient, compile_issue
 from app.models import Issue
 
@@ -60,6 +61,9 @@ def issue_content(settings: Settings, issue: Issue) -> IssueContent:
         list_id=list_id(settings, issue),
         list_names=tuple(lst.name for lst in issue.lists),
         date=issue.started_at,
+        language=issue_language(
+            [lst.language for lst in issue.lists], i18n.default_language(settings)
+        ),
     )
 
 

@@ -29,9 +29,10 @@ from app.issues.templating import DYNAMIC_NAMES, SLOT_RE, BodyError, SlottedTemp
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "email_templates"
 BODY_MARK = "zqTIDINGSBODYqz"
-LAYOUT_NAMES = frozenset(
-    {"organisation", "date", "list_names", "web_version", "subscribe_url", "archive_index_url"}
-)
+LAYOUT_NAMES = frozenset({
+    "organisation", "date", "list_names", "web_version", "subscribe_url", "archive_index_url",
+    "lang", "footer",
+})  # fmt: skip
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 _md = MarkdownIt("commonmark", {"linkify": False, "html": True}).enable(["table", "strikethrough"])

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
-from app import branding
+from app import branding, i18n
 from app.config import settings
 from app.issues import layout as _layout
+from app.issues.footer import layout_words
 from app.issues.mime import (
     MessageSkeleton,
     check_header_value,
@@ -73,6 +74,7 @@ class IssueContent:
     list_id: str
     list_names: tuple[str, ...] = ()
     date: datetime | None = None
+    language: str = i18n.SOURCE_LANGUAGE  # of the layout's own words (footer, date): its lists'
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,10 @@ class CompiledIssue:
             "issue": self._issue,
             "archive_url": archive_url,
             "organisation": branding.current().email_context(),
-            "date": f"{date.day} {date:%B %Y}",
+            "date": i18n.format_date(date, content.language),
             "list_names": list(content.list_names),
+            "lang": content.language,
+            "footer": layout_words(content.language, content.list_names),
             "body": Markup(_layout.BODY_MARK),  # noqa: S704 - a fixed marker, no user data
             # The public web version: layouts show how to subscribe instead of personal links.
             "web_version": web,
