@@ -23,7 +23,11 @@ from app.pagination import decode_cursor
 from app.pagination import page as cut_page
 from app.subscribers import service
 from app.subscribers.audience_router import csv_response
-from app.subscribers.emails import confirmation_envelope, send_confirmation
+from app.subscribers.emails import (
+    confirmation_envelope,
+    send_confirmation,
+    subscriptions_language,
+)
 from app.subscribers.schemas import SubscriberCreate
 
 router = APIRouter(prefix="/admin", tags=["console"])
@@ -165,6 +169,7 @@ def _send_confirmation_later(
         "email": subscriber.email,
         "name": subscriber.name,
         "list_names": sorted(s.mailing_list.name for s in subscriber.subscriptions),
+        "language": subscriptions_language(settings, subscriber),
     }
 
     async def build_and_send() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from email.utils import parseaddr
+from typing import Any
 
 from app import branding, i18n, tokens
 from app.config import Settings
@@ -88,6 +89,12 @@ def confirmation_envelope(
     )
     sender = parseaddr(settings.from_)[1] or f"newsletter@{settings.sender_domain}"
     return Envelope(sender=sender, recipients=(email,), data=data)
+
+
+def subscriptions_language(settings: Settings, subscriber: Any) -> str:
+    """The language of a confirmation for all of a subscriber's lists (admin additions)."""
+    languages = [s.mailing_list.language for s in subscriber.subscriptions]
+    return i18n.language_of(languages, i18n.default_language(settings))
 
 
 async def send_confirmation(mailer: Mailer, envelope: Envelope) -> bool:

@@ -12,6 +12,7 @@ from app.deps import AdminDep, MailerDep, SessionDep, SettingsDep
 from app.errors import Invalid
 from app.pagination import MAX_ID, Cursor, Limit, decode_cursor, page
 from app.subscribers import public, service
+from app.subscribers.emails import subscriptions_language
 from app.subscribers.importer import ImportFailed, import_csv
 from app.subscribers.schemas import (
     ImportOut,
@@ -111,6 +112,7 @@ async def create_subscriber(
             email=subscriber.email,
             name=subscriber.name,
             list_names=names,
+            language=subscriptions_language(settings, subscriber),
         )
     return service.subscriber_out(subscriber)
 

@@ -207,3 +207,15 @@ async def test_lists_api_takes_and_returns_a_shipped_language(client: AppClient)
     assert (await client.patch("/api/v1/lists/brief", json={"language": "EN"})).status_code == 422
     listed = (await client.get("/api/v1/lists")).json()["items"]
     assert {i["slug"]: i["language"] for i in listed} == {"brief": None, "other": None}
+
+
+async def test_an_admin_addition_is_asked_to_confirm_in_the_lists_language(
+    client: AppClient, smtpd: SMTPServer
+) -> None:
+    await make_list(client, "lettre", "La Lettre", language="fr")
+    body = {"email": "zoe@example.fr", "lists": ["lettre"], "subscription_status": "pending"}
+    assert (await client.post("/api/v1/subscribers", json=body)).status_code == 201
+    message = await email_to(smtpd, "zoe@example.fr")
+    assert str(message["Subject"]) == SUBJECT["fr"]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "Veuillez confirmer que vous souhaitez recevoir La Lettre." in text
