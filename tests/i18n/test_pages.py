@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -12,6 +11,7 @@ from app import tokens
 from app.models import MailingList, Subscriber, Subscription
 from tests.conftest import AppClient, make_list
 from tests.smtp import SMTPServer
+from tests.subscribers.test_form_browser import email_to
 
 HTML = {"accept": "text/html"}
 LANG_ATTR = re.compile(r'<html lang="([a-z]+)">')
@@ -62,14 +62,6 @@ def shows(response: Any, lang: str, expected: list[str]) -> None:
     assert page_lang(response.text) == lang
     for text in expected:
         assert text in response.text, f"{lang}: {text!r} not on the page"
-
-
-async def email_to(smtpd: SMTPServer, address: str) -> Any:
-    for _ in range(100):  # at most 10 s: the email goes out after the answer
-        if smtpd.to(address):
-            return smtpd.to(address)[-1].message
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no email to {address}")
 
 
 async def member(app: Any, email: str, slugs: list[str], issue: bool = False) -> str:
