@@ -77,6 +77,7 @@ def apple_prefetch(address: str) -> bool:
     return i >= 0 and ranges[i][0] <= value <= ranges[i][1]
 
 
+@lru_cache(maxsize=4096)  # a send meets a few hundred agents; crawlerdetect costs ~80 µs
 def _agent(user_agent: str) -> str | None:
     lowered = user_agent.lower()
     if not lowered.strip():

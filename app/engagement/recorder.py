@@ -37,6 +37,7 @@ FLUSH_AT = 500
 HOLD_SECONDS = 2.5
 MAX_PENDING = 200_000
 REPEAT_SECONDS = 10.0  # the same link of one message again from one address: one hit
+RECENT_PER_MESSAGE = 32
 
 
 class Recorder:
@@ -47,14 +48,19 @@ class Recorder:
         self.settings = settings
         self._digest_key = _key(settings.secret_key_value, "engagement-seen")
         self.pending: deque[Hit] = deque(maxlen=MAX_PENDING)
-        self.recent: dict[int, list[Hit]] = {}  # delivery -> hits of the last ~10 s
+        # delivery -> its last hits: bounded, so a flood on one token costs no more per hit
+        self.recent: dict[int, deque[Hit]] = {}
+        self.counted: dict[tuple[int, str, int, str], float] = {}  # when each was last counted
         self.wake = asyncio.Event()
+        self.arrived = 0
         self.task: asyncio.Task[None] | None = None
 
     def hit(self, hit: Hit) -> None:
         """Note one hit (no I/O); the flushing task starts with the first."""
         self.pending.append(hit)
-        if len(self.pending) >= FLUSH_AT:
+        self.arrived += 1
+        # Counted since the last flush, not pending: the held hits always number more.
+        if self.arrived >= FLUSH_AT:
             self.wake.set()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
@@ -64,6 +70,7 @@ class Recorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), FLUSH_SECONDS)
             self.wake.clear()
+            self.arrived = 0
             try:
                 await self.flush()
             except (SQLAlchemyError, OSError):
@@ -96,29 +103,37 @@ class Recorder:
             raise
         return len(batch)
 
-    def _neighbours(self, hits: list[Hit]) -> None:
-        now = time.time()
+    def _fresh(self, hits: list[Hit]) -> list[Hit]:
+        """The hits that are not a repeat, each also noted among its message's recent hits."""
+        now, out = time.time(), []
         for h in hits:
-            self.recent.setdefault(h.delivery_id, []).append(h)
-        for key in [k for k, v in self.recent.items() if v[-1].at < now - 30]:
-            del self.recent[key]
+            key = (h.delivery_id, h.kind, h.index, h.address)
+            last = self.counted.get(key)
+            if last is not None and 0 <= h.at - last < REPEAT_SECONDS:
+                continue  # the same link of one message again from one address: one hit
+            self.counted[key] = h.at
+            found = self.recent.get(h.delivery_id)
+            if found is None:
+                found = self.recent[h.delivery_id] = deque(maxlen=RECENT_PER_MESSAGE)
+            found.append(h)
+            out.append(h)
+        for delivery in [k for k, v in self.recent.items() if v[-1].at < now - 30]:
+            del self.recent[delivery]
+        for counted in [k for k, at in self.counted.items() if at < now - 30]:
+            del self.counted[counted]
+        return out
 
-    def _context(self, h: Hit) -> tuple[bool, bool, bool]:
-        """(repeat, burst, trap) from the other hits of the same message."""
-        near = [o for o in self.recent.get(h.delivery_id, ()) if o is not h]
-        repeat = any(o.kind == h.kind and o.index == h.index and o.address == h.address
-                     and 0 <= h.at - o.at < REPEAT_SECONDS for o in near)  # fmt: skip
+    def _context(self, h: Hit) -> tuple[bool, bool]:
+        """(burst, trap): other links of the same message followed around the same moment."""
         window = classify.BURST_SECONDS
-        clicks = [o for o in near if o.kind == "click" and abs(o.at - h.at) <= window]
-        burst = any(o.index != h.index for o in clicks)
-        trap = any(o.index == 1 for o in clicks)
-        return repeat, burst, trap
+        clicks = [o for o in self.recent.get(h.delivery_id, ())
+                  if o is not h and o.kind == "click" and abs(o.at - h.at) <= window]  # fmt: skip
+        return any(o.index != h.index for o in clicks), any(o.index == 1 for o in clicks)
 
     async def _write(self, session: AsyncSession, batch: list[Hit]) -> None:
         mode = self.settings.tracking
         if mode == "off":
             return
-        self._neighbours(batch)
         rows = await session.execute(
             select(Delivery.id, Delivery.issue_id, Delivery.subscriber_id, Delivery.sent_at,
                    Subscriber.attributes)
@@ -126,17 +141,28 @@ class Recorder:
             .where(Delivery.id.in_({h.delivery_id for h in batch}))
         )  # fmt: skip
         known = {r[0]: r for r in rows}
+        # Judging is CPU work: off the event loop, so redirects keep answering meanwhile.
+        counts, seen, events = await asyncio.to_thread(self._judge, batch, known, mode)
+        await self._uniques(session, seen, counts)
+        await _add_counts(session, counts)
+        if events:
+            await session.execute(insert(EngagementEvent), events)
+
+    def _judge(self, batch: list[Hit], known: dict[int, Any], mode: str) -> tuple[
+        dict[tuple[int, str, int, datetime, str], list[int]],
+        list[tuple[Hit, str, list[int]]],
+        list[dict[str, Any]],
+    ]:  # fmt: skip
+        """Each hit's verdict, added up into rollup cells, uniques to check, event rows."""
         counts: dict[tuple[int, str, int, datetime, str], list[int]] = {}
         seen: list[tuple[Hit, str, list[int]]] = []
         events: list[dict[str, Any]] = []
-        for h in batch:
+        for h in self._fresh(batch):
             row = known.get(h.delivery_id)
             # An issue deleted since: nothing to count against. A reader who said no: nothing.
             if row is None or row[1] != h.issue_id or (row[4] or {}).get("tracking") is False:
                 continue
-            repeat, burst, trap = self._context(h)
-            if repeat:
-                continue
+            burst, trap = self._context(h)
             sent = row[3]
             after = h.at - sent.timestamp() if sent is not None else None
             ev = classify.judge(h, seconds_after=after, burst=burst, trap=trap)
@@ -151,10 +177,7 @@ class Recorder:
                 events.append({"issue_id": h.issue_id, "delivery_id": h.delivery_id,
                                "subscriber_id": row[2], "kind": h.kind, "link_idx": h.index,
                                "at": at, "machine": ev["machine"], "evidence": ev})  # fmt: skip
-        await self._uniques(session, seen, counts)
-        await _add_counts(session, counts)
-        if events:
-            await session.execute(insert(EngagementEvent), events)
+        return counts, seen, events
 
     def _digest(self, delivery_id: int) -> str:
         data = delivery_id.to_bytes(8, "big")
