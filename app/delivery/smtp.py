@@ -23,7 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from app.delivery.transport import SMTPServer
+    from app.delivery.servers import SMTPServer
 
 MAX_REPLY = 64 * 1024  # a server that sends more than this without a line end is broken
 _ADDRESS_FORBIDDEN = frozenset("\r\n<>\0")

@@ -14,10 +14,11 @@ import random
 import time
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
+from app.delivery.servers import SMTPServer
 from app.delivery.smtp import (
     RecipientsRefused,
     SMTPConnection,
@@ -98,46 +99,6 @@ class OutboxTransport(Transport):
 
     async def send(self, envelope: Envelope) -> str:
         return await asyncio.to_thread(self._write, envelope)
-
-
-@dataclass
-class SMTPServer:
-    """Where and how to reach one SMTP server, parsed from one URL."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    use_tls: bool = False  # smtps://, TLS from the first byte
-    start_tls: bool = False
-    max_connections: int = 10
-    rate: float = 0.0
-    timeout: float = 30.0
-    validate_certs: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_url(cls, url: str) -> SMTPServer:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps"):
-            raise ValueError(f"not an smtp:// or smtps:// URL: {parts.scheme}://")
-        if not parts.hostname:
-            raise ValueError("SMTP URL without a host")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        truthy = ("1", "true", "yes", "on")
-        smtps = parts.scheme == "smtps"
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (465 if smtps else 25),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            use_tls=smtps,
-            start_tls=query.get("starttls", "false").lower() in truthy,
-            max_connections=max(1, int(query.get("max_connections", 10))),
-            rate=float(query.get("rate", 0)),
-            timeout=float(query.get("timeout", 30)),
-            validate_certs=query.get("verify", "true").lower() in truthy,
-        )
 
 
 class SMTPTransport(Transport):
