@@ -205,8 +205,14 @@ def classify(
 
 
 def hard_bounce(code: int | None, error: str) -> bool:
-    """An SMTP reply that says the address itself is dead: blocklist it at once."""
+    """An SMTP reply that says the address itself is dead: blocklist it at once.
+
+    Stricter than `classify`, which reads reports a mail system chose to send: at SMTP
+    time a 5xx with no named cause ("500 5.3.0 command failed") is as likely our own
+    fault or the server's, so only a reply that names the address (X.1.x, "no such
+    user", a mailbox with a new owner) blocklists; the rest fail the delivery.
+    """
     if code is None or code < 500:
         return False
-    verdict = classify(error, code=code)
-    return verdict.kind == "hard" and verdict.counts
+    text = " ".join(URL.sub(" ", error or "").split())
+    return _decide(enhanced_code(text), None, _cause(text)) == "unknown"
