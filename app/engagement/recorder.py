@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.engagement import classify
+from app.engagement import classify, retention
 from app.engagement.classify import Hit
 from app.engagement.models import EngagementCount, EngagementEvent, EngagementSeen
 from app.models import Delivery, Subscriber
@@ -53,6 +53,7 @@ class Recorder:
         self.counted: dict[tuple[int, str, int, str], float] = {}  # when each was last counted
         self.wake = asyncio.Event()
         self.arrived = 0
+        self.purged = float("-inf")  # the first flush also purges
         self.task: asyncio.Task[None] | None = None
 
     def hit(self, hit: Hit) -> None:
@@ -73,6 +74,12 @@ class Recorder:
             self.arrived = 0
             try:
                 await self.flush()
+                if time.monotonic() - self.purged > retention.EVERY_SECONDS:
+                    self.purged = time.monotonic()
+                    async with self.sessionmaker() as session, session.begin():
+                        gone = await retention.purge(session, self.settings)
+                    if gone:
+                        log.info("engagement: %d events past their retention deleted", gone)
             except (SQLAlchemyError, OSError):
                 log.warning("engagement: flush failed; hits kept for the next", exc_info=True)
 
