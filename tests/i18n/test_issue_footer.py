@@ -44,3 +44,21 @@ async def test_the_installation_language_without_one_on_the_list(app_factory: ob
     issue_id = await issue_to(client, None)
     html = (await client.get(f"/api/v1/issues/{issue_id}/preview?format=html")).text
     assert '<html lang="de"' in html and FOOTER["de"][0] in html
+
+
+async def test_the_archive_in_french_with_its_dates(client: AppClient, anon: AppClient) -> None:
+    """The web version's footer and the archive index (a date) in the lists' language."""
+    from datetime import UTC, datetime
+
+    from tests.issues.factory import set_issue
+
+    issue_id = await issue_to(client, "fr")
+    started = datetime(2026, 6, 3, 9, 0, tzinfo=UTC)
+    await set_issue(client, issue_id, status="sent", started_at=started, finished_at=started)
+    page = (await anon.get(f"/archive/{issue_id}")).text
+    assert "Ceci est la version web d’un numéro de Letter." in page
+    assert ">abonnez-vous ici</a>" in page and "Se désabonner" not in page
+    assert "3 juin 2026" in page
+    # The index is about every list: the installation's language (English here).
+    index = (await anon.get("/archive")).text
+    assert '<html lang="en">' in index and "3 June 2026" in index
