@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app.config import Settings
 from app.console.web import ConsoleUser, flash, page, redirect, require_role
 from app.deps import SessionDep, SettingsDep
+from app.engagement import console as engagement_console
 from app.errors import Conflict, Invalid
 from app.issues import drafts, progress, service
 from app.issues.lifecycle import EDITABLE
@@ -143,7 +144,7 @@ def _filters(request: Request) -> tuple[str | None, str, int]:
 
 @router.get("/issues/{issue_id}/report")
 async def report(issue_id: IssueId, request: Request, session: SessionDep,
-                 user: ConsoleUser) -> Response:  # fmt: skip
+                 settings: SettingsDep, user: ConsoleUser) -> Response:  # fmt: skip
     """Progress while sending, the stats after, and the per-recipient log with filters."""
     issue = await service.get(session=session, issue_id=issue_id)
     stats = await progress.board(request.app.state).read(request.app.state.sessionmaker, issue_id)
@@ -152,9 +153,10 @@ async def report(issue_id: IssueId, request: Request, session: SessionDep,
                                           limit=PAGE, after=after)  # fmt: skip
     if q:
         rows = [r for r in rows if q.lower() in (r["email"] or "").lower()]
+    engagement = await engagement_console.report(session, settings, issue)
     return page(request, "console/issue_report.html", issue=issue, stats=stats, rows=rows,
                 next_after=last, status=status or "", q=q, statuses=STATUSES,
-                can_edit=user.role != "viewer")  # fmt: skip
+                can_edit=user.role != "viewer", engagement=engagement)  # fmt: skip
 
 
 @router.get("/issues/{issue_id}/deliveries.csv")
