@@ -29,12 +29,11 @@ BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("issues") as batch:
-        batch.add_column(
-            sa.Column("track_opens", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
-        batch.add_column(
-            sa.Column("track_clicks", sa.Boolean(), nullable=False, server_default=sa.true())
+    # Plain ADD COLUMN, never a batch rebuild: rebuilding `issues` on SQLite would drop its
+    # AUTOINCREMENT (0003: ids never reused) and the segment foreign key's ON DELETE SET NULL.
+    for column in ("track_opens", "track_clicks"):
+        op.add_column(
+            "issues", sa.Column(column, sa.Boolean(), nullable=False, server_default=sa.true())
         )
     op.create_table(
         "issue_links",
