@@ -123,6 +123,32 @@ def send(
 
 
 @cli.command()
+def outbox(
+    count: Annotated[int, typer.Option("--count", "-n", help="how many messages")] = 5,
+) -> None:
+    """Show the newest messages in the outbox folder, decoded, with their links whole."""
+    from app.delivery.transport import OutboxTransport, build_transports
+    from app.outbox import newest
+
+    settings = Settings()
+    folder = next(
+        (t.folder for t in build_transports(settings.smtp_url, settings.var_dir)
+         if isinstance(t, OutboxTransport)),
+        None,
+    )  # fmt: skip
+    if folder is None:
+        typer.echo("mail goes to SMTP (TIDINGS_SMTP_URL), not to an outbox folder")
+        raise typer.Exit(1)
+    messages = newest(folder, count)
+    if not messages:
+        typer.echo(f"no messages in {folder}")
+    for message in messages:
+        typer.echo(f"{message.path.name}\n  To: {message.to}\n  Subject: {message.subject}")
+        for link in message.links:
+            typer.echo(f"  {link}")
+
+
+@cli.command()
 def bounces(
     imap: Annotated[
         str,
