@@ -47,7 +47,11 @@ def test_every_msgid_is_translated_with_its_placeholders_and_markup(lang: str) -
 
 
 def test_the_template_holds_every_marked_string(tmp_path: Path) -> None:
-    """Re-extracting with babel.cfg finds exactly the .pot's strings: none is left out."""
+    """Re-extracting with babel.cfg finds no string the .pot lacks: none is left untranslated.
+
+    (A msgid no longer used may stay a while: it costs nothing, and lets the catalogues
+    be updated before or after the template that marks a new string.)
+    """
     out = tmp_path / "fresh.pot"
     subprocess.run(
         [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg",
@@ -56,7 +60,7 @@ def test_the_template_holds_every_marked_string(tmp_path: Path) -> None:
     )  # fmt: skip
     with out.open("rb") as f:
         fresh = {m.id for m in read_po(f) if m.id}
-    assert fresh == template_ids()
+    assert sorted(fresh - template_ids()) == [], "run pybabel extract and update (babel.cfg)"
 
 
 def test_an_unknown_language_is_english_and_a_catalogue_is_compiled_once() -> None:
