@@ -47,7 +47,7 @@ def serve(
     if settings.admin_token:
         typer.echo("Admin token: from TIDINGS_ADMIN_TOKEN")
     else:
-        typer.echo(f"Admin token: in {token_file} (or run `tidings token`)")
+        typer.echo(f"Admin token: in {token_file} (or run `{_command()} token`)")
     _owner_hint(settings)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, **uvicorn_options(settings))
@@ -217,6 +217,21 @@ def user_remove(email: Annotated[str, typer.Argument(help="the account's email")
     typer.echo(f"removed {email}")
 
 
+def _command() -> str:
+    """How to type this command here: `tidings` when it is on PATH, else its path (.venv/bin)."""
+    import shutil
+    import sys
+
+    me = Path(sys.argv[0]).resolve()
+    found = shutil.which("tidings")
+    if found and Path(found).resolve() == me:
+        return "tidings"
+    try:
+        return str(me.relative_to(Path.cwd()))
+    except ValueError:
+        return str(me)
+
+
 def _owner_hint(settings: Settings) -> None:
     """On a fresh install, say how to make the first console account."""
     from app.accounts.cli import count_users
@@ -225,7 +240,7 @@ def _owner_hint(settings: Settings) -> None:
         if asyncio.run(count_users(settings)) == 0:
             typer.echo(
                 "No console account yet: create the owner with\n"
-                "  tidings user add you@example.org --role owner\n"
+                f"  {_command()} user add you@example.org --role owner\n"
                 f"then sign in at {settings.public_url.rstrip('/')}/admin"
             )
     except Exception:  # noqa: BLE001 (a database not migrated yet is said by serve itself)
