@@ -23,6 +23,7 @@ from starlette.datastructures import FormData
 
 from app import i18n, tokens
 from app.deps import SessionDep
+from app.engagement import privacy
 from app.security import enforce_limit
 from app.subscribers import links
 from app.subscribers.links import Link
@@ -73,6 +74,7 @@ async def _page(
         "issue_lists": issue_lists,
         "token": request.path_params["token"],
         "lang": i18n.language_of([m["language"] for m in about], default),
+        "tracking": privacy.tracked(link.subscriber),
         **extra,
     }
     return render_page(request, name, context)
@@ -117,4 +119,15 @@ async def preferences_save(token: str, request: Request, session: SessionDep) ->
     form = await _form(request)
     keep = {str(v) for v in form.getlist("list")}
     await links.save_choices(session=session, link=link, keep=keep)
+    return await _page(request, session, link, "preferences.html", saved=True)
+
+
+@router.post("/preferences/{token}/tracking", response_class=HTMLResponse)
+async def tracking_choice(token: str, request: Request, session: SessionDep) -> HTMLResponse:
+    """Let or stop us counting this person's opens and clicks (attributes.tracking)."""
+    link = await _resolve(request, session, token)
+    if link is None:
+        return not_found_page(request)
+    form = await _form(request)
+    await privacy.set_tracking(session, link.subscriber, not form.get("no_tracking"))
     return await _page(request, session, link, "preferences.html", saved=True)

@@ -10,7 +10,8 @@ async def test_preferences_page_changes_nothing(anon) -> None:
     ann = world.subscribers["ann@example.org"]
     r = await anon.get(f"/preferences/{factory.token(anon.app, ann, world.issue_id)}")
     assert r.status_code == 200
-    assert r.text.count('type="checkbox"') == 2 and r.text.count(" checked") == 2
+    # The lists' checkboxes (the page also has the "don't track me" one, unticked).
+    assert r.text.count('type="checkbox" name="list"') == 2 and r.text.count(" checked") == 2
     assert r.headers["referrer-policy"] == "no-referrer"
     assert await factory.statuses(anon.app, ann) == {"news": "confirmed", "offers": "confirmed"}
 
