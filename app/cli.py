@@ -224,7 +224,7 @@ def _command() -> str:
 
     me = Path(sys.argv[0]).resolve()
     found = shutil.which("tidings")
-    if found and Path(found).resolve() == me:
+    if me.name != "tidings" or (found and Path(found).resolve() == me):
         return "tidings"
     try:
         return str(me.relative_to(Path.cwd()))
