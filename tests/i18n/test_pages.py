@@ -37,9 +37,9 @@ UNSUBSCRIBE = {
 UNSUBSCRIBED = {"en": "You are unsubscribed", "de": "Sie sind abgemeldet",
                 "fr": "Vous êtes désabonné"}  # fmt: skip
 PREFERENCES = {
-    "en": ["Your subscriptions", "Save my choices"],
-    "de": ["Ihre Abonnements", "Auswahl speichern"],
-    "fr": ["Vos abonnements", "Enregistrer mes choix"],
+    "en": ["Your subscriptions", "Save my choices", "Don't track me"],
+    "de": ["Ihre Abonnements", "Auswahl speichern", "Meine Öffnungen und Klicks nicht erfassen"],
+    "fr": ["Vos abonnements", "Enregistrer mes choix", "Ne pas suivre mes ouvertures"],
 }
 THANKS = {"en": "Check your inbox", "de": "Bitte sehen Sie in Ihrem Posteingang nach",
           "fr": "Consultez votre boîte de réception"}  # fmt: skip
