@@ -22,11 +22,12 @@ from app.errors import Conflict
 from app.models import Bounce, Delivery
 
 
-async def _rows(session: AsyncSession, issue_id: int) -> list[Any]:
+async def _rows(session: AsyncSession, issue_id: int, *by: Any) -> list[Any]:
+    """The issue's rollups summed in the database by `by` (a few dozen rows come back)."""
+    c = EngagementCount
     return list(await session.execute(
-        select(EngagementCount.kind, EngagementCount.link_idx, EngagementCount.bucket,
-               EngagementCount.verdict, EngagementCount.total, EngagementCount.uniq)
-        .where(EngagementCount.issue_id == issue_id)
+        select(*by, func.sum(c.total), func.sum(c.uniq))
+        .where(c.issue_id == issue_id).group_by(*by)
     ))  # fmt: skip
 
 
@@ -35,14 +36,18 @@ async def totals(session: AsyncSession, issue_id: int) -> dict[str, Any]:
     out: dict[str, Any] = {"opens": 0, "unique_opens": 0, "clicks": 0, "unique_clicks": 0,
            "machine_opens": 0, "machine_clicks": 0}  # fmt: skip
     reasons: dict[str, dict[str, int]] = {"open": defaultdict(int), "click": defaultdict(int)}
-    for kind, idx, _, verdict, total, uniq in await _rows(session, issue_id):
+    c = EngagementCount
+    any_link = (c.link_idx == -1).label("any_link")
+    for kind, verdict, idx_any, total, uniq in await _rows(session, issue_id, c.kind, c.verdict,
+                                                            any_link):  # fmt: skip
+        total, uniq = int(total or 0), int(uniq or 0)
         if verdict:
             out[f"machine_{kind}s"] += total
             reasons[kind][verdict] += total
         elif kind == "open":
             out["opens"] += total
             out["unique_opens"] += uniq
-        elif idx == -1:
+        elif idx_any:
             out["unique_clicks"] += uniq
         else:
             out["clicks"] += total
@@ -67,17 +72,22 @@ async def links(session: AsyncSession, issue_id: int) -> list[dict[str, Any]]:
             .where(IssueLink.issue_id == issue_id, IssueLink.idx >= FIRST)
         )).all()
     )  # fmt: skip
-    cells = {i: {"url": u, "clicks": 0, "unique_clicks": 0, "machine_clicks": 0}
-             for i, u in sorted(table.items())}  # fmt: skip
-    for kind, idx, _, verdict, total, uniq in await _rows(session, issue_id):
+    cells: dict[int, dict[str, Any]] = {
+        i: {"url": u, "clicks": 0, "unique_clicks": 0, "machine_clicks": 0}
+        for i, u in sorted(table.items())
+    }
+    c = EngagementCount
+    person = (c.verdict == "").label("person")
+    for kind, idx, is_person, total, uniq in await _rows(session, issue_id, c.kind, c.link_idx,
+                                                          person):  # fmt: skip
         cell = cells.get(idx)
         if kind != "click" or cell is None:
             continue
-        if verdict:
-            cell["machine_clicks"] += total
+        if not is_person:
+            cell["machine_clicks"] += int(total or 0)
         else:
-            cell["clicks"] += total
-            cell["unique_clicks"] += uniq
+            cell["clicks"] += int(total or 0)
+            cell["unique_clicks"] += int(uniq or 0)
     return list(cells.values())
 
 
@@ -103,9 +113,12 @@ async def timeline(session: AsyncSession, issue_id: int, bucket: str) -> list[di
     """Per hour or day: sent, people's opens and clicks, bounces, unsubscribes, complaints."""
     keys = ("sent", "opens", "clicks", "bounces", "unsubscribes", "complaints")
     cells: dict[datetime, dict[str, int]] = defaultdict(lambda: dict.fromkeys(keys, 0))
-    for kind, idx, at, verdict, total, _ in await _rows(session, issue_id):
-        if not verdict and idx != -1:
-            cells[_floor(at, bucket)]["opens" if kind == "open" else "clicks"] += total
+    c = EngagementCount
+    counted = (c.verdict == "") & (c.link_idx != -1)
+    for kind, at, is_counted, total, _ in await _rows(session, issue_id, c.kind, c.bucket,
+                                                       counted.label("counted")):  # fmt: skip
+        if is_counted:
+            cells[_floor(_parse(at), bucket)]["opens" if kind == "open" else "clicks"] += int(total)
     for column, key in ((Delivery.sent_at, "sent"), (Delivery.unsubscribed_at, "unsubscribes")):
         # Grouped in the database: a million deliveries are a few dozen rows here.
         slot = _trunc(session, column, bucket)
