@@ -24,12 +24,13 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # (methods or None for any, path pattern, scope). First match wins; a pattern
 # matches a request path and its route template alike ("[^/]+" for each parameter).
 _ISSUES = r"^/api/v1/(issues|media|layouts|templates|segments|triggers)(/|$)"
+_SEND = r"^/api/v1/issues/[^/]+/(send|pause|resume|cancel|test|activate|deactivate)$"
 _AUDIENCE = r"^/api/v1/(lists|subscribers|bounces|import|exports?)(/|$)"
 _API_RULES: list[tuple[frozenset[str] | None, re.Pattern[str], str]] = [
     (None, re.compile(r"^/api/v1/(api-keys|audit|accounts)(/|$)"), "admin"),
     (_WRITES, re.compile(r"^/api/v1/(settings|branding|layouts)(/|$)"), "admin"),
     (SAFE_METHODS, re.compile(r"^/api/v1/"), "read"),
-    (None, re.compile(r"^/api/v1/issues/[^/]+/(send|pause|resume|cancel|test)$"), "send"),
+    (None, re.compile(_SEND), "send"),
     (None, re.compile(_ISSUES), "issues"),
     (None, re.compile(_AUDIENCE), "subscribers"),
 ]

@@ -104,7 +104,11 @@ async def cancel_deliveries(*, session: AsyncSession, issue_id: int) -> int:
 async def claim(
     *, session: AsyncSession, issue_id: int, owner: str, limit: int, lease_seconds: float
 ) -> list[int]:
-    """Claim up to `limit` due deliveries of one issue that is still sending; their ids."""
+    """Claim up to `limit` due deliveries of one issue that is still sending; their ids.
+
+    Due: next_attempt_at has come. A triggered issue's (active) deliveries wait there until
+    confirmed_at + after_seconds (app/issues/triggers.py), under the same index.
+    """
     now = utcnow()
     # SKIP LOCKED: concurrent workers each take different rows without waiting.
     # SQLite has one writer at a time (the embedded dispatcher), so no lock clause is needed.
@@ -115,7 +119,7 @@ async def claim(
             " lease_expires_at = :lease, attempts = attempts + 1"
             " WHERE id IN (SELECT id FROM deliveries WHERE issue_id = :i AND status = 'queued'"
             " AND next_attempt_at <= :now"
-            " AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status = 'sending')"
+            " AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status IN ('sending', 'active'))"
             f" LIMIT :n{lock}) RETURNING id",
             "now",
             "lease",
@@ -286,9 +290,13 @@ async def record(*, session: AsyncSession, owner: str, results: list[Result]) ->
 
 
 async def issue_statuses(*, session: AsyncSession, held: set[int]) -> dict[int, str]:
-    """The issues being sent, plus the current status of those this dispatcher holds."""
+    """The issues being sent, plus the current status of those this dispatcher holds.
+
+    An active triggered issue is shown as sending: the dispatcher sends it like any other.
+    """
     rows = await session.execute(
-        text("SELECT id, status FROM issues WHERE status = 'sending'"  # noqa: S608 (constants only)
+        text("SELECT id, CASE WHEN status = 'active' THEN 'sending' ELSE status END"  # noqa: S608 (constants only)
+             " FROM issues WHERE status IN ('sending', 'active')"
              + (f" OR id IN ({','.join(str(int(i)) for i in held)})" if held else ""))
     )  # fmt: skip
     return {r[0]: r[1] for r in rows}

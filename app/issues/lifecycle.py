@@ -5,6 +5,8 @@
       │                                 sending ◀──resume── paused ◀──pause── sending
       └─ draft | scheduled | sending | paused ──cancel──▶ cancelled
 
+    triggered issues (triggers.py): draft | inactive ──activate──▶ active ──deactivate──▶ inactive
+
 Each move is one guarded UPDATE (`... WHERE status IN (allowed)`), so two admins, or an
 admin and a dispatcher, racing on one issue can never both win: the loser's UPDATE
 matches no row. The API and the scheduler start a send through the same `start`, so
@@ -77,6 +79,18 @@ async def start(session: AsyncSession, issue_id: int, *, due_only: bool = False)
     await _guarded(session, issue_id, ("sending",), recipients=count)
     await emit(session, "issue.started", {"id": issue_id, "recipients": count})
     return count
+
+
+async def activate(session: AsyncSession, issue_id: int) -> bool:
+    """Start enrolling a triggered issue's new confirmations; it never finishes while active."""
+    started_at = func.coalesce(Issue.started_at, literal(utcnow(), UTCDateTime()))
+    return await _guarded(session, issue_id, ("draft", "inactive"), status="active",
+                          started_at=started_at, status_reason=None)  # fmt: skip
+
+
+async def deactivate(session: AsyncSession, issue_id: int) -> bool:
+    """Stop enrolling; deliveries already waiting stay queued until it is active again."""
+    return await _guarded(session, issue_id, ("active",), status="inactive", status_reason=None)
 
 
 async def schedule(session: AsyncSession, issue_id: int, send_at: datetime) -> bool:

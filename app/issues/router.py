@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from app.config import Settings
 from app.deps import AdminDep, MailerDep, SessionDep, SettingsDep
-from app.issues import compose, service, testsend
+from app.issues import compose, service, testsend, triggers
 from app.issues.schemas import (
     DeliveryPage,
     DeliveryStatus,
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/api/v1/issues", tags=["issues"], dependencies=[Admin
 PREVIEW_HEADERS = {"Content-Security-Policy": "script-src 'none'; form-action 'none'"}
 
 
-def issue_out(settings: Settings, issue: Issue) -> IssueOut:
+def issue_out(settings: Settings, issue: Issue, trigger: dict[str, Any] | None = None) -> IssueOut:
     return IssueOut(
         id=issue.id,
         subject=issue.subject,
@@ -59,14 +59,20 @@ def issue_out(settings: Settings, issue: Issue) -> IssueOut:
         segment=issue.segment_id,
         track_opens=issue.track_opens,
         track_clicks=issue.track_clicks,
+        trigger=trigger,
     )
+
+
+async def _shown(session: SessionDep, settings: Settings, issue: Issue) -> IssueOut:
+    """One issue with its trigger (a page of issues leaves the trigger out)."""
+    return issue_out(settings, issue, await triggers.rule(session, issue.id))
 
 
 @router.post("", status_code=201, response_model=IssueOut)
 async def create_issue(data: IssueIn, session: SessionDep, settings: SettingsDep) -> IssueOut:
     """Create a draft issue."""
     issue = await service.create(session=session, settings=settings, data=data)
-    return issue_out(settings, issue)
+    return await _shown(session, settings, issue)
 
 
 @router.get("", response_model=IssuePage)
@@ -90,7 +96,7 @@ async def list_issues(
 @router.get("/{issue_id}", response_model=IssueOut)
 async def get_issue(issue_id: IssueId, session: SessionDep, settings: SettingsDep) -> IssueOut:
     """One issue."""
-    return issue_out(settings, await service.get(session=session, issue_id=issue_id))
+    return await _shown(session, settings, await service.get(session=session, issue_id=issue_id))
 
 
 @router.patch("/{issue_id}", response_model=IssueOut)
@@ -176,6 +182,22 @@ async def _move(
 ) -> IssueOut:
     issue = await service.move(session=session, issue_id=issue_id, action=action)
     return issue_out(settings, issue)
+
+
+@router.post("/{issue_id}/activate", response_model=IssueOut)
+async def activate(issue_id: IssueId, session: SessionDep, settings: SettingsDep) -> IssueOut:
+    """Start a triggered issue: each member who confirms its list from now on receives it."""
+    issue = await service.set_active(session=session, settings=settings, issue_id=issue_id,
+                                     active=True)  # fmt: skip
+    return await _shown(session, settings, issue)
+
+
+@router.post("/{issue_id}/deactivate", response_model=IssueOut)
+async def deactivate(issue_id: IssueId, session: SessionDep, settings: SettingsDep) -> IssueOut:
+    """Stop enrolling new confirmations in a triggered issue."""
+    issue = await service.set_active(session=session, settings=settings, issue_id=issue_id,
+                                     active=False)  # fmt: skip
+    return await _shown(session, settings, issue)
 
 
 @router.post("/{issue_id}/pause", response_model=IssueOut)

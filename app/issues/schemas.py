@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-IssueStatus = Literal["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
+IssueStatus = Literal[
+    "draft", "scheduled", "sending", "paused", "sent", "cancelled", "active", "inactive"
+]
 DeliveryStatus = Literal[
     "queued", "sending", "sent", "failed", "skipped", "cancelled", "bounced", "complained"
 ]
@@ -20,6 +22,16 @@ def _no_nul(value: object) -> object:
     if any(isinstance(t, str) and "\x00" in t for t in texts):
         raise ValueError("must not contain the NUL character")
     return value
+
+
+class TriggerIn(BaseModel):
+    """Send the issue to each member who confirms `list`, `after_seconds` after she does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    list: str = Field(min_length=1, max_length=200)
+    # Checked in the service (triggers.check) so a negative delay is a 422 naming it.
+    after_seconds: int
 
 
 class IssueIn(BaseModel):
@@ -41,6 +53,8 @@ class IssueIn(BaseModel):
     # None: tracked unless TIDINGS_TRACKING=off (app/engagement).
     track_opens: bool | None = None
     track_clicks: bool | None = None
+    # A triggered issue (welcome, drip): activated, never sent; lists must be [trigger.list].
+    trigger: TriggerIn | None = None
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -91,6 +105,7 @@ class IssueOut(BaseModel):
     segment: int | None = None
     track_opens: bool = True
     track_clicks: bool = True
+    trigger: dict[str, str | int] | None = None
 
 
 class IssuePage(BaseModel):

@@ -18,7 +18,7 @@ from app.db import utcnow
 from app.engagement import reports as engagement_reports
 from app.engagement import settings as engagement_settings
 from app.errors import Conflict, NotFound, invalid
-from app.issues import compose, lifecycle, rendering
+from app.issues import compose, lifecycle, rendering, triggers
 from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
 from app.models import Delivery, Issue, IssueList, MailingList, Subscriber, Subscription
@@ -79,12 +79,17 @@ def _public(lists: list[MailingList]) -> bool:
 
 async def create(*, session: AsyncSession, settings: Settings, data: IssueIn) -> Issue:
     """A new draft issue; 422 if it would not render or names an unknown list."""
-    values = data.model_dump(exclude={"lists", "from_", "in_archive", "segment"}) | {
+    values = data.model_dump(exclude={"lists", "from_", "in_archive", "segment", "trigger"}) | {
         "from_addr": data.from_
     }
     for flag, default in engagement_settings.issue_defaults(settings).items():
         values[flag] = default if values[flag] is None else values[flag]
     lists = await _lists(session, data.lists)
+    if data.trigger is not None:
+        trigger_list = await triggers.check(session, data.trigger.list, data.trigger.after_seconds)
+        if data.lists != [trigger_list.slug]:
+            # Leaving the trigger's list must stop the sequence: it is the issue's only list.
+            raise invalid("lists", "a triggered issue's lists must be [trigger.list]")
     await segments.check_exists(session, data.segment)
     await asyncio.to_thread(check_renderable, settings, values)
     in_archive = _public(lists) if data.in_archive is None else data.in_archive
@@ -93,6 +98,8 @@ async def create(*, session: AsyncSession, settings: Settings, data: IssueIn) ->
     issue.lists = lists
     session.add(issue)
     await session.flush()
+    if data.trigger is not None:
+        await triggers.store(session, issue.id, lists[0].id, data.trigger.after_seconds)
     return issue
 
 
@@ -203,6 +210,8 @@ async def start_send(
 ) -> tuple[str, int]:
     """Send now, or schedule for send_at; returns (status, recipients). 409 unless editable."""
     issue = await get(session=session, issue_id=issue_id)
+    if await triggers.is_triggered(session, issue_id):
+        raise Conflict("a triggered issue is not sent: POST /api/v1/issues/{id}/activate it")
     if issue.status not in EDITABLE:
         raise Conflict(f"cannot send an issue that is {issue.status}")
     # Compile the whole message now: a broken body must never fail halfway through a send.
@@ -215,6 +224,21 @@ async def start_send(
     if count is None:
         raise await lifecycle.refusal(session, issue_id, "send")
     return "sending", count
+
+
+async def set_active(
+    *, session: AsyncSession, settings: Settings, issue_id: int, active: bool
+) -> Issue:
+    """Activate or deactivate a triggered issue; 409 for an ordinary one or a wrong status."""
+    await get(session=session, issue_id=issue_id)
+    if not await triggers.is_triggered(session, issue_id):
+        raise Conflict("only a triggered issue can be activated; send this one")
+    if active:
+        await compiled(settings, await get(session=session, issue_id=issue_id))
+    moved = await (lifecycle.activate if active else lifecycle.deactivate)(session, issue_id)
+    if not moved:
+        raise await lifecycle.refusal(session, issue_id, "activate" if active else "deactivate")
+    return await get(session=session, issue_id=issue_id)
 
 
 async def move(*, session: AsyncSession, issue_id: int, action: str) -> Issue:

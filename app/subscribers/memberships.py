@@ -20,8 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import Conflict
+from app.issues import triggers
 from app.models import Delivery, IssueList, MailingList, Subscriber, Subscription
 from app.webhooks.events import emit
+
+# Every flush that confirms a membership enrols it in the list's active triggered issues.
+triggers.install()
 
 # person: acts from a link in her own inbox; public: anyone at the sign-up form;
 # admin: the API's operator; import: a CSV the operator uploads.

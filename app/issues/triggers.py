@@ -1,0 +1,144 @@
+"""Triggered issues (welcome and drip sequences): the rule, and enrolment on confirmation.
+
+An issue with a trigger `{list, after_seconds}` is never fanned out at once. While it is
+`active` (lifecycle.activate), each member who confirms that list gets one delivery row,
+written in the same flush as the confirmation, with `next_attempt_at = confirmed_at + N`:
+the ordinary claim (`next_attempt_at <= now`, served by the (issue_id, status,
+next_attempt_at) index) holds it back until then, and the dispatcher sends it like any
+other, re-checking membership, blocklist and suppression just before it goes. The
+(issue_id, subscriber_id) unique key makes a second confirmation a no-op.
+
+Enrolment listens to the ORM flush rather than being called from each confirm path, so
+the confirm link, the preference page and the admin API all enrol the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, event, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, attributes
+
+from app.db import utcnow
+from app.errors import invalid
+from app.models import Delivery, Issue, MailingList, Subscriber, Subscription
+
+# Core only: the rule is read and written here and nowhere else (migration 0013).
+_meta = MetaData()
+issue_triggers = Table(
+    "issue_triggers",
+    _meta,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("list_id", Integer, nullable=False),
+    Column("after_seconds", Integer, nullable=False),
+)
+MAX_AFTER = 10 * 365 * 86400  # ten years: anything longer is a typo, and fits in int4
+
+
+async def rule(session: AsyncSession, issue_id: int) -> dict[str, Any] | None:
+    """The issue's trigger as the API shows it, or None for an ordinary issue."""
+    row = (
+        await session.execute(
+            select(MailingList.slug, issue_triggers.c.after_seconds)
+            .join(MailingList, MailingList.id == issue_triggers.c.list_id)
+            .where(issue_triggers.c.issue_id == issue_id)
+        )
+    ).first()
+    return None if row is None else {"list": row[0], "after_seconds": row[1]}
+
+
+async def check(session: AsyncSession, slug: str, after_seconds: int) -> MailingList:
+    """The trigger's list; 422 naming the field for an unknown list or a bad delay."""
+    if after_seconds < 0 or after_seconds > MAX_AFTER:
+        raise invalid("trigger.after_seconds", f"after_seconds must be 0 to {MAX_AFTER}")
+    found = await session.scalar(select(MailingList).where(MailingList.slug == slug))
+    if found is None:
+        raise invalid("trigger.list", f"unknown list: {slug}")
+    return found
+
+
+async def store(session: AsyncSession, issue_id: int, list_id: int, after_seconds: int) -> None:
+    """Write (or replace) the issue's trigger."""
+    await session.execute(issue_triggers.delete().where(issue_triggers.c.issue_id == issue_id))
+    await session.execute(
+        issue_triggers.insert().values(
+            issue_id=issue_id, list_id=list_id, after_seconds=after_seconds
+        )
+    )
+
+
+async def is_triggered(session: AsyncSession, issue_id: int) -> bool:
+    """Whether the issue has a trigger (and so is activated, never sent)."""
+    found = await session.scalar(
+        select(issue_triggers.c.issue_id).where(issue_triggers.c.issue_id == issue_id)
+    )
+    return found is not None
+
+
+def _confirmed_now(session: Session) -> list[tuple[int, int, datetime]]:
+    """(subscriber, list, confirmed_at) of every membership this flush made confirmed."""
+    out = []
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, Subscription) or obj.status != "confirmed":
+            continue
+        if obj not in session.new:
+            before = attributes.get_history(obj, "status").deleted
+            if not before or before[0] == "confirmed":
+                continue  # unchanged, or confirmed again while already confirmed
+        out.append((obj.subscriber_id, obj.list_id, obj.confirmed_at or utcnow()))
+    return out
+
+
+def _enrol(session: Session, _context: Any) -> None:
+    """after_flush: queue the active triggered issues of every list just confirmed."""
+    confirmed = _confirmed_now(session)
+    if not confirmed:
+        return
+    conn = session.connection()
+    rules = conn.execute(
+        select(issue_triggers.c.issue_id, issue_triggers.c.list_id,
+               issue_triggers.c.after_seconds)
+        .join(Issue, Issue.id == issue_triggers.c.issue_id)
+        .where(Issue.status == "active",
+               issue_triggers.c.list_id.in_({c[1] for c in confirmed}))
+    ).all()  # fmt: skip
+    if not rules:
+        return
+    active = set(
+        conn.scalars(
+            select(Subscriber.id).where(
+                Subscriber.id.in_({c[0] for c in confirmed}), Subscriber.status == "active"
+            )
+        )
+    )
+    pg = conn.dialect.name == "postgresql"
+    insert = postgresql.insert if pg else sqlite.insert
+    for subscriber_id, list_id, at in confirmed:
+        if subscriber_id not in active:
+            continue
+        for issue_id, rule_list, after in rules:
+            if rule_list != list_id:
+                continue
+            result = conn.execute(
+                insert(Delivery)
+                .values(issue_id=issue_id, subscriber_id=subscriber_id, status="queued",
+                        attempts=0, next_attempt_at=at + timedelta(seconds=after))
+                .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+            )  # fmt: skip
+            if result.rowcount:
+                # Not a status change (lifecycle.py owns those): the count of enrolled people.
+                issues = cast(Table, Issue.__table__)
+                conn.execute(
+                    update(issues)
+                    .where(issues.c.id == issue_id)
+                    .values(recipients=issues.c.recipients + 1)
+                )
+
+
+def install() -> None:
+    """Listen to every session's flushes (idempotent: called when memberships is imported)."""
+    if not event.contains(Session, "after_flush", _enrol):
+        event.listen(Session, "after_flush", _enrol)
