@@ -1,29 +1,42 @@
-"""The dispatcher's side duties: its control tick (every TICK = 0.1 s) and hard bounces from SMTP.
+"""The dispatcher's control loop (every TICK = 0.1 s), and hard bounces from SMTP.
 
-Kept apart from dispatcher.py so that the hot path (claim, render, send, record) reads
-in one place; everything here runs at most a few times a second, or once per chunk.
+Why a tick and not notifications: every dispatcher, embedded or a `tidings worker` on
+another machine, learns of a send, a pause, a cancel or a schedule from the one shared
+database, with no broker; one indexed query a tenth of a second is cheap, and bounds how
+long a pause takes to hold. The rest is upkeep counted in ticks: the scheduler, finished
+issues and others' back-offs every 0.5 s; the guardrail and expired leases every 2 s;
+the heartbeat, the branding and the stored layouts every 5 s; our leases every third of
+their length.
+
+The control loop owns the board's statuses (it alone replaces them) and its tick count.
+It tells the feeder when an issue starts or ends, the claims to give back what waits of
+an issue that left 'sending', and `Servers` the back-offs others set. It runs beside the
+feeder and senders on the same event loop and awaits only inside its one transaction,
+so each decision is taken on statuses that no other part changes half-way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING
+import os
+import socket
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import replies
 from app.bounces.dsn import BounceEvent
 from app.bounces.policy import record_bounce
 from app.config import Settings
-from app.delivery import queue
-from app.delivery.feeder import precompile
+from app.db import utcnow
+from app.delivery import queue, statistics
+from app.delivery.backoff import Servers
+from app.delivery.board import Board
+from app.delivery.claims import Claims
+from app.delivery.feeder import Feeder, refresh_branding
 from app.engagement import guardrail
 from app.issues import lifecycle
-from app.models import RateBucket
-
-if TYPE_CHECKING:
-    from app.delivery.dispatcher import Dispatcher
+from app.models import Worker
 
 log = logging.getLogger("tidings.dispatcher")
 
@@ -33,52 +46,94 @@ TICK = 0.1  # seconds between control ticks
 EVERY_HALF_SECOND, EVERY_2_S, EVERY_5_S = 5, 20, 50
 
 
-async def control_tick(d: Dispatcher, tick: int) -> None:
-    """Issue statuses every tick; scheduler, finished issues and upkeep every few ticks."""
-    async with d.sessionmaker() as s, s.begin():
-        statuses = await queue.issue_statuses(session=s, held=set(d.held.values()) | set(d.status))
-        if tick % EVERY_HALF_SECOND == 0:
-            started = await lifecycle.promote_scheduled(session=s)
-            finished = await lifecycle.finish_sending(session=s)
-            if started or finished:
-                log.info("issues started %s, finished %s", started, finished)
-            await _refresh_blocks(d, s)
-        if tick % EVERY_2_S == 0:
-            sending = [i for i, status in d.status.items() if status == "sending"]
-            for issue_id, reason in (await guardrail.verdicts(s, d.settings, sending)).items():
-                log.warning("issue %s paused: %s", issue_id, reason)
-                d.pause(issue_id, reason)  # written through lifecycle.pause by the writer
-            recovered = await queue.recover_expired(session=s)
-            if recovered:
-                log.warning("%d deliveries of a vanished dispatcher back in the queue", recovered)
-        # Leases are renewed every third of their length.
-        if d.held and tick % max(1, int(d.settings.lease_seconds / 3 / TICK)) == 0:
-            await queue.extend_leases(
-                session=s, owner=d.owner, lease_seconds=d.settings.lease_seconds
-            )
-    for issue_id in d.pauses:  # our own pause, not written yet: the database lags behind us
-        statuses[issue_id] = "paused"
-    for issue_id, status in statuses.items():
-        if status != "sending":
-            d.release_issue(issue_id)
-        if status in ("sent", "cancelled"):
-            d.compiled.pop(issue_id, None)
-        elif status == "sending" and d.status.get(issue_id) != "sending":
-            precompile(d, issue_id)  # while the feeder claims the first batch
-            d.wake.set()  # an idle feeder starts on it now, not at its next look
-    d.status = statuses
-    if tick % EVERY_5_S == 0:
-        await d._heartbeat()
+class Control:
+    """One control tick at a time: statuses, scheduler, guardrail, leases, heartbeat."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        owner: str,
+        board: Board,
+        claims: Claims,
+        servers: Servers,
+        feeder: Feeder,
+    ) -> None:
+        self.settings, self.sessionmaker, self.owner = settings, sessionmaker, owner
+        self._board, self._claims, self._servers, self._feeder = board, claims, servers, feeder
+        self._tick = 0
+        self._analysing: set[asyncio.Task[bool]] = set()  # ANALYZE after a fan-out
+
+    async def tick(self) -> None:
+        """Issue statuses every tick; scheduler, finished issues and upkeep every few ticks."""
+        tick, self._tick = self._tick, self._tick + 1
+        board, claims, settings = self._board, self._claims, self.settings
+        async with self.sessionmaker() as s, s.begin():
+            watched = claims.issues() | board.known()
+            statuses = await queue.issue_statuses(session=s, held=watched)
+            if tick % EVERY_HALF_SECOND == 0:
+                started = await lifecycle.promote_scheduled(session=s)
+                finished = await lifecycle.finish_sending(session=s)
+                if started or finished:
+                    log.info("issues started %s, finished %s", started, finished)
+                await self._servers.learn(s)
+            if tick % EVERY_2_S == 0:
+                verdicts = await guardrail.verdicts(s, settings, board.sending())
+                for issue_id, reason in verdicts.items():
+                    log.warning("issue %s paused: %s", issue_id, reason)
+                    claims.pause(issue_id, reason)  # written through lifecycle.pause by the writer
+                recovered = await queue.recover_expired(session=s)
+                if recovered:
+                    log.warning(
+                        "%d deliveries of a vanished dispatcher back in the queue", recovered
+                    )
+            # Leases are renewed every third of their length.
+            if claims.holds_any() and tick % max(1, int(settings.lease_seconds / 3 / TICK)) == 0:
+                await queue.extend_leases(
+                    session=s, owner=self.owner, lease_seconds=settings.lease_seconds
+                )
+        previous = board.replace(statuses)
+        for issue_id, status in statuses.items():  # with our unwritten pauses laid over
+            if status != "sending":
+                claims.release_issue(issue_id)
+            if status in ("sent", "cancelled"):
+                self._feeder.done_with(issue_id)
+            elif status == "sending" and previous.get(issue_id) != "sending":
+                self._feeder.started(issue_id)
+                self._analyse(issue_id)
+        if tick % EVERY_5_S == 0:
+            await heartbeat(self.sessionmaker, self.owner)
+            async with self.sessionmaker() as s:
+                await refresh_branding(s, settings)  # at most a query each per 30 s
+
+    def _analyse(self, issue_id: int) -> None:
+        # In a task of its own: the tick goes on while ANALYZE samples the table.
+        task = asyncio.create_task(self._analyse_quietly(issue_id))
+        self._analysing.add(task)
+        task.add_done_callback(self._analysing.discard)
+
+    async def _analyse_quietly(self, issue_id: int) -> bool:
+        try:
+            return await statistics.after_fan_out(self.sessionmaker, issue_id)
+        except Exception:  # noqa: BLE001 - statistics are an optimisation, never a failure
+            log.warning("ANALYZE deliveries after issue %s failed", issue_id, exc_info=True)
+            return False
+
+    async def wind_down(self) -> None:
+        for task in self._analysing:
+            task.cancel()
+        await asyncio.gather(*self._analysing, return_exceptions=True)
 
 
-async def _refresh_blocks(d: Dispatcher, s: AsyncSession) -> None:
-    """Learn the back-offs other workers set on our servers."""
-    rows = await s.execute(
-        select(RateBucket.key, RateBucket.blocked_until).where(RateBucket.key.in_(d.budgets))
-    )
-    for key, until in rows:
-        budget = d.budgets[key]
-        budget.blocked_local = max(budget.blocked_local, float(until or 0.0))
+async def heartbeat(sessionmaker: async_sessionmaker[AsyncSession], owner: str) -> None:
+    """Say this dispatcher is alive (its row in `workers`, made on the first beat)."""
+    async with sessionmaker() as s, s.begin():
+        row = await s.get(Worker, owner)
+        if row is None:
+            s.add(Worker(id=owner, hostname=socket.gethostname()[:255], pid=os.getpid()))
+        else:
+            row.heartbeat_at = utcnow()
 
 
 def hard_bounce(code: int | None, error: str) -> bool:

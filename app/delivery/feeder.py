@@ -11,32 +11,43 @@ unsubscribed or blocklisted after the send started is skipped (contract: "checke
 just before each message goes"); a chunk is at most a few hundred milliseconds of sending.
 Signing runs beside the feeder (signing.py), several chunks at once, so the senders never
 wait for one chunk's signatures while the cores have work to give.
+
+Why one feeder and not one per issue or per sender: claims, re-checks and rendering are
+all database- or CPU-bound work on the one event loop, so a second feeder would only
+interleave with the first; one coroutine keeps the round-robin fair between issues and
+bounds what is prepared ahead to the send queue's size (2 x concurrency messages) plus
+MAX_IN_FLIGHT chunks being signed, whatever the size of the send: memory stays flat.
+
+What it owns: each issue's compilation (compiled once per dispatcher, dropped when the
+issue is sent or cancelled), its round-robin turn, the claim in progress and the
+signing tasks. It reads the board, asks `Servers` for a server and its tokens, and hands
+claims and results to `Claims`; it changes nothing of theirs but through their methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
-from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from app.delivery import queue, ratelimit
+from app import branding
+from app.config import Settings
+from app.delivery import queue, ratelimit, signing
+from app.delivery.backoff import Servers
+from app.delivery.board import Board
+from app.delivery.claims import Claims
 from app.delivery.queue import Result, Target
-from app.delivery.signing import SignAgain
-from app.delivery.transport import Envelope, Transport, pick_weighted
+from app.delivery.signing import SignAgain, Signer
+from app.delivery.transport import Envelope, Transport
 from app.engagement import links as engagement_links
-from app.issues import compose
+from app.issues import compose, stored_layouts
 from app.models import Issue
-
-if TYPE_CHECKING:
-    from app.delivery.dispatcher import Dispatcher
 
 log = logging.getLogger("tidings.dispatcher")
 
@@ -55,178 +66,219 @@ class Item:
     message_id: str
 
 
-def claim_size(d: Dispatcher) -> int:
-    if all(b.rate > 0 for b in d.budgets.values()):
-        # Under a rate limit, hold no more than ~2 s of work: pause and take-over stay cheap.
-        rate = sum(b.rate for b in d.budgets.values())
-        return max(1, min(d.settings.batch_size, math.ceil(2 * rate)))
-    return d.settings.batch_size
+class Feeder:
+    """Claims, re-checks, renders and signs messages into the send queue, until stopped."""
 
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        owner: str,
+        board: Board,
+        claims: Claims,
+        servers: Servers,
+        sendq: asyncio.Queue[Item | None],
+        stopping: asyncio.Event,
+    ) -> None:
+        self.settings, self.sessionmaker, self.owner = settings, sessionmaker, owner
+        self._board, self._claims, self._servers = board, claims, servers
+        self._sendq, self._stopping = sendq, stopping
+        self._wake = asyncio.Event()  # a send started: an idle feeder looks at once
+        self._compiled: dict[int, asyncio.Future[Any]] = {}  # issue id -> its compilation
+        self._signer: Signer | None = None
+        self._signing: set[asyncio.Task[None]] = set()  # chunks being DKIM-signed
+        self._sign_slots = asyncio.Semaphore(signing.MAX_IN_FLIGHT)
+        self._turn = 0  # the round-robin over sending issues
+        self._claiming: asyncio.Future[list[int]] | None = None  # the last claim
 
-async def feed_loop(d: Dispatcher) -> None:
-    """Feed the senders until the dispatcher stops; an error is logged and retried."""
-    idle = 0
-    while not d.stopping.is_set():
-        try:
-            busy = await feed_once(d)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("feeder: will retry")
-            await ratelimit._sleep(1.0, d.stopping)
-            continue
-        idle = 0 if busy else idle + 1
-        sending = sum(1 for s in d.status.values() if s == "sending")
-        if idle > max(1, sending):
-            d.wake.clear()
-            await ratelimit._sleep(0.25, d.wake)  # the control tick wakes us for a new send
-            idle = 0
+    # -- what the control loop tells us -------------------------------------------------
 
+    def started(self, issue_id: int) -> None:
+        """An issue began sending: compile it while the first batch is claimed, and look now."""
+        self.precompile(issue_id)
+        self._wake.set()
 
-async def feed_once(d: Dispatcher) -> bool:
-    issues = sorted(i for i, s in d.status.items() if s == "sending")
-    if not issues:
-        return False
-    issue_id = issues[d.turn % len(issues)]
-    d.turn += 1
-    buf = d.buffer.setdefault(issue_id, deque())
-    if not buf:
-        # Shielded: a stop that cancels the feeder mid-claim must still learn what the
-        # claim took (it may have committed), so that it is released, not left to expire.
-        d.claiming = asyncio.ensure_future(_claim(d, issue_id))
-        ids = await asyncio.shield(d.claiming)
-        buf.extend(ids)
-        if not ids:
+    def done_with(self, issue_id: int) -> None:
+        """An issue is sent or cancelled: its compilation is no longer needed."""
+        self._compiled.pop(issue_id, None)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run(self, signer: Signer | None) -> None:
+        """Feed the senders until stopping; an error is logged and retried."""
+        self._signer = signer
+        idle = 0
+        while not self._stopping.is_set():
+            try:
+                busy = await self.feed_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("feeder: will retry")
+                await ratelimit._sleep(1.0, self._stopping)
+                continue
+            idle = 0 if busy else idle + 1
+            if idle > max(1, len(self._board.sending())):
+                self._wake.clear()
+                await ratelimit._sleep(0.25, self._wake)  # the control tick wakes us
+                idle = 0
+
+    async def wind_down(self) -> None:
+        """After run() was cancelled: end the signing tasks, and let a claim in flight land."""
+        for task in self._signing:  # what they held is released by the dispatcher
+            task.cancel()
+        await asyncio.gather(*self._signing, return_exceptions=True)
+        if self._claiming is not None:  # a claim we left: its rows join the held claims
+            await asyncio.gather(self._claiming, return_exceptions=True)
+
+    async def feed_once(self) -> bool:
+        issues = self._board.sending()
+        if not issues:
             return False
-    transport = _pick(d)
-    granted = await d.budgets[transport.name].take(min(CHUNK, len(buf)), d.stopping)
-    if not granted or d.status.get(issue_id) != "sending":
+        issue_id = issues[self._turn % len(issues)]
+        self._turn += 1
+        if not self._claims.waiting(issue_id):
+            # Shielded: a stop that cancels the feeder mid-claim must still learn what the
+            # claim took (it may have committed), so that it is released, not left to expire.
+            self._claiming = asyncio.ensure_future(self._claim(issue_id))
+            if not await asyncio.shield(self._claiming):
+                return False
+        transport = self._servers.pick()
+        want = min(CHUNK, self._claims.waiting(issue_id))
+        granted = await self._servers.take(transport.name, want, self._stopping)
+        if not granted or self._board.status(issue_id) != "sending":
+            return True
+        ids = self._claims.take_waiting(issue_id, granted)
+        await self.prepare(issue_id, ids, transport)
         return True
-    ids = [buf.popleft() for _ in range(min(granted, len(buf)))]
-    await prepare(d, issue_id, ids, transport)
-    return True
 
+    async def _claim(self, issue_id: int) -> list[int]:
+        async with self.sessionmaker() as s, s.begin():
+            ids = await queue.claim(session=s, issue_id=issue_id, owner=self.owner,
+                                    limit=self._servers.claim_size(self.settings.batch_size),
+                                    lease_seconds=self.settings.lease_seconds)  # fmt: skip
+        self._claims.claimed(issue_id, ids)
+        return ids
 
-async def _claim(d: Dispatcher, issue_id: int) -> list[int]:
-    async with d.sessionmaker() as s, s.begin():
-        ids = await queue.claim(session=s, issue_id=issue_id, owner=d.owner,
-                                limit=claim_size(d),
-                                lease_seconds=d.settings.lease_seconds)  # fmt: skip
-    for i in ids:
-        d.held[i] = issue_id
-    return ids
+    # -- compiling ----------------------------------------------------------------------
 
+    def precompile(self, issue_id: int) -> None:
+        """Start compiling an issue (once per dispatcher); `_compiled_issue` awaits it."""
+        if issue_id not in self._compiled:
+            self._compiled[issue_id] = asyncio.ensure_future(self._compile(issue_id))
 
-def _pick(d: Dispatcher) -> Transport:
-    now = time.time()
-    blocked = {n for n, b in d.budgets.items() if b.blocked_local > now}
-    return pick_weighted(d.transports, blocked)
+    async def _compile(self, issue_id: int) -> Any:
+        async with self.sessionmaker() as s:
+            # A `tidings worker` serves no page, so no request refreshes what the console
+            # set: the branding and the stored layouts are read here, before each send
+            # compiles (once per issue), and on the control loop's slow period.
+            await refresh_branding(s, self.settings, force=True)
+            issue = await s.scalar(
+                select(Issue).where(Issue.id == issue_id).options(selectinload(Issue.lists))
+            )
+        assert issue is not None
+        compiled = await asyncio.to_thread(compose.compile_for_send, self.settings, issue)
+        if compiled.tracking is not None:
+            # The redirect reads its targets from this table: it is written before any message.
+            async with self.sessionmaker() as s, s.begin():
+                await engagement_links.store(s, issue_id, compiled.tracking.links())
+        return compiled
 
+    async def _compiled_issue(self, issue_id: int) -> Any:
+        self.precompile(issue_id)
+        try:
+            return await self._compiled[issue_id]
+        except Exception:
+            self._compiled.pop(issue_id, None)  # the next chunk tries again (after a resume)
+            raise
 
-def precompile(d: Dispatcher, issue_id: int) -> None:
-    """Start compiling an issue (once per dispatcher); `_compiled` awaits the same task."""
-    if issue_id not in d.compiled:
-        d.compiled[issue_id] = asyncio.ensure_future(_compile(d, issue_id))
+    # -- one chunk ----------------------------------------------------------------------
 
-
-async def _compile(d: Dispatcher, issue_id: int) -> Any:
-    async with d.sessionmaker() as s:
-        issue = await s.scalar(
-            select(Issue).where(Issue.id == issue_id).options(selectinload(Issue.lists))
-        )
-    assert issue is not None
-    compiled = await asyncio.to_thread(compose.compile_for_send, d.settings, issue)
-    if compiled.tracking is not None:
-        # The redirect reads its targets from this table: it is written before any message.
-        async with d.sessionmaker() as s, s.begin():
-            await engagement_links.store(s, issue_id, compiled.tracking.links())
-    return compiled
-
-
-async def _compiled(d: Dispatcher, issue_id: int) -> Any:
-    precompile(d, issue_id)
-    try:
-        return await d.compiled[issue_id]
-    except Exception:
-        d.compiled.pop(issue_id, None)  # the next chunk tries again (after a pause: a resume)
-        raise
-
-
-async def prepare(d: Dispatcher, issue_id: int, ids: list[int], transport: Transport) -> None:
-    """Re-check, render and (through signing) queue one chunk of claimed deliveries."""
-    try:
-        compiled = await _compiled(d, issue_id)
-        async with d.sessionmaker() as s:
-            targets = await queue.load_targets(session=s, ids=ids)
-    except (SQLAlchemyError, OSError):
-        # The database is away: these stay ours and wait at the head of the buffer (a
-        # claimed delivery that is in no buffer and no queue would never be sent).
-        if d.status.get(issue_id) == "sending":
-            d.buffer.setdefault(issue_id, deque()).extendleft(reversed(ids))
-        else:
+    async def prepare(self, issue_id: int, ids: list[int], transport: Transport) -> None:
+        """Re-check, render and (through signing) queue one chunk of claimed deliveries."""
+        claims = self._claims
+        try:
+            compiled = await self._compiled_issue(issue_id)
+            async with self.sessionmaker() as s:
+                targets = await queue.load_targets(session=s, ids=ids)
+        except (SQLAlchemyError, OSError):
+            # The database is away: these stay ours and wait at the head of the line (a
+            # claimed delivery that is in no line and no queue would never be sent).
+            if self._board.status(issue_id) == "sending":
+                claims.wait_again(issue_id, ids)
+            else:
+                for i in ids:
+                    claims.release(i)
+            raise
+        except Exception as exc:  # a body that cannot render: stop the issue, never crash
+            log.exception("issue %s cannot be rendered", issue_id)
+            claims.pause(issue_id, f"rendering failed: {exc}")
             for i in ids:
-                d.release(i)
-        raise
-    except Exception as exc:  # a body that cannot render: stop the issue, never crash
-        log.exception("issue %s cannot be rendered", issue_id)
-        d.pause(issue_id, f"rendering failed: {exc}")
+                claims.release(i)
+            return
+        found = {t.id for t in targets}
         for i in ids:
-            d.release(i)
-        return
-    found = {t.id for t in targets}
-    for i in ids:
-        if i not in found:  # the delivery row is gone (issue deleted): nothing to send
-            d.held.pop(i, None)
-    items: list[tuple[Target, str, str]] = []
-    datas: list[bytes] = []
-    settings, from_addr = d.settings, compiled.content.from_addr
-    for t in targets:
-        if not t.eligible:
-            d.emit(Result(t.id, "skipped", refund=1, error="unsubscribed or blocklisted"))
-            continue
-        r = compose.recipient(settings, issue_id=issue_id, delivery_id=t.id,
-                              subscriber_id=t.subscriber_id, email=t.email, name=t.name,
-                              attributes=t.attributes)  # fmt: skip
-        datas.append(compiled.render_message(r))
-        items.append((t, compose.envelope_sender(settings, r, from_addr=from_addr), r.message_id))
-    if d.signer is None or not items:
-        await _queue(d, issue_id, transport, items, datas)
-        return
-    # The chunk is signed in a task of its own while the feeder renders the next one; the
-    # feeder waits only when MAX_IN_FLIGHT chunks are between it and the send queue.
-    await d.sign_slots.acquire()
-    task = asyncio.create_task(_sign_then_queue(d, issue_id, transport, items, datas))
-    d.signing.add(task)
-    task.add_done_callback(d.signing.discard)
+            if i not in found:  # the delivery row is gone (issue deleted): nothing to send
+                claims.forget(i)
+        items: list[tuple[Target, str, str]] = []
+        datas: list[bytes] = []
+        settings, from_addr = self.settings, compiled.content.from_addr
+        for t in targets:
+            if not t.eligible:
+                claims.emit(Result(t.id, "skipped", refund=1, error="unsubscribed or blocklisted"))
+                continue
+            r = compose.recipient(settings, issue_id=issue_id, delivery_id=t.id,
+                                  subscriber_id=t.subscriber_id, email=t.email, name=t.name,
+                                  attributes=t.attributes)  # fmt: skip
+            datas.append(compiled.render_message(r))
+            sender = compose.envelope_sender(settings, r, from_addr=from_addr)
+            items.append((t, sender, r.message_id))
+        if self._signer is None or not items:
+            await self._queue(issue_id, transport, items, datas)
+            return
+        # The chunk is signed in a task of its own while the feeder renders the next one;
+        # the feeder waits only when MAX_IN_FLIGHT chunks are between it and the send queue.
+        await self._sign_slots.acquire()
+        task = asyncio.create_task(self._sign_then_queue(issue_id, transport, items, datas))
+        self._signing.add(task)
+        task.add_done_callback(self._signing.discard)
+
+    async def _sign_then_queue(
+        self, issue_id: int, transport: Transport, items: list[Any], datas: list[bytes]
+    ) -> None:
+        assert self._signer is not None
+        try:
+            signed = await self._signer.sign(datas)
+            await self._queue(issue_id, transport, items, signed)
+        except SignAgain:  # a signing process died and the pool was restarted
+            log.warning(
+                "the DKIM signing pool broke and was restarted; %d back in the queue", len(items)
+            )
+            for t, _, _ in items:
+                self._claims.release(t.id)
+        except Exception as exc:  # a key that cannot sign: stop the issue rather than loop on it
+            log.exception("DKIM signing failed for issue %s", issue_id)
+            self._claims.pause(issue_id, f"DKIM signing failed: {exc}")
+            for t, _, _ in items:
+                self._claims.release(t.id)
+        finally:
+            self._sign_slots.release()
+
+    async def _queue(
+        self, issue_id: int, transport: Transport, items: list[Any], datas: list[bytes]
+    ) -> None:
+        put = self._sendq.put
+        for (t, sender, mid), data in zip(items, datas, strict=True):
+            # crlf: the renderer and the signer write CRLF only, so SMTP need not check again.
+            envelope = Envelope(sender, (t.email,), data, crlf=True)
+            await put(Item(t.id, issue_id, t.attempts, transport, envelope, mid))
 
 
-async def _sign_then_queue(
-    d: Dispatcher, issue_id: int, transport: Transport, items: list[Any], datas: list[bytes]
-) -> None:
-    assert d.signer is not None
-    try:
-        signed = await d.signer.sign(datas)
-        await _queue(d, issue_id, transport, items, signed)
-    except SignAgain:  # a signing process died and the pool was restarted
-        log.warning(
-            "the DKIM signing pool broke and was restarted; %d back in the queue", len(items)
-        )
-        for t, _, _ in items:
-            d.release(t.id)
-    except Exception as exc:  # a key that cannot sign: stop the issue rather than loop on it
-        log.exception("DKIM signing failed for issue %s", issue_id)
-        d.pause(issue_id, f"DKIM signing failed: {exc}")
-        for t, _, _ in items:
-            d.release(t.id)
-    finally:
-        d.sign_slots.release()
-
-
-async def _queue(
-    d: Dispatcher, issue_id: int, transport: Transport, items: list[Any], datas: list[bytes]
-) -> None:
-    put = d.sendq.put
-    for (t, sender, mid), data in zip(items, datas, strict=True):
-        # crlf: the renderer and the signer write CRLF only, so SMTP need not check again.
-        envelope = Envelope(sender, (t.email,), data, crlf=True)
-        await put(Item(t.id, issue_id, t.attempts, transport, envelope, mid))
+async def refresh_branding(session: AsyncSession, settings: Settings, force: bool = False) -> None:
+    """Reload the console-set branding and stored layouts (forced: now; else when stale)."""
+    if force:
+        await branding.load(session=session, settings=settings)
+    else:
+        await branding.refresh(session=session, settings=settings)
+    await stored_layouts.refresh(session=session, key=settings.database_url, force=force)
