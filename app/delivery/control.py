@@ -30,10 +30,8 @@ from app.bounces.policy import record_bounce
 from app.config import Settings
 from app.db import utcnow
 from app.delivery import queue, statistics
-from app.delivery.backoff import Servers
-from app.delivery.board import Board
-from app.delivery.claims import Claims
 from app.delivery.feeder import Feeder, refresh_branding
+from app.delivery.parts import Parts
 from app.engagement import guardrail
 from app.issues import lifecycle
 from app.models import Worker
@@ -49,19 +47,11 @@ EVERY_HALF_SECOND, EVERY_2_S, EVERY_5_S = 5, 20, 50
 class Control:
     """One control tick at a time: statuses, scheduler, guardrail, leases, heartbeat."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        owner: str,
-        board: Board,
-        claims: Claims,
-        servers: Servers,
-        feeder: Feeder,
-    ) -> None:
-        self.settings, self.sessionmaker, self.owner = settings, sessionmaker, owner
-        self._board, self._claims, self._servers, self._feeder = board, claims, servers, feeder
+    def __init__(self, parts: Parts, *, feeder: Feeder) -> None:
+        self.settings, self.sessionmaker = parts.settings, parts.sessionmaker
+        self.owner = parts.owner
+        self._board, self._claims, self._servers = parts.board, parts.claims, parts.servers
+        self._feeder = feeder
         self._tick = 0
         self._analysing: set[asyncio.Task[bool]] = set()  # ANALYZE after a fan-out
 

@@ -45,7 +45,6 @@ import signal
 import socket
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -57,6 +56,7 @@ from app.delivery.board import Board
 from app.delivery.claims import Claims
 from app.delivery.control import TICK, Control, hard_bounce, heartbeat
 from app.delivery.feeder import Feeder, Item
+from app.delivery.parts import Parts
 from app.delivery.queue import Result
 from app.delivery.signing import Signer, start_signer
 from app.delivery.transport import DeliveryError, Transport, build_transports
@@ -89,13 +89,10 @@ class Dispatcher:
         self._servers = Servers(transports, quota=settings.hourly_quota, sessionmaker=sessionmaker)
         self._sendq: asyncio.Queue[Item | None] = asyncio.Queue(max(2 * settings.concurrency, 4))
         self._streak: dict[int, int] = {}  # issue id -> consecutive failures (the senders')
-        parts: dict[str, Any] = dict(
-            settings=settings, sessionmaker=sessionmaker, owner=self.owner,
-            board=self._board, claims=self._claims, servers=self._servers,
-        )  # fmt: skip
-        self._feeder = Feeder(**parts, sendq=self._sendq, stopping=self.stopping)
-        self._control = Control(**parts, feeder=self._feeder)
-        self._writer = Writer(**parts)
+        parts = Parts(settings, sessionmaker, self.owner, self._board, self._claims, self._servers)
+        self._feeder = Feeder(parts, sendq=self._sendq, stopping=self.stopping)
+        self._control = Control(parts, feeder=self._feeder)
+        self._writer = Writer(parts)
 
     # -- life cycle -------------------------------------------------------------------
 

@@ -33,15 +33,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app import branding
 from app.config import Settings
 from app.delivery import queue, ratelimit, signing
-from app.delivery.backoff import Servers
-from app.delivery.board import Board
-from app.delivery.claims import Claims
+from app.delivery.parts import Parts
 from app.delivery.queue import Result, Target
 from app.delivery.signing import SignAgain, Signer
 from app.delivery.transport import Envelope, Transport
@@ -70,19 +68,11 @@ class Feeder:
     """Claims, re-checks, renders and signs messages into the send queue, until stopped."""
 
     def __init__(
-        self,
-        *,
-        settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        owner: str,
-        board: Board,
-        claims: Claims,
-        servers: Servers,
-        sendq: asyncio.Queue[Item | None],
-        stopping: asyncio.Event,
+        self, parts: Parts, *, sendq: asyncio.Queue[Item | None], stopping: asyncio.Event
     ) -> None:
-        self.settings, self.sessionmaker, self.owner = settings, sessionmaker, owner
-        self._board, self._claims, self._servers = board, claims, servers
+        self.settings, self.sessionmaker = parts.settings, parts.sessionmaker
+        self.owner = parts.owner
+        self._board, self._claims, self._servers = parts.board, parts.claims, parts.servers
         self._sendq, self._stopping = sendq, stopping
         self._wake = asyncio.Event()  # a send started: an idle feeder looks at once
         self._compiled: dict[int, asyncio.Future[Any]] = {}  # issue id -> its compilation

@@ -20,15 +20,10 @@ import logging
 import time
 from collections import Counter
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from app import metrics
-from app.config import Settings
 from app.delivery import queue, ratelimit
-from app.delivery.backoff import Servers
-from app.delivery.board import Board
-from app.delivery.claims import Claims
 from app.delivery.control import record_hard_bounces
+from app.delivery.parts import Parts
 from app.issues import lifecycle
 
 log = logging.getLogger("tidings.dispatcher")
@@ -37,18 +32,10 @@ log = logging.getLogger("tidings.dispatcher")
 class Writer:
     """Writes results, pauses and back-offs in batches; SMTP hard bounces after them."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        owner: str,
-        board: Board,
-        claims: Claims,
-        servers: Servers,
-    ) -> None:
-        self.settings, self.sessionmaker, self.owner = settings, sessionmaker, owner
-        self._board, self._claims, self._servers = board, claims, servers
+    def __init__(self, parts: Parts) -> None:
+        self.settings, self.sessionmaker = parts.settings, parts.sessionmaker
+        self.owner = parts.owner
+        self._board, self._claims, self._servers = parts.board, parts.claims, parts.servers
         self._bounces: list[tuple[int, str, str]] = []  # (delivery id, email, reply)
         self.closing = False  # the loop ends at its next turn
 
