@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from app.deps import AdminDep, SessionDep, SettingsDep
-from app.engagement import reports
+from app.engagement import followup, reports
 from app.issues import service as issues
 
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -62,6 +62,15 @@ async def engagement_csv(issue_id: IssueId, session: SessionDep) -> Response:
     name = f"issue-{issue_id}-engagement.csv"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     return Response(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+@router.post("/issues/{issue_id}/follow-up", status_code=201)
+async def follow_up(
+    issue_id: IssueId, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """A new draft of the issue for those who did not open it (people's opens only)."""
+    draft = await followup.create(session=session, settings=settings, issue_id=issue_id)
+    return {"id": draft.id, "status": draft.status, "segment": draft.segment_id}
 
 
 @router.get("/subscribers/{subscriber_id}/events")

@@ -1,7 +1,7 @@
 """A checked rule compiled to one SQLAlchemy boolean clause on the subscribers table.
 
 Values are always bound parameters; nothing a user wrote becomes SQL text. Attribute
-conditions are in attributes.py; fields, lists and bounces here. Text fields are ordered
+conditions are in attributes.py; fields, lists, bounces and engagement here. Text fields are ordered
 byte-wise on both databases (`COLLATE "C"` on PostgreSQL, SQLite's own BINARY), so `lt`
 gives the same people.
 
@@ -26,11 +26,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.engagement.models import EngagementEvent
 from app.models import Bounce, Subscriber, Subscription
 from app.segments.attributes import attribute_clause
 from app.segments.rules import Path, RuleError, as_datetime, kind_of
-
-NO_TRACKING = "engagement conditions need tracking (not yet available)"
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def _node(node: dict[str, Any], ctx: Context, path: Path) -> Clause:
         return _member(node, ctx, path), False
     if kind == "bounced":
         return _bounced(node, ctx), False
-    raise RuleError(NO_TRACKING, (*path, "engaged"))
+    return _engaged(node, ctx), False
 
 
 def _member(node: dict[str, Any], ctx: Context, path: Path) -> ColumnElement[bool]:
@@ -94,6 +93,19 @@ def _bounced(node: dict[str, Any], ctx: Context) -> ColumnElement[bool]:
     where = [Bounce.subscriber_id == Subscriber.id, Bounce.type.in_(kinds), Bounce.counts]
     if "within_days" in node:
         where.append(Bounce.created_at >= ctx.now - timedelta(days=node["within_days"]))
+    return exists().where(*where)
+
+
+def _engaged(node: dict[str, Any], ctx: Context) -> ColumnElement[bool]:
+    # A person's events only (app/engagement): a click is an open whose pixel did not load.
+    # Events name people only under TIDINGS_TRACKING=individual; otherwise nobody matches.
+    kinds = ("open", "click") if node["engaged"] == "opened" else ("click",)
+    where = [EngagementEvent.subscriber_id == Subscriber.id, EngagementEvent.kind.in_(kinds),
+             EngagementEvent.machine.is_(False)]  # fmt: skip
+    if node["issue"] != "any":
+        where.append(EngagementEvent.issue_id == node["issue"])
+    if "within_days" in node:
+        where.append(EngagementEvent.at >= ctx.now - timedelta(days=node["within_days"]))
     return exists().where(*where)
 
 

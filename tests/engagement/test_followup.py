@@ -1,0 +1,49 @@
+"""A follow-up to those who did not open: a new draft whose recipients are the non-openers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.engagement.helpers import BROWSER_UA, click_url, flush, open_url, public, sent_issue
+from tests.issues.factory import set_issue
+
+READERS = {
+    "ann@example.org": {},
+    "bob@example.org": {},
+    "cid@example.org": {},
+    "dee@example.org": {},
+}
+
+
+async def test_the_follow_up_goes_to_those_no_person_opened_it_for(app_factory: Any) -> None:
+    client = await app_factory(tracking="individual")
+    sent = await sent_issue(client, READERS)
+    early = await client.post(f"/api/v1/issues/{sent.issue_id}/follow-up")
+    assert early.status_code == 409  # still a draft: nothing was sent yet
+    await set_issue(client, sent.issue_id, status="sent")
+    reader = public(client, **{"User-Agent": BROWSER_UA})
+    await reader.get(open_url(client, sent, "ann@example.org"))
+    await reader.get(click_url(client, sent, "dee@example.org", 2))  # images off: a click
+    apple = public(client, "17.58.0.9", **{"User-Agent": "Mozilla/5.0"})
+    await apple.get(open_url(client, sent, "bob@example.org"))  # a prefetch is no one's open
+    await flush(client)
+    answer = await client.post(f"/api/v1/issues/{sent.issue_id}/follow-up")
+    assert answer.status_code == 201, answer.text
+    draft = answer.json()
+    assert draft["status"] == "draft" and draft["id"] != sent.issue_id
+    count = await client.get(f"/api/v1/segments/{draft['segment']}/count")
+    assert count.json() == {"count": 2}  # bob (a machine's open) and cid
+    shown = (await client.get(f"/api/v1/issues/{draft['id']}")).json()
+    assert shown["segment"] == draft["segment"] and shown["lists"] == ["news"]
+    started = await client.post(f"/api/v1/issues/{draft['id']}/send")
+    assert started.json() == {"status": "sending", "recipients": 2}
+    log = (await client.get(f"/api/v1/issues/{draft['id']}/deliveries")).json()["items"]
+    assert sorted(d["email"] for d in log) == ["bob@example.org", "cid@example.org"]
+
+
+async def test_no_follow_up_where_no_event_names_anyone(app_factory: Any) -> None:
+    client = await app_factory()  # aggregate
+    sent = await sent_issue(client)
+    await set_issue(client, sent.issue_id, status="sent")
+    answer = await client.post(f"/api/v1/issues/{sent.issue_id}/follow-up")
+    assert answer.status_code == 409 and "individual" in answer.text
