@@ -73,9 +73,9 @@ class Tracking:
         if self.clicks:
             page = _ANCHOR_HREF.sub(self._html_link, page)
             text = _TEXT_URL.sub(self._text_link, text)
-        extra = _TRAP.format(marker(TAG, TRAP)) if self.clicks else ""
+        extra = _TRAP.format(self._click_url(TRAP)) if self.clicks else ""
         if self.opens:
-            extra += _PIXEL.format(marker(TAG, PIXEL))
+            extra += _PIXEL.format(f"{self.site_url}/o/{marker(TAG, PIXEL)}")
         if extra:
             found = _BODY_END.search(page)
             page = page[: found.start()] + extra + page[found.start() :] if found else page + extra
@@ -86,21 +86,23 @@ class Tracking:
     def _html_link(self, m: re.Match[str]) -> str:
         url = htmllib.unescape(m[2])
         index = None if SLOT_RE.search(url) else self._index(url)
-        return m[0] if index is None else f"{m[1]}{marker(TAG, index)}{m[3]}"
+        return m[0] if index is None else f"{m[1]}{self._click_url(index)}{m[3]}"
 
     def _text_link(self, m: re.Match[str]) -> str:
         url = m[0].rstrip(".,;:!?")
         index = None if SLOT_RE.search(url) else self.urls.get(url)
-        return m[0] if index is None else marker(TAG, index) + m[0][len(url) :]
+        return m[0] if index is None else self._click_url(index) + m[0][len(url) :]
+
+    def _click_url(self, index: int) -> str:
+        # The redirect's address is static text: per recipient only the token is a slot.
+        return f"{self.site_url}/r/{marker(TAG, index)}"
 
     def values(self, delivery_id: int) -> list[str]:
-        """One recipient's slot values: the pixel's URL, then each link's redirect."""
+        """One recipient's slot values: the pixel's token, then each link's."""
         secret, issue = self.secret, self.issue_id
-        out = [self.site_url + "/o/" + tokens.make(secret, "open", issue, delivery_id, PIXEL)]
+        out = [tokens.make(secret, "open", issue, delivery_id, PIXEL)]
         clicks = range(TRAP, FIRST + len(self.urls)) if self.clicks else range(0)
-        base = self.site_url + "/r/"
-        out += [base + t for t in tokens.series(secret, "click", issue, delivery_id, clicks)]
-        return out
+        return out + tokens.series(secret, "click", issue, delivery_id, clicks)
 
 
 def _joined(chunks: list[str], refs: list[tuple[str, int, str]]) -> str:
