@@ -17,6 +17,7 @@ from app.config import Settings
 from app.console.web import ConsoleUser, flash, page, redirect, require_role
 from app.deps import SessionDep, SettingsDep
 from app.engagement import console as engagement_console
+from app.engagement import followup
 from app.errors import Conflict, Invalid
 from app.issues import drafts, progress, service
 from app.issues.lifecycle import EDITABLE
@@ -110,11 +111,20 @@ async def progress_json(issue_id: IssueId, request: Request, user: ConsoleUser) 
 async def move(issue_id: IssueId, action: str, request: Request, session: SessionDep,
                user: ConsoleUser) -> Response:  # fmt: skip
     """Pause, resume or cancel; a move that makes no sense now is explained, nothing changes."""
-    if action not in ("pause", "resume", "cancel", "archive"):
+    if action not in ("pause", "resume", "cancel", "archive", "follow-up"):
         return Response("not found", status_code=404)
     require_role(user, "editor")
     if action == "archive":
         return await _archive(issue_id, request, session)
+    if action == "follow-up":  # app/engagement/followup.py: a draft for the non-openers
+        try:
+            draft = await followup.create(session=session, settings=request.app.state.settings,
+                                          issue_id=issue_id)  # fmt: skip
+        except Conflict as exc:
+            flash(request, exc.detail, "error")
+            return redirect(f"/admin/issues/{issue_id}/report")
+        flash(request, "A follow-up draft for those who did not open.", "success")
+        return redirect(f"/admin/issues/{draft.id}")
     try:
         await service.move(session=session, issue_id=issue_id, action=action)
     except Conflict as exc:

@@ -45,3 +45,17 @@ async def test_the_report_shows_people_and_machines_apart(
     assert csv.status_code == 200 and "https://example.org/two,1,1,0" in csv.text
     by_token = await client.get(f"/api/v1/issues/{sent.issue_id}/engagement.csv")
     assert by_token.status_code == 200 and "https://example.org/two,1,1,0" in by_token.text
+
+
+async def test_the_follow_up_is_refused_where_no_event_names_anyone(
+    console_as: Callable[[str], Awaitable[Any]],  # noqa: F811
+    client: AppClient,
+) -> None:
+    sent = await sent_issue(client, {"ann@example.org": {}, "bob@example.org": {}})
+    await set_issue(client, sent.issue_id, status="sent")
+    editor = await console_as("editor")
+    page = await editor.get(f"/admin/issues/{sent.issue_id}/report")
+    # Aggregate mode (the default): no event names anyone, so no button.
+    assert "/follow-up" not in page.text
+    answer = await editor.post_form(f"/admin/issues/{sent.issue_id}/follow-up")
+    assert answer.status_code == 303 and answer.headers["location"].endswith("/report")
