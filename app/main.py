@@ -23,6 +23,7 @@ from app.engagement import router as engagement_api
 from app.issues import pages as archive
 from app.issues import router as issues_api
 from app.media import router as media_api
+from app.messages import router as messages_api
 from app.middleware import (
     BodyLimitMiddleware,
     BodyTimeoutMiddleware,
@@ -58,6 +59,7 @@ ROUTERS = (
     webhooks_api.router,
     engagement_links.router,
     engagement_api.router,
+    messages_api.router,
 )
 
 

@@ -31,6 +31,7 @@ _API_RULES: list[tuple[frozenset[str] | None, re.Pattern[str], str]] = [
     (_WRITES, re.compile(r"^/api/v1/(settings|branding|layouts)(/|$)"), "admin"),
     (SAFE_METHODS, re.compile(r"^/api/v1/"), "read"),
     (None, re.compile(_SEND), "send"),
+    (None, re.compile(r"^/api/v1/messages(/|$)"), "send"),
     (None, re.compile(_ISSUES), "issues"),
     (None, re.compile(_AUDIENCE), "subscribers"),
 ]

@@ -61,6 +61,7 @@ from app.delivery.queue import Result
 from app.delivery.signing import Signer, start_signer
 from app.delivery.transport import DeliveryError, Transport, build_transports
 from app.delivery.writer import Writer
+from app.messages.sender import MessageSender
 from app.models import Worker
 from app.webhooks.sender import WebhookSender
 
@@ -111,6 +112,9 @@ class Dispatcher:
         side = [asyncio.create_task(self._control_loop()), asyncio.create_task(self._writer.run())]
         hooks = WebhookSender(settings=self.settings, sessionmaker=self.sessionmaker,
                               owner=self.owner, stopping=self.stopping).start()  # fmt: skip
+        notes = MessageSender(settings=self.settings, sessionmaker=self.sessionmaker,
+                              transports=self.transports, owner=self.owner,
+                              stopping=self.stopping).start()  # fmt: skip
         try:
             await self.stopping.wait()
         finally:
@@ -145,7 +149,7 @@ class Dispatcher:
                     await s.execute(delete(Worker).where(Worker.id == self.owner))
             if self.signer is not None:
                 self.signer.close()
-            await asyncio.gather(hooks, return_exceptions=True)  # ends on self.stopping
+            await asyncio.gather(hooks, notes, return_exceptions=True)  # end on self.stopping
 
     async def _control_loop(self) -> None:
         while not self._writer.closing:

@@ -1,0 +1,1 @@
+"""Transactional messages: one templated email to one address, through the delivery queue."""

@@ -1,0 +1,113 @@
+"""Transactional messages through the API and a real worker into the loopback SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dkim
+
+from app.models import Suppression
+from app.subscribers.addresses import suppression_hash
+from tests.conftest import AppClient
+from tests.issues.factory import make_issue, make_list, make_subscriber
+from tests.issues.test_dkim_api import _key
+from tests.smtp import SMTPServer
+
+PAID = {"text": "You paid 12 EUR for <b>tickets</b>.", "url": "https://e.org/r/42"}
+RECEIPT = {"to": "buyer@example.org", "template": "message", "subject": "Receipt 42", "data": PAID}
+
+
+async def _status(client: AppClient, message_id: int, want: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    for _ in range(800):  # bounded in count and in time
+        body = (await client.get(f"/api/v1/messages/{message_id}")).json()
+        if body["status"] == want or time.monotonic() > deadline:
+            return body  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+    return body  # type: ignore[no-any-return]
+
+
+async def test_sent_once_per_key_with_its_data(
+    app_factory: Callable[..., Any], smtpd: SMTPServer
+) -> None:
+    client: AppClient = await app_factory(embedded_worker=True)
+    key = {"Idempotency-Key": "order-42"}
+    first = await client.post("/api/v1/messages", json=RECEIPT, headers=key)
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "queued"
+    again = await client.post("/api/v1/messages", json=RECEIPT, headers=key)
+    assert again.status_code == 202 and again.json() == first.json()
+    other = await client.post("/api/v1/messages", json=RECEIPT | {"subject": "Other"}, headers=key)
+    assert other.status_code == 422 and "Idempotency-Key" in other.text
+
+    shown = await _status(client, first.json()["id"], "sent")
+    assert shown["status"] == "sent" and shown["attempts"] == 1 and shown["last_error"] is None
+    assert shown["sent_at"] is not None and set(shown) == {
+        "id", "status", "attempts", "last_error", "sent_at"
+    }  # fmt: skip
+    await asyncio.sleep(0.5)  # room for a wrong second copy
+    [received] = smtpd.to("buyer@example.org")
+    message = received.message
+    assert message["Subject"] == "Receipt 42"
+    html = message.get_body(("html",)).get_content()
+    assert "You paid 12 EUR for &lt;b&gt;tickets&lt;/b&gt;." in html  # escaped by the sandbox
+    assert "https://e.org/r/42" in message.get_body(("plain",)).get_content()
+    assert (await client.get("/api/v1/messages/999999")).status_code == 404
+
+
+async def test_refused_addresses_and_bad_input(client: AppClient) -> None:
+    await make_list(client, "news")
+    await make_subscriber(client, "blocked@example.org", status="blocklisted")
+    blocked = await client.post("/api/v1/messages", json=RECEIPT | {"to": "blocked@example.org"})
+    assert blocked.status_code == 409 and "blocklisted" in blocked.text
+    async with client.app.state.sessionmaker() as session:
+        session.add(Suppression(email_hash=suppression_hash("gone@example.org"), reason="erased"))
+        await session.commit()
+    erased = await client.post("/api/v1/messages", json=RECEIPT | {"to": "gone@example.org"})
+    assert erased.status_code == 409
+    unknown = await client.post("/api/v1/messages", json=RECEIPT | {"template": "nope"})
+    assert unknown.status_code == 422 and "template" in unknown.text
+    nobody = await client.post("/api/v1/messages", json=RECEIPT | {"to": {"subscriber_id": 4242}})
+    assert nobody.status_code == 422
+    member = await make_subscriber(client, "member@example.org")
+    by_id = await client.post("/api/v1/messages", json=RECEIPT | {"to": {"subscriber_id": member}})
+    assert by_id.status_code == 202, by_id.text
+
+
+async def test_ahead_of_a_running_bulk_send(
+    app_factory: Callable[..., Any], smtpd: SMTPServer
+) -> None:
+    # A rate limit keeps the 500 bulk deliveries queued for seconds.
+    client: AppClient = await app_factory(embedded_worker=True, smtp_url=smtpd.url + "?rate=100")
+    await make_list(client, "news")
+    for n in range(500):
+        await make_subscriber(client, f"r{n:03d}@example.org", lists={"news": "confirmed"})
+    issue = await make_issue(client)
+    assert (await client.post(f"/api/v1/issues/{issue['id']}/send")).status_code == 202
+    for _ in range(200):  # bounded: the bulk send has begun
+        if smtpd.received:
+            break
+        await asyncio.sleep(0.05)
+    posted = await client.post("/api/v1/messages", json=RECEIPT)
+    assert posted.status_code == 202
+    assert (await _status(client, posted.json()["id"], "sent"))["status"] == "sent"
+    order = [r.recipients[0] for r in smtpd.received]
+    assert "buyer@example.org" in order and order.index("buyer@example.org") < 250, len(order)
+
+
+async def test_signed_when_dkim_is_configured(
+    app_factory: Callable[..., Any], smtpd: SMTPServer, tmp_path: Path
+) -> None:
+    path, dns = _key(tmp_path)
+    client: AppClient = await app_factory(
+        embedded_worker=True, dkim_domain="example.org", dkim_selector="news",
+        dkim_key_file=path, **{"from_": "Shop <shop@example.org>"},
+    )  # fmt: skip
+    posted = await client.post("/api/v1/messages", json=RECEIPT)
+    assert (await _status(client, posted.json()["id"], "sent"))["status"] == "sent"
+    [received] = smtpd.to("buyer@example.org")
+    assert received.message["DKIM-Signature"] and dkim.verify(received.data, dnsfunc=dns)
