@@ -113,14 +113,19 @@ async def claim(
     # SKIP LOCKED: concurrent workers each take different rows without waiting.
     # SQLite has one writer at a time (the embedded dispatcher), so no lock clause is needed.
     lock = " FOR UPDATE SKIP LOCKED" if _pg(session) else ""
+    # A plan that no statistics can turn: ORDER BY the index's last column walks the queue
+    # index, and `= ANY(ARRAY(...))` makes the outer UPDATE look ids up by primary key. With
+    # `IN (...)`, fresh statistics after a fan-out (every row 'queued') made PostgreSQL hash
+    # the whole table per claim: 2.0 -> 8.6 ms a batch at 20,000 rows, growing with the send.
+    ids = ("id = ANY(ARRAY(", "))") if lock else ("id IN (", ")")
     rows = await session.execute(
         _sql(
             "UPDATE deliveries SET status = 'sending', lease_owner = :owner,"  # noqa: S608 (constants only)
-            " lease_expires_at = :lease, attempts = attempts + 1"
-            " WHERE id IN (SELECT id FROM deliveries WHERE issue_id = :i AND status = 'queued'"
+            f" lease_expires_at = :lease, attempts = attempts + 1 WHERE {ids[0]}"
+            "SELECT id FROM deliveries WHERE issue_id = :i AND status = 'queued'"
             " AND next_attempt_at <= :now"
             " AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status IN ('sending', 'active'))"
-            f" LIMIT :n{lock}) RETURNING id",
+            f" ORDER BY next_attempt_at LIMIT :n{lock}{ids[1]} RETURNING id",
             "now",
             "lease",
         ),
