@@ -19,7 +19,8 @@ from typing import Any, cast
 
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, attributes
 
 from app.db import utcnow
@@ -95,9 +96,17 @@ def _confirmed_now(session: Session) -> list[tuple[int, int, datetime]]:
 def _enrol(session: Session, _context: Any) -> None:
     """after_flush: queue the active triggered issues of every list just confirmed."""
     confirmed = _confirmed_now(session)
-    if not confirmed:
-        return
-    conn = session.connection()
+    if confirmed:
+        _enrol_rows(session.connection(), confirmed)
+
+
+async def enrol(conn: AsyncConnection, confirmed: list[tuple[int, int, datetime]]) -> None:
+    """The same for writers in Core (the public sign-up): (subscriber, list, confirmed_at)."""
+    if confirmed:
+        await conn.run_sync(_enrol_rows, confirmed)
+
+
+def _enrol_rows(conn: Connection, confirmed: list[tuple[int, int, datetime]]) -> None:
     rules = conn.execute(
         select(issue_triggers.c.issue_id, issue_triggers.c.list_id,
                issue_triggers.c.after_seconds)

@@ -11,6 +11,7 @@ the answer does not tell a stranger whether an address is on file. The ORM versi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, exists, select
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import utcnow
 from app.errors import Invalid
+from app.issues import triggers
 from app.models import MailingList, Subscriber, Subscription, Suppression
 from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
@@ -144,12 +146,15 @@ async def public_subscribe(
     await emit(conn, "subscriber.created", new, when=first.subscriber_id is None)
     to_confirm: list[str] = []
     writes: list[dict[str, Any]] = []
+    joined: list[tuple[int, int, datetime]] = []  # confirmed now: welcome sequences start
     for m in lists:
         if blocked and m.membership is None:
             continue  # no new memberships for a blocklisted address; the old ones rewritten
         asked = "pending" if m.double_opt_in or first.suppressed else "confirmed"
         moved = None if blocked else memberships.next_status(m.membership, asked, actor="public")
         status = moved or m.membership or asked
+        if moved == "confirmed":
+            joined.append((subscriber_id, m.id, now))
         if status == "pending" and not blocked:
             to_confirm.append(m.name)  # again if she lost the first link
         writes.append({"subscriber_id": subscriber_id, "list_id": m.id, "created_at": now,
@@ -157,6 +162,7 @@ async def public_subscribe(
                        **memberships.stamps(status, now)})  # fmt: skip
     if writes:
         await conn.execute(membership_upsert, writes)
+        await triggers.enrol(conn, joined)
     if not to_confirm:
         return SignUp(status=answer)
     person_name = name if first.subscriber_id is None else first.person_name

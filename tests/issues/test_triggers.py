@@ -121,3 +121,18 @@ async def test_bad_triggers_and_send_are_refused(client: AppClient) -> None:
     assert (await client.post(f"/api/v1/issues/{plain['id']}/activate")).status_code == 409
     shown = (await client.get(f"/api/v1/issues/{issue['id']}")).json()
     assert shown["trigger"] == {"list": "news", "after_seconds": 5}
+
+
+async def test_a_public_single_opt_in_sign_up_is_welcomed(
+    app_factory: Callable[..., Any], smtpd: SMTPServer
+) -> None:
+    client: AppClient = await app_factory(embedded_worker=True, tracking="off")
+    await make_list(client, "news", double_opt_in=False)
+    await _triggered(client, "Welcome aboard", 0)
+    anon = AppClient(transport=client._transport, base_url=str(client.base_url))
+    signed = await anon.post("/api/v1/subscribe", json={"email": "new@example.org",
+                                                        "lists": ["news"]})  # fmt: skip
+    assert signed.status_code in (200, 201, 202) and signed.json()["status"] == "confirmed"
+    await _wait_for(smtpd, 1)
+    await anon.aclose()
+    assert _subjects(smtpd, "new@example.org") == ["Welcome aboard"]
