@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from app.web.redaction import redact
 
@@ -102,6 +102,22 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A driver error: the database away is 503; a value it cannot hold is the sender's 422."""
+    assert isinstance(exc, DBAPIError)
+    if isinstance(exc, DataError):
+        # A value past the column's range or type (an id past int32, a NUL in text):
+        # bad input that slipped past validation, not an outage to retry.
+        log.info("value refused by the database on %s %s", request.method, redact(request.url.path))
+        msg = "a value is out of the range the database can store"
+        return JSONResponse(
+            {"detail": [{"loc": ["body"], "msg": msg, "type": "value_error"}]}, status_code=422
+        )
+    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        return await _database_away(request, exc)
+    raise exc  # a bug (bad SQL): the server error it is, logged with its traceback
+
+
 async def _database_away(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database error on %s %s: %s", request.method, redact(request.url.path), type(exc))
     return JSONResponse(
@@ -123,6 +139,5 @@ def install(app: FastAPI) -> None:
     """Register the one set of handlers on the app."""
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
-    app.add_exception_handler(OperationalError, _database_away)
-    app.add_exception_handler(DBAPIError, _database_away)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(RecursionError, _too_deep)

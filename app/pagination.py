@@ -11,13 +11,17 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
 # The largest id either database stores (a signed 64-bit integer); past it a cursor would
 # overflow the driver (a 500) instead of naming a row.
 MAX_ID = 2**63 - 1
+# Row ids in paths, bounded by their column's type (Integer or BigInteger): past it the
+# answer is a 422, never an overflow in the driver.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a row id")]
+BigRowId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id")]
 Cursor = Annotated[
     str | None, Query(max_length=200, description="the next_cursor of the previous page")
 ]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from app.accounts import audit, keys
 from app.accounts.models import ApiKey
 from app.deps import AdminDep, PrincipalDep, SessionDep
-from app.pagination import Cursor, Limit
+from app.pagination import Cursor, Limit, RowId
 
 router = APIRouter(prefix="/api/v1", tags=["keys and audit"], dependencies=[AdminDep])
 
@@ -78,7 +78,7 @@ async def list_keys(session: SessionDep) -> KeyPage:
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-async def revoke_key(key_id: int, session: SessionDep) -> None:
+async def revoke_key(key_id: RowId, session: SessionDep) -> None:
     """Revoke a key: it stops working at once."""
     await keys.revoke_key(session=session, key_id=key_id)
 

@@ -302,7 +302,7 @@ async def _root() -> Response:
 def install(app: FastAPI, routers: list[APIRouter]) -> None:
     """Wire the console into the app: routers, static files, middleware, error pages."""
     for r in routers:
-        app.include_router(r, dependencies=GUARD)
+        app.include_router(r, dependencies=GUARD, include_in_schema=False)  # HTML pages, not API
     app.mount("/admin/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
     app.add_middleware(ConsoleMiddleware)
     app.add_exception_handler(LoginRequired, _login_required)

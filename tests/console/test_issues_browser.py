@@ -238,7 +238,7 @@ async def test_comms_officer_sends_an_issue_from_the_console(
     await page.get_by_label("Status").select_option("sent")
     await page.get_by_label("Address contains").fill("reader7")
     await page.get_by_role("button", name="Filter").click()
-    rows = await page.locator("table.data tbody tr").count()
+    rows = await page.locator("#deliveries tbody tr").count()
     assert rows == 11  # reader7, reader70..79
     assert dialogs == []
     archived = [u for u in links if "/archive/" in u]

@@ -90,8 +90,8 @@ async def test_bad_rules_come_back_named_and_nothing_is_saved(
         ('{"all": [', "rules: the rule is not JSON"),
         ('{"all": [{"list": "nope", "status": "confirmed"}]}',
          "rules › all › 0 › list: unknown list: nope"),
-        ('{"any": [{"engaged": "opened", "issue": "any"}]}',
-         "rules › any › 0 › engaged: engagement conditions need tracking (not yet available)"),
+        ('{"any": [{"engaged": "opened", "issue": "any", "within_days": 0}]}',
+         "rules › any › 0 › within_days: within_days is a whole number of days, 1-36500"),
     ]  # fmt: skip
     for text, message in cases:
         for url in ("/admin/segments", "/admin/segments/count"):
