@@ -98,6 +98,10 @@ class Claims:
         if self._board.pause(issue_id, reason):
             self.release_issue(issue_id)
 
+    def nudge(self) -> None:
+        """Wake the writer now (it waits on flush_now between writes)."""
+        self.flush_now.set()
+
     def has_results(self) -> bool:
         return bool(self._results)
 

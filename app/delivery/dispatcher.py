@@ -136,8 +136,7 @@ class Dispatcher:
             # The writer and the control loop end between two transactions, not in one:
             # a transaction cancelled half-way can stay open on the server, holding row
             # locks that the final flush would then wait for forever.
-            self._writer.closing = True
-            self._claims.flush_now.set()
+            self._writer.close()
             _, late = await asyncio.wait(side, timeout=SIDE_GRACE)
             for task in late:
                 task.cancel()

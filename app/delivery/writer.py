@@ -37,7 +37,16 @@ class Writer:
         self.owner = parts.owner
         self._board, self._claims, self._servers = parts.board, parts.claims, parts.servers
         self._bounces: list[tuple[int, str, str]] = []  # (delivery id, email, reply)
-        self.closing = False  # the loop ends at its next turn
+        self._closing = False  # the loop ends at its next turn
+
+    def close(self) -> None:
+        """End the loop between two writes, never in one (see Dispatcher.run)."""
+        self._closing = True
+        self._claims.nudge()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def bounced(self, delivery_id: int, email: str, reply: str) -> None:
         """An SMTP-time hard bounce, for the bounce policy once its failure is written."""
@@ -53,7 +62,7 @@ class Writer:
 
     async def run(self) -> None:
         flush_now = self._claims.flush_now
-        while not self.closing:
+        while not self._closing:
             await ratelimit._sleep(0.1, flush_now)
             flush_now.clear()
             if self._pending() and not await self.flush():
