@@ -7,8 +7,8 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-from app.models import Issue
 from app import tokens
+from app.models import Issue
 from tests.conftest import AppClient
 from tests.security.conftest import tried
 from tests.security.routes import fill, routes
