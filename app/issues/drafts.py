@@ -97,13 +97,24 @@ class _Audit(HTMLParser):
             self.insecure.append(values.get("href") or "")
 
 
-def preview_report(html: str) -> dict[str, Any]:
-    """The size against Gmail's clip, and warnings: images without alt, links not https."""
+def preview_report(html: str, *, public_url: str) -> dict[str, Any]:
+    """The size against Gmail's clip, and warnings: images without alt, links not https.
+
+    Our own links (unsubscribe, preferences, archive) all start with the public URL: the
+    author cannot change them, so they are one warning about that URL, not one per link.
+    """
     audit = _Audit()
     audit.feed(html)
     size = len(html.encode())
+    own = public_url.rstrip("/") + "/"
     warnings = [f"An image has no alt text: {src}" for src in audit.no_alt]
-    warnings += [f"A link is not https: {href}" for href in dict.fromkeys(audit.insecure)]
+    insecure = list(dict.fromkeys(audit.insecure))
+    warnings += [f"A link is not https: {href}" for href in insecure if not href.startswith(own)]
+    if any(href.startswith(own) for href in insecure):
+        warnings.append(
+            f"The public URL {public_url} is not https: the unsubscribe, preference and archive"
+            " links of every message use it (TIDINGS_PUBLIC_URL)."
+        )
     if size > GMAIL_CLIP_BYTES:
         warnings.append(f"The HTML is {size / 1024:.0f} KB: Gmail clips messages over 102 KB.")
     return {"bytes": size, "clip_bytes": GMAIL_CLIP_BYTES, "warnings": warnings}
@@ -124,7 +135,7 @@ async def render_preview(
     html = await asyncio.to_thread(compiled.render_html, r)
     text = await asyncio.to_thread(compiled.render_text, r)
     return {"html": html, "text": text, "subject": compiled.render_subject(r),
-            **preview_report(html)}  # fmt: skip
+            **preview_report(html, public_url=settings.public_url)}  # fmt: skip
 
 
 def local_send_time(day: str, clock: str, zone: str, *, now: datetime | None = None) -> datetime:

@@ -110,6 +110,13 @@ async def test_preview_is_sandboxed_and_reports_size_and_warnings(
     data = (await c.get(f"/admin/issues/{issue['id']}/preview.json")).json()
     assert "Hi Alex" in data["html"] and "<script" not in data["html"]
     assert any("alt" in w for w in data["warnings"]) and any("https" in w for w in data["warnings"])
+    # The author's http link is named; our own links are one warning about the public URL.
+    assert "A link is not https: http://example.org/x" in data["warnings"]
+    own = [w for w in data["warnings"] if "/test-message/" in w or "/archive/" in w]
+    assert own == [], own
+    assert (
+        sum("The public URL http://tidings.test is not https" in w for w in data["warnings"]) == 1
+    )
     assert data["clip_bytes"] == 102 * 1024 and data["bytes"] == len(data["html"].encode())
     nameless = (await c.get(f"/admin/issues/{issue['id']}/preview.json?sample=nameless")).json()
     assert "Hi friend" in nameless["html"]
