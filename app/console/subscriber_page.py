@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -15,13 +15,14 @@ from app.console.audience import can_edit, field_errors, read_form, refusal_fiel
 from app.console.web import ConsoleUser, flash, page, redirect, require_role
 from app.deps import SessionDep
 from app.errors import Conflict, DomainError, Invalid
+from app.pagination import BigRowId
 from app.subscribers import service
 from app.subscribers.history import history
 from app.subscribers.schemas import SubscriberUpdate
 
 router = APIRouter(prefix="/admin", tags=["console"])
 
-SubscriberId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SubscriberId = BigRowId
 LABELS = {"name": "Name", "attributes": "Attributes", "lists": "Lists"}
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from app.deps import AdminDep, SessionDep, SettingsDep
 from app.engagement import followup, reports
 from app.issues import service as issues
+from app.pagination import BigRowId, RowId
 
-IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-SubscriberId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+IssueId = RowId
+SubscriberId = BigRowId
 
 router = APIRouter(prefix="/api/v1", tags=["engagement"], dependencies=[AdminDep])
 

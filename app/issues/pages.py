@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from app.deps import SessionDep, SettingsDep
 from app.issues import archive as service
+from app.pagination import RowId
 from app.web.pages import not_found_page, render_page
 
 router = APIRouter(tags=["archive"])
@@ -39,7 +40,7 @@ async def archive(
 
 @router.get("/archive/{issue_id}", response_class=HTMLResponse)
 async def archive_issue(
-    issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    issue_id: RowId,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,

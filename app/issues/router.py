@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from app.config import Settings
@@ -26,10 +26,10 @@ from app.issues.schemas import (
     TestOut,
 )
 from app.models import Issue
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, RowId, decode_cursor, encode_cursor
 
 # Issue ids are int4 in the database: a larger one is a 422, not a driver error.
-IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+IssueId = RowId
 
 router = APIRouter(prefix="/api/v1/issues", tags=["issues"], dependencies=[AdminDep])
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, File, Path, Request, Response, UploadFile
+from fastapi import APIRouter, File, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from app.config import Settings
@@ -13,11 +11,11 @@ from app.media import service
 from app.media.models import MediaFile
 from app.media.schemas import MediaOut, MediaPage
 from app.media.storage import KEY, MediaStore, build_store
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import BigRowId, Cursor, Limit, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"], dependencies=[AdminDep])
 files = APIRouter(tags=["media"])
-MediaId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+MediaId = BigRowId
 
 # A year, immutable: a key names one content forever (a new upload gets a new key).
 FILE_HEADERS = {

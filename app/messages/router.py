@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header
 
 from app.deps import AdminDep, SessionDep, SettingsDep
 from app.messages import service
 from app.messages.schemas import MessageAccepted, MessageIn, MessageOut
+from app.pagination import RowId
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"], dependencies=[AdminDep])
 
@@ -27,8 +28,6 @@ async def post_message(
 
 
 @router.get("/{message_id}", response_model=MessageOut)
-async def get_message(
-    message_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep
-) -> MessageOut:
+async def get_message(message_id: RowId, session: SessionDep) -> MessageOut:
     """Where one message stands: queued, sending, sent or failed, and why."""
     return MessageOut(**await service.get(session=session, message_id=message_id))

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 
 from app.deps import AdminDep, SessionDep
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, RowId, decode_cursor, encode_cursor
 from app.segments import service
 from app.segments.models import Segment
 from app.segments.schemas import CountOut, RulesIn, SegmentIn, SegmentOut, SegmentPage, SegmentPatch
 
 router = APIRouter(prefix="/api/v1/segments", tags=["segments"], dependencies=[AdminDep])
-SegmentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+SegmentId = RowId
 
 
 def segment_out(segment: Segment) -> SegmentOut:

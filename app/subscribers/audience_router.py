@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.deps import AdminDep, SessionDep
+from app.pagination import BigRowId
 from app.subscribers.export import check_filters, export_filename, subscribers_csv
 from app.subscribers.history import history
 
 router = APIRouter(prefix="/api/v1", dependencies=[AdminDep], tags=["subscribers"])
 
-SubscriberId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SubscriberId = BigRowId
 Search = Annotated[
     str | None,
     Query(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$", description="in email or name"),

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from app.db import transaction
 from app.deps import AdminDep, MailerDep, SessionDep, SettingsDep
 from app.errors import Invalid
-from app.pagination import MAX_ID, Cursor, Limit, decode_cursor, page
+from app.pagination import BigRowId, Cursor, Limit, decode_cursor, page
 from app.subscribers import public, service
 from app.subscribers.emails import subscriptions_language
 from app.subscribers.importer import ImportFailed, import_csv
@@ -29,7 +29,7 @@ from app.subscribers.schemas import (
 router = APIRouter()
 admin = APIRouter(prefix="/api/v1", dependencies=[AdminDep])
 
-SubscriberId = Annotated[int, Path(ge=1, le=MAX_ID)]
+SubscriberId = BigRowId
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 SlugPath = Annotated[str, Path(pattern=SLUG, description="the list's slug")]
 

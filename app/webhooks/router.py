@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 
 from app.deps import AdminDep, SessionDep, SettingsDep
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, RowId, decode_cursor, encode_cursor
 from app.webhooks import service
 from app.webhooks.models import Webhook
 from app.webhooks.schemas import (
@@ -21,8 +21,8 @@ from app.webhooks.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[AdminDep])
-WebhookId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-DeliveryId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+WebhookId = RowId
+DeliveryId = RowId
 
 
 def webhook_out(webhook: Webhook) -> dict[str, Any]:
