@@ -18,7 +18,7 @@ from app.config import Settings
 from app.console.web import ConsoleUser, flash, page, redirect, require_role
 from app.deps import MailerDep, SessionDep, SettingsDep
 from app.errors import Conflict, DomainError, Invalid
-from app.issues import drafts, service, stored_layouts, testsend
+from app.issues import drafts, preview_cache, service, stored_layouts, testsend
 from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
 from app.media import service as media
@@ -199,6 +199,7 @@ async def autosave(issue_id: IssueId, request: Request, session: SessionDep, set
             drafts.Problem(_errors(exc).popitem()[0], exc.detail, None)
         ]
         return JSONResponse({"problems": [p.__dict__ for p in found]}, 422)
+    preview_cache.warm(settings, issue)  # editor.js asks for the preview next
     return JSONResponse({"version": drafts.version_of(issue)})
 
 

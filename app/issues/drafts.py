@@ -8,6 +8,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict, DomainError, invalid
-from app.issues import service
+from app.issues import preview_cache, service
 from app.issues.schemas import IssuePatch
 from app.models import Issue
 
@@ -98,6 +99,17 @@ class _Audit(HTMLParser):
 
 
 def preview_report(html: str, *, public_url: str) -> dict[str, Any]:
+    """preview_report_of, remembered for the last few previews (a copy: callers may change it)."""
+    found = _report(html, public_url)
+    return found | {"warnings": list(found["warnings"])}
+
+
+@lru_cache(maxsize=16)  # the same version previewed again: no second parse of its HTML
+def _report(html: str, public_url: str) -> dict[str, Any]:
+    return preview_report_of(html, public_url=public_url)
+
+
+def preview_report_of(html: str, *, public_url: str) -> dict[str, Any]:
     """The size against Gmail's clip, and warnings: images without alt, links not https.
 
     Our own links (unsubscribe, preferences, archive) all start with the public URL: the
@@ -124,18 +136,20 @@ async def render_preview(
     *, session: AsyncSession, settings: Settings, issue: Issue, subscriber_id: int | None,
     sample: str = "named",
 ) -> dict[str, Any]:  # fmt: skip
-    """HTML, text and subject from the compiled issue the dispatcher sends, with the report."""
+    """HTML, text and subject from the compiled issue the dispatcher sends, with the report.
+
+    The compiled issue comes from preview_cache: only the first preview of a version compiles.
+    """
     from app.issues import testsend
 
     r = await testsend.preview_recipient(
         session=session, settings=settings, issue_id=issue.id, subscriber_id=subscriber_id,
         sample="nameless" if sample == "nameless" else "named",
     )  # fmt: skip
-    compiled = await service.compiled(settings, issue)
-    html = await asyncio.to_thread(compiled.render_html, r)
-    text = await asyncio.to_thread(compiled.render_text, r)
-    return {"html": html, "text": text, "subject": compiled.render_subject(r),
-            **preview_report(html, public_url=settings.public_url)}  # fmt: skip
+    compiled = await preview_cache.compiled(settings, issue)
+    html, text = await asyncio.to_thread(lambda: (compiled.render_html(r), compiled.render_text(r)))
+    report = await asyncio.to_thread(preview_report, html, public_url=settings.public_url)
+    return {"html": html, "text": text, "subject": compiled.render_subject(r), **report}
 
 
 def local_send_time(day: str, clock: str, zone: str, *, now: datetime | None = None) -> datetime:

@@ -67,8 +67,10 @@
 
   function changed() {
     clearTimeout(timer);
+    // A saved issue goes straight to autosave, which runs the same check and answers 422
+    // with the located problems: one compile per pause in typing, not two.
     timer = setTimeout(function () {
-      check().then(function (ok) { if (ok) { autosave(); } });
+      if (issueId && !conflict) { autosave(); } else { check(); }
     }, 700);
   }
   form.addEventListener("input", changed);
