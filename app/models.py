@@ -25,6 +25,11 @@ from app.db import Base, UTCDateTime, utcnow
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a real bigint.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# The system issue (migration 0014, status 'system'): the deliveries of transactional
+# messages belong to it, so a bounce of one names a real issue row. Ids start at 1, so
+# the issue list, the archive and the API (ids >= 1) never show it (app/messages).
+MESSAGES_ISSUE = 0
+
 
 class MailingList(Base):
     __tablename__ = "lists"
@@ -114,6 +119,8 @@ class Issue(Base):
     track_clicks: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     # Narrows the lists to a segment's members (app/segments); the FK is in migration 0008.
     segment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The names of the SMTP servers it goes through (TIDINGS_SMTP_URL's name=); None: all.
+    smtp_route: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -158,6 +165,15 @@ class Delivery(Base):
             postgresql_where=text("status = 'sending'"),
             sqlite_where=text("status = 'sending'"),
         ),
+        # A transactional message's delivery names its request (migration 0014); partial,
+        # so fan-out's rows (NULL) never enter it.
+        Index(
+            "ix_deliveries_message_ref",
+            "message_ref",
+            unique=True,
+            postgresql_where=text("message_ref IS NOT NULL"),
+            sqlite_where=text("message_ref IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -175,6 +191,8 @@ class Delivery(Base):
     smtp_server: Mapped[str | None] = mapped_column(String(255), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # messages.id for a transactional message (issue_id MESSAGES_ISSUE), else None.
+    message_ref: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Bounce(Base):

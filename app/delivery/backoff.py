@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.delivery import ratelimit
-from app.delivery.transport import DeliveryError, Transport, pick_weighted
+from app.delivery.transport import DeliveryError, Transport, pick_weighted, routed
 from app.models import RateBucket
 
 THROTTLE_CODES = (421, 451, 452)
@@ -58,10 +58,18 @@ class Servers:
             return max(1, min(batch_size, math.ceil(2 * rate)))
         return batch_size
 
-    def pick(self) -> Transport:
+    def pick(self, route: tuple[str, ...] | None = None) -> Transport | None:
+        """A server by rate among those the route names (None: all), not backed off if any.
+
+        None when the route names no configured server (TIDINGS_SMTP_URL changed since the
+        issue was saved): its messages must not leave through another brand's server.
+        """
         now = time.time()
+        pool = routed(self._transports, route)
+        if not pool:
+            return None
         blocked = {n for n, b in self._budgets.items() if b.blocked_local > now}
-        return pick_weighted(self._transports, blocked)
+        return pick_weighted(pool, blocked)
 
     async def take(self, name: str, want: int, stopping: asyncio.Event) -> int:
         return await self._budgets[name].take(want, stopping)

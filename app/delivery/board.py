@@ -7,11 +7,17 @@ senders and the feeder stop on the issue at their next look, and the control tic
 it paused while the database still says 'sending'. The writer removes a pause from
 `pending` only once lifecycle.pause is committed, so a failed write is retried.
 
+Transactional messages (the system issue, models.MESSAGES_ISSUE) are always open here:
+their deliveries are sent whatever the tick read, and never paused or finished (the
+issue's row says 'system'; a message's failure is that message's alone).
+
 Everything here runs on the dispatcher's one event loop: each method runs to its end
 with no await, so no lock is needed and no reader sees half an update.
 """
 
 from __future__ import annotations
+
+from app.models import MESSAGES_ISSUE
 
 
 class Board:
@@ -22,6 +28,8 @@ class Board:
         self._pauses: dict[int, str] = {}  # issue id -> reason, until written
 
     def status(self, issue_id: int) -> str | None:
+        if issue_id == MESSAGES_ISSUE:
+            return "sending"
         return self._status.get(issue_id)
 
     def sending(self) -> list[int]:
@@ -33,6 +41,7 @@ class Board:
 
     def replace(self, statuses: dict[int, str]) -> dict[int, str]:
         """Take a tick's statuses (our unwritten pauses win); return the previous ones."""
+        statuses.pop(MESSAGES_ISSUE, None)  # read because we hold messages: always open
         for issue_id in self._pauses:  # the database lags behind us
             statuses[issue_id] = "paused"
         previous, self._status = self._status, statuses

@@ -2,7 +2,8 @@
 
 One asyncio pipeline per process, with no per-message database round trip:
 
-    feeder (feeder.py) ──(claim a batch; per chunk: rate tokens, re-check, render)──┐
+    feeder (feeder.py) ──(due transactional messages first (message_feed.py); then
+                          claim a batch; per chunk: rate tokens, re-check, render)──┐
         DKIM signing tasks (signing.py), a few chunks at once, beside the feeder ◀──┘
         ──▶ send queue
     senders (settings.concurrency tasks) ──(one SMTP transaction each)──▶ results
@@ -55,14 +56,14 @@ from app.delivery.backoff import Servers
 from app.delivery.board import Board
 from app.delivery.claims import Claims
 from app.delivery.control import TICK, Control, hard_bounce, heartbeat
-from app.delivery.feeder import Feeder, Item
+from app.delivery.feeder import Feeder
+from app.delivery.items import Item
 from app.delivery.parts import Parts
 from app.delivery.queue import Result
 from app.delivery.signing import Signer, start_signer
 from app.delivery.transport import DeliveryError, Transport, build_transports
 from app.delivery.writer import Writer
-from app.messages.sender import MessageSender
-from app.models import Worker
+from app.models import MESSAGES_ISSUE, Worker
 from app.webhooks.sender import WebhookSender
 
 log = logging.getLogger("tidings.dispatcher")
@@ -112,9 +113,6 @@ class Dispatcher:
         side = [asyncio.create_task(self._control_loop()), asyncio.create_task(self._writer.run())]
         hooks = WebhookSender(settings=self.settings, sessionmaker=self.sessionmaker,
                               owner=self.owner, stopping=self.stopping).start()  # fmt: skip
-        notes = MessageSender(settings=self.settings, sessionmaker=self.sessionmaker,
-                              transports=self.transports, owner=self.owner,
-                              stopping=self.stopping).start()  # fmt: skip
         try:
             await self.stopping.wait()
         finally:
@@ -148,7 +146,7 @@ class Dispatcher:
                     await s.execute(delete(Worker).where(Worker.id == self.owner))
             if self.signer is not None:
                 self.signer.close()
-            await asyncio.gather(hooks, notes, return_exceptions=True)  # end on self.stopping
+            await asyncio.gather(hooks, return_exceptions=True)  # ends on self.stopping
 
     async def _control_loop(self) -> None:
         while not self._writer.closing:
@@ -193,7 +191,8 @@ class Dispatcher:
             self._claims.emit(Result(item.id, "queued", refund=1, error=error,
                                      next_attempt_at=now + timedelta(seconds=wait)))  # fmt: skip
             return
-        streak = self._streak.get(item.issue_id, 0) + 1
+        # A failing message is its own (a bad address), not its issue's: no streak to pause.
+        streak = 0 if item.issue_id == MESSAGES_ISSUE else self._streak.get(item.issue_id, 0) + 1
         self._streak[item.issue_id] = streak
         delays = self.settings.retry_delays
         if exc.permanent or item.attempts > len(delays):
@@ -203,7 +202,7 @@ class Dispatcher:
         else:
             when = now + timedelta(seconds=delays[max(0, item.attempts - 1)])
             self._claims.emit(Result(item.id, "queued", error=error, next_attempt_at=when))
-        if streak >= self.settings.failure_pause_threshold:
+        if streak and streak >= self.settings.failure_pause_threshold:
             reason = f"paused after {streak} consecutive failures; last: {error}"
             self._claims.pause(item.issue_id, reason)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -38,7 +37,9 @@ from sqlalchemy.orm import selectinload
 
 from app import branding
 from app.config import Settings
-from app.delivery import queue, ratelimit, signing
+from app.delivery import message_feed, queue, ratelimit, signing
+from app.delivery.items import Item
+from app.delivery.message_feed import MessageFeed
 from app.delivery.parts import Parts
 from app.delivery.queue import Result, Target
 from app.delivery.signing import SignAgain, Signer
@@ -50,18 +51,6 @@ from app.models import Issue
 log = logging.getLogger("tidings.dispatcher")
 
 CHUNK = 50  # deliveries re-checked (unsubscribed? blocklisted?) in one query, just before sending
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One message ready for a sender."""
-
-    id: int
-    issue_id: int
-    attempts: int
-    transport: Transport
-    envelope: Envelope
-    message_id: str
 
 
 class Feeder:
@@ -81,6 +70,8 @@ class Feeder:
         self._sign_slots = asyncio.Semaphore(signing.MAX_IN_FLIGHT)
         self._turn = 0  # the round-robin over sending issues
         self._claiming: asyncio.Future[list[int]] | None = None  # the last claim
+        self._routes: dict[int, tuple[str, ...] | None] = {}  # issue id -> its smtp_route
+        self._messages = MessageFeed(parts, sendq=sendq, stopping=stopping)
 
     # -- what the control loop tells us -------------------------------------------------
 
@@ -90,8 +81,9 @@ class Feeder:
         self._wake.set()
 
     def done_with(self, issue_id: int) -> None:
-        """An issue is sent or cancelled: its compilation is no longer needed."""
+        """An issue is sent or cancelled: its compilation and route are no longer needed."""
         self._compiled.pop(issue_id, None)
+        self._routes.pop(issue_id, None)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -111,7 +103,8 @@ class Feeder:
             idle = 0 if busy else idle + 1
             if idle > max(1, len(self._board.sending())):
                 self._wake.clear()
-                await ratelimit._sleep(0.25, self._wake)  # the control tick wakes us
+                # The control tick wakes us for a send; messages are looked for each POLL.
+                await ratelimit._sleep(message_feed.POLL, self._wake)
                 idle = 0
 
     async def wind_down(self) -> None:
@@ -119,13 +112,16 @@ class Feeder:
         for task in self._signing:  # what they held is released by the dispatcher
             task.cancel()
         await asyncio.gather(*self._signing, return_exceptions=True)
+        await self._messages.wind_down()
         if self._claiming is not None:  # a claim we left: its rows join the held claims
             await asyncio.gather(self._claiming, return_exceptions=True)
 
     async def feed_once(self) -> bool:
+        # Transactional messages first: claimed and queued ahead of the next bulk chunk.
+        sent_messages = await self._messages.feed(self._signer)
         issues = self._board.sending()
         if not issues:
-            return False
+            return sent_messages
         issue_id = issues[self._turn % len(issues)]
         self._turn += 1
         if not self._claims.waiting(issue_id):
@@ -133,8 +129,12 @@ class Feeder:
             # claim took (it may have committed), so that it is released, not left to expire.
             self._claiming = asyncio.ensure_future(self._claim(issue_id))
             if not await asyncio.shield(self._claiming):
-                return False
-        transport = self._servers.pick()
+                return sent_messages
+        transport = self._servers.pick(self._routes.get(issue_id))
+        if transport is None:  # its route names no server any more: never another brand's
+            route = list(self._routes.get(issue_id) or ())
+            self._claims.pause(issue_id, f"smtp_route {route} names no configured SMTP server")
+            return True
         want = min(CHUNK, self._claims.waiting(issue_id))
         granted = await self._servers.take(transport.name, want, self._stopping)
         if not granted or self._board.status(issue_id) != "sending":
@@ -145,6 +145,9 @@ class Feeder:
 
     async def _claim(self, issue_id: int) -> list[int]:
         async with self.sessionmaker() as s, s.begin():
+            if issue_id not in self._routes:  # read once per send, with its first claim
+                route = await s.scalar(select(Issue.smtp_route).where(Issue.id == issue_id))
+                self._routes[issue_id] = tuple(route) if route else None
             ids = await queue.claim(session=s, issue_id=issue_id, owner=self.owner,
                                     limit=self._servers.claim_size(self.settings.batch_size),
                                     lease_seconds=self.settings.lease_seconds)  # fmt: skip

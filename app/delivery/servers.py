@@ -16,6 +16,7 @@ class SMTPServer:
 
     host: str
     port: int
+    name: str = ""  # its route name (name= in the URL; default: the host), see transport.py
     username: str | None = None
     password: str | None = None
     use_tls: bool = False  # smtps://, TLS from the first byte
@@ -38,6 +39,7 @@ class SMTPServer:
         smtps = parts.scheme == "smtps"
         return cls(
             host=parts.hostname,
+            name=query.get("name", "").strip() or parts.hostname,
             port=parts.port or (465 if smtps else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,

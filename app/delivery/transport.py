@@ -3,6 +3,10 @@
 Everything that sends mail (confirmations, test sends, the dispatcher) hands an
 `Envelope` to a transport and gets the server's reply back, or a `DeliveryError` that
 says whether trying again later can help.
+
+Each transport has a `route` name, what an issue's or a message's `smtp_route` names:
+`name=` in its TIDINGS_SMTP_URL entry, else the host (`outbox`, `memory` for those). Two
+entries may share a name: a route then spreads over both, by rate as always.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from app.delivery.servers import SMTPServer
 from app.delivery.smtp import (
@@ -49,7 +53,8 @@ class DeliveryError(Exception):
 class Transport(ABC):
     """One place messages can go, with its own rate (messages per second, 0 = unlimited)."""
 
-    name: str = "transport"
+    name: str = "transport"  # unique per server: the rate-limit key and deliveries.smtp_server
+    route: str = "transport"  # what smtp_route names (shared names allowed)
     rate: float = 0.0
     max_connections: int = 1
 
@@ -65,9 +70,11 @@ class MemoryTransport(Transport):
     """Keeps every message in a list: for tests and previews."""
 
     name = "memory"
+    route = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, route: str = "memory") -> None:
         self.sent: list[Envelope] = []
+        self.route = route
 
     async def send(self, envelope: Envelope) -> str:
         self.sent.append(envelope)
@@ -78,11 +85,13 @@ class OutboxTransport(Transport):
     """Writes one .eml per message into a folder: the default when no SMTP server is set."""
 
     name = "outbox"
+    route = "outbox"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, route: str = "outbox") -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.name = f"outbox://{folder}"
+        self.route = route
 
     def _write(self, envelope: Envelope) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -113,6 +122,7 @@ class SMTPTransport(Transport):
     def __init__(self, server: SMTPServer) -> None:
         self.server = server
         self.name = f"smtp://{server.host}:{server.port}"
+        self.route = server.name or server.host
         self.rate = server.rate
         self.max_connections = server.max_connections
         self._idle: list[SMTPConnection] = []
@@ -166,25 +176,52 @@ class SMTPTransport(Transport):
                 await asyncio.wait_for(conn.quit(), 2)
 
 
+def _entries(smtp_url: str) -> list[str]:
+    return [u for u in (u.strip() for u in smtp_url.split(",")) if u]
+
+
+def _route_of(url: str, default: str) -> str:
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    return query.get("name", "").strip() or default
+
+
 def build_transports(smtp_url: str | None, var_dir: Path) -> list[Transport]:
     """The transports named by TIDINGS_SMTP_URL: SMTP servers, an outbox, or the default outbox."""
     if not smtp_url:
         return [OutboxTransport(var_dir / "outbox")]
     transports: list[Transport] = []
-    for url in (u.strip() for u in smtp_url.split(",")):
-        if not url:
-            continue
+    for url in _entries(smtp_url):
         if url.startswith("outbox://"):
-            transports.append(
-                OutboxTransport(Path(unquote(urlsplit(url).path) or var_dir / "outbox"))
-            )
+            folder = Path(unquote(urlsplit(url).path) or var_dir / "outbox")
+            transports.append(OutboxTransport(folder, _route_of(url, "outbox")))
         elif url.startswith("memory://"):
-            transports.append(MemoryTransport())
+            transports.append(MemoryTransport(_route_of(url, "memory")))
         else:
             transports.append(SMTPTransport(SMTPServer.from_url(url)))
     if not transports:
         raise ValueError("TIDINGS_SMTP_URL names no transport")
     return transports
+
+
+def route_names(smtp_url: str | None) -> list[str]:
+    """The route names TIDINGS_SMTP_URL gives its servers, in order, each once (nothing opened)."""
+    names: list[str] = []
+    for url in _entries(smtp_url or "") or ["outbox://"]:
+        if url.startswith(("outbox://", "memory://")):
+            name = _route_of(url, url.partition(":")[0])
+        else:
+            parts = urlsplit(url)
+            name = _route_of(url, parts.hostname or "")
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def routed(transports: list[Transport], route: tuple[str, ...] | None) -> list[Transport]:
+    """The transports a route names (None: all of them)."""
+    if route is None:
+        return transports
+    return [t for t in transports if t.route in route]
 
 
 def pick_weighted(transports: list[Transport], exclude: set[str] | None = None) -> Transport:

@@ -25,6 +25,8 @@ class MessageIn(BaseModel):
     template: str = Field(min_length=1, max_length=64)
     subject: str = Field(min_length=1, max_length=500)
     data: dict[str, Any] = Field(default_factory=dict)
+    # The names of the SMTP servers it may go through (TIDINGS_SMTP_URL's name=); None: any.
+    smtp_route: list[str] | None = Field(None, min_length=1, max_length=20)
 
 
 class MessageAccepted(BaseModel):

@@ -1,13 +1,20 @@
-"""The messages table (migration 0013) and how one message is rendered."""
+"""The messages table (migrations 0013, 0014) and how one message is rendered.
+
+A row is what the request carried: its idempotency key and hash, the address, template,
+subject, data and route. Where the message stands (queued, sending, sent, failed, the
+attempts and the last error) is its delivery's, in `deliveries` (message_ref = id).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table
 
+from app import branding
 from app.db import UTCDateTime
-from app.issues import rendering
+from app.issues import layout
+from app.issues.mime import clean_header_text, format_address, simple_message
 
 _meta = MetaData()
 messages = Table(
@@ -21,23 +28,31 @@ messages = Table(
     Column("template", String(64), nullable=False),
     Column("subject", String(500), nullable=False),
     Column("data", JSON, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("last_error", Text),
-    Column("next_attempt_at", UTCDateTime, nullable=False),
-    Column("lease_owner", String(100)),
-    Column("lease_expires_at", UTCDateTime),
-    Column("message_id", String(300)),
-    Column("sent_at", UTCDateTime),
+    Column("smtp_route", JSON),  # the server names it goes through; None: any
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+KEYS = frozenset({"data", "subject", "organisation"})  # what a message's template sees
+
 
 def render(
-    *, template: str, subject: str, data: dict[str, Any], email: str, from_addr: str
-) -> bytes:
-    """The message as RFC 5322 bytes; `data` and `subject` reach the sandbox by those names."""
-    return rendering.render_system_email(
-        template, to_email=email, to_name="", from_addr=from_addr,
-        context={"data": data, "subject": subject},
-    )  # fmt: skip
+    *, template: str, subject: str, data: dict[str, Any], email: str, from_addr: str,
+    message_id: str,
+) -> bytes:  # fmt: skip
+    """The message as RFC 5322 bytes; `data` and `subject` reach the sandbox by those names.
+
+    `template` is a folder of email_templates/ with email.mjml (like `message`); a missing
+    one raises FileNotFoundError. `message_id` is its delivery's (compose.message_id), so
+    a bounce of it finds the delivery as a bulk one's does.
+    """
+    ctx = {"organisation": branding.current().email_context(), "data": data, "subject": subject}
+    system = layout.load_system(template, KEYS)
+    html, text = system.render(ctx)
+    return simple_message(
+        from_addr=from_addr,
+        to=format_address("", email),
+        subject=clean_header_text(system.subject.render(ctx)),
+        message_id=message_id,
+        text=text,
+        html=html,
+    )
