@@ -23,6 +23,7 @@ from app.config import Settings
 from app.config import settings as env_settings
 from app.db import utcnow
 from app.errors import invalid
+from app.issues import layout_registry
 from app.media import service as media
 from app.media.models import MediaFile, SiteSetting
 
@@ -161,11 +162,9 @@ class BrandingRefresh:
         await self.app(scope, receive, send)
 
     async def _refresh(self, state: Any) -> None:
-        from app.issues import stored_layouts
-
         maker = getattr(state, "sessionmaker", None)
         settings = state.settings
-        if maker is None or (_fresh(settings) and stored_layouts.fresh(settings.database_url)):
+        if maker is None or (_fresh(settings) and layout_registry.fresh(settings.database_url)):
             return
         try:
             async with maker() as session:
@@ -174,14 +173,12 @@ class BrandingRefresh:
             log.warning("branding and stored layouts not refreshed", exc_info=True)
             # Keep what we have for another period: no retry on every request of an outage.
             _remember(settings, current(settings))
-            stored_layouts.postpone(settings.database_url)
+            layout_registry.postpone(settings.database_url)
 
     async def _load(self, session: AsyncSession, settings: Settings) -> None:
-        from app.issues import stored_layouts
-
         if not _fresh(settings):
             await refresh(session=session, settings=settings)
-        await stored_layouts.refresh(session=session, key=settings.database_url)
+        await layout_registry.refresh(session=session, key=settings.database_url)
 
 
 # Health checks and metrics answer without touching the database for this.

@@ -1,24 +1,26 @@
 """The email renderer: an issue compiled once, then rendered per recipient into RFC 5322 bytes.
 
-Pure functions, no database. The costly steps (Jinja compile, Markdown, nh3, MJML, CSS
-inlining, QP encoding of the static text) run once per issue; see templating.py for how
-the subscriber-dependent parts are cut out as slots, and mime.py for the byte assembly.
+Pure functions, no database and no settings: the site's URL comes from the caller
+(compose.py passes the app's). The costly steps (Jinja compile, Markdown, nh3, MJML, CSS
+inlining, QP encoding of the static text) run once per issue; see render_inputs.py for
+what it is given, templating.py for how the subscriber-dependent parts are cut out as
+slots, layout.py for the HTML pipeline, and mime.py for the byte assembly.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.utils import getaddresses, make_msgid, parseaddr
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from markupsafe import Markup
 
 from app import branding, i18n
-from app.config import settings
+from app.engagement.links import Tracking
 from app.issues import layout as _layout
 from app.issues.footer import layout_words
 from app.issues.mime import (
@@ -30,6 +32,7 @@ from app.issues.mime import (
     simple_message,
     subject_header,
 )
+from app.issues.render_inputs import IssueContent, Recipient, sample_recipient, template_context
 from app.issues.templating import (
     DYNAMIC_NAMES,
     BodyError,
@@ -39,9 +42,6 @@ from app.issues.templating import (
     is_template,
 )
 from app.issues.templating import trial_render as _trial
-
-if TYPE_CHECKING:
-    from app.engagement.links import Tracking
 
 TRACKING_TAG = "K"  # the slots of app/engagement/links.py: pixel and tracked links
 
@@ -58,61 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _SLOW_CACHE_MAX = 256  # distinct bodies a control-flow template yields (e.g. vip or not)
-
-
-@dataclass(frozen=True)
-class IssueContent:
-    """What an issue says, as the renderer needs it."""
-
-    id: int
-    subject: str
-    preheader: str
-    from_addr: str
-    template: str
-    format: str
-    body: str
-    list_id: str
-    list_names: tuple[str, ...] = ()
-    date: datetime | None = None
-    language: str = i18n.SOURCE_LANGUAGE  # of the layout's own words (footer, date): its lists'
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """One delivery's personal data and ids."""
-
-    email: str
-    name: str
-    attributes: Mapping[str, Any]
-    unsubscribe_url: str
-    preferences_url: str
-    message_id: str
-    return_path: str | None = None
-    delivery_id: int | None = None  # None: a preview or test send, never tracked
-    tracked: bool = False  # False: the reader said no (attributes.tracking) or nothing to track
-
-
-class _Subscriber:
-    """The `subscriber` of templates: a plain object, so `subscriber.items` reaches no dict method.
-
-    A missing name or email is no attribute at all, so the template sees it as undefined
-    and `{{ subscriber.name | default("colleague") }}` works for the many with no name.
-    """
-
-    __slots__ = ("attributes", "email", "name")
-
-    def __init__(self, name: str | None, email: str | None, attributes: Mapping[str, Any]):
-        if name:
-            self.name = name
-        if email:
-            self.email = email
-        self.attributes = attributes
-
-
-def _sample_recipient() -> Recipient:
-    """The neutral subscriber of previews without one and of the public archive."""
-    url = settings.public_url.rstrip("/") + "/subscribe"
-    return Recipient("", "", {}, url, url, make_msgid(domain=settings.sender_domain))
 
 
 def validate_issue(
@@ -140,27 +85,18 @@ def validate_issue(
     except FileNotFoundError as exc:
         raise BodyError(str(exc)) from None
     compiled = SlottedTemplate(body, tag="B", autoescape=True, dynamic=DYNAMIC_NAMES)
-    sample = _sample_recipient()
+    sample = sample_recipient("")  # only whether it renders matters here, not its links
     issue = {"subject": subject, "preheader": preheader, "id": 0}
+    ctx = template_context(sample, issue, "")
     if is_template(subject):
         personal = SubjectTemplate(subject, {"issue": issue, "archive_url": ""})
-        issue = {**issue, "subject": clean_subject(personal.check(_context(sample, issue, "")))}
-    ctx = _context(sample, issue, "")
+        issue = {**issue, "subject": clean_subject(personal.check(ctx))}
+        ctx = template_context(sample, issue, "")
     _trial(lambda: _layout.body_fragment(compiled.render_recording(ctx)[0], format, ""))
 
 
-def _context(r: Recipient, issue: Mapping[str, Any], archive_url: str) -> dict[str, Any]:
-    return {
-        "subscriber": _Subscriber(r.name, r.email, r.attributes),
-        "issue": issue,
-        "unsubscribe_url": r.unsubscribe_url,
-        "preferences_url": r.preferences_url,
-        "archive_url": archive_url,
-    }
-
-
 def _compile_subject(
-    issue: Mapping[str, Any], archive_url: str
+    issue: Mapping[str, Any], archive_url: str, sample: Recipient
 ) -> tuple[str, SubjectTemplate | None]:
     """The subject everyone gets, or the neutral subscriber's and a per-recipient template."""
     source = str(issue["subject"])
@@ -170,7 +106,7 @@ def _compile_subject(
     template = SubjectTemplate(source, {"issue": issue, "archive_url": archive_url})
     if template.constant is not None:
         return clean_subject(template.constant), None
-    neutral = _context(_sample_recipient(), issue, archive_url)
+    neutral = template_context(sample, issue, archive_url)
     return clean_subject(template.render(neutral)), template
 
 
@@ -185,15 +121,16 @@ class CompiledIssue:
         # Engagement: links and pixel rewritten once per assembled variant (app/engagement).
         self.tracking = tracking
         self._tracked: dict[tuple[str, ...], _layout.Assembled] = {}
-        site = (site_url or settings.public_url).rstrip("/")
+        site = site_url.rstrip("/")  # the app's public URL (compose.py); "": site-relative
+        self._sample = sample_recipient(site)  # previews without a subscriber, the archive
         self.archive_url = archive_url
         self._raw_issue = {"subject": content.subject, "preheader": content.preheader,
                            "id": content.id}  # fmt: skip
-        subject, self._subject = _compile_subject(self._raw_issue, archive_url)
+        subject, self._subject = _compile_subject(self._raw_issue, archive_url, self._sample)
         # Inside the body and layout, `issue.subject` is what this recipient's header says;
         # here, what the neutral subscriber's does.
         self._issue = {**self._raw_issue, "subject": subject}
-        self._neutral = _context(_sample_recipient(), self._raw_issue, archive_url)
+        self._neutral = template_context(self._sample, self._raw_issue, archive_url)
         dynamic = DYNAMIC_NAMES | {"issue"} if self._subject else DYNAMIC_NAMES
         self._layout = _layout.load_layout(content.template, dynamic)
         self._body = SlottedTemplate(content.body, tag="B", autoescape=True, dynamic=dynamic)
@@ -223,15 +160,15 @@ class CompiledIssue:
             subject=None if self._subject else subject,
             list_id=content.list_id,
         )
-        self._parts(_sample_recipient())  # compile now, so a broken layout fails here
+        self._parts(self._sample)  # compile now, so a broken layout fails here
         if tracking is not None:
             # The link table is fixed here: a variant met later keeps links it lacks as is.
-            self._parts(replace(_sample_recipient(), delivery_id=0, tracked=True))
+            self._parts(replace(self._sample, delivery_id=0, tracked=True))
             tracking.frozen = True
 
     def render_subject(self, r: Recipient) -> str:
         """The subject this recipient sees, in the header and wherever the layout shows it."""
-        return self._subject_in(_context(r, self._raw_issue, self.archive_url), False)
+        return self._subject_in(template_context(r, self._raw_issue, self.archive_url), False)
 
     def _subject_in(self, personal: dict[str, Any], force_slow: bool) -> str:
         if self._subject is None:
@@ -242,7 +179,7 @@ class CompiledIssue:
     def _parts(
         self, r: Recipient, *, force_slow: bool = False
     ) -> tuple[_layout.Assembled, list[str], list[str], str]:
-        personal = _context(r, self._raw_issue, self.archive_url)
+        personal = template_context(r, self._raw_issue, self.archive_url)
         subject = self._subject_in(personal, force_slow)
         issue = self._issue if self._subject is None else {**self._issue, "subject": subject}
         ctx = {**self._static, **personal, "issue": issue}
@@ -258,7 +195,7 @@ class CompiledIssue:
             except Exception:  # noqa: BLE001 - documented fallback: neutral content, never a crash
                 log.warning("issue %s: body failed for one recipient", self.content.id,
                             exc_info=True)  # fmt: skip
-                neutral = {**ctx, **_context(_sample_recipient(), issue, self.archive_url)}
+                neutral = {**ctx, **template_context(self._sample, issue, self.archive_url)}
                 skeleton, vals = template.render_recording(neutral)
             skeletons.append(skeleton)
             values[template.tag] = vals
@@ -298,11 +235,11 @@ class CompiledIssue:
 
     def render_archive_html(self) -> str:
         """The public web version: a neutral subscriber, no unsubscribe token."""
-        return self.render_html(_sample_recipient())
+        return self.render_html(self._sample)
 
     def render_archive_subject(self) -> str:
         """The subject as the public archive shows it: rendered for the neutral subscriber."""
-        return self.render_subject(_sample_recipient())
+        return self.render_subject(self._sample)
 
     def render_message(self, r: Recipient, *, force_slow: bool = False) -> bytes:
         """The full RFC 5322 message (CRLF, QP parts, no DKIM), ready for SMTP DATA."""
@@ -334,7 +271,7 @@ def render_system_email(
     system = _layout.load_system(kind, frozenset(context))
     subject = clean_header_text(system.subject.render(ctx))
     html, text = system.render(ctx)
-    domain = parseaddr(from_addr)[1].rpartition("@")[2] or settings.sender_domain
+    domain = parseaddr(from_addr)[1].rpartition("@")[2] or "localhost"  # as Settings.sender_domain
     return simple_message(
         from_addr=from_addr,
         to=format_address(to_name, to_email),
