@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     concurrency: int = 20
     lease_seconds: int = 120
     failure_pause_threshold: int = 50
+    # Fan-out (app/delivery/fanout.py): a send to at most this many recipients writes its
+    # deliveries in the send call; a larger one fixes them by a snapshot and the workers
+    # write them in batches of `fanout_batch` subscriber ids as they claim.
+    fanout_inline_limit: int = 50_000
+    fanout_batch: int = 20_000
     hourly_quota: int | None = None
     log_level: str = "INFO"
     console_idle_minutes: int = 480  # a console session ends after this long unused

@@ -1,11 +1,12 @@
-"""The delivery queue: fan-out, claims under leases, results (statuses: issues/lifecycle.py).
+"""The delivery queue: claims under leases, results (fan-out: fanout.py; statuses: lifecycle).
 
-Every statement here is set-based: one INSERT … SELECT fans an issue out, one UPDATE
-claims a batch, one UPDATE records a batch of results. A delivery is claimed by setting
-`lease_owner`; every result is written only `WHERE lease_owner = :me AND status =
-'sending'`, so a dispatcher that lost its lease (it stalled, another took over) cannot
-overwrite the new owner's result. A crash leaves `sending` rows whose lease expires;
-`recover_expired` puts them back in the queue, so no one is ever skipped.
+Every statement here is set-based: one UPDATE claims a batch, one UPDATE records a batch
+of results (a large send's next batch of delivery rows is written just before a claim).
+A delivery is claimed by setting `lease_owner`; every result is written only `WHERE
+lease_owner = :me AND status = 'sending'`, so a dispatcher that lost its lease (it
+stalled, another took over) cannot overwrite the new owner's result. A crash leaves
+`sending` rows whose lease expires; `recover_expired` puts them back in the queue, so
+no one is ever skipped.
 """
 
 from __future__ import annotations
@@ -14,77 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, literal, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import UTCDateTime, utcnow
-from app.models import Delivery, IssueList, Subscriber, Subscription
-from app.segments import service as segments
+from app import config
+from app.db import utcnow
+from app.delivery import fanout
+from app.delivery.statements import is_pg as _pg
+from app.delivery.statements import timed as _sql
 
-_T = UTCDateTime()
-
-
-def _pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _sql(sql: str, *times: str) -> Any:
-    return text(sql).bindparams(*(bindparam(t, type_=_T) for t in times))
-
-
-async def enqueue_issue(*, session: AsyncSession, issue_id: int) -> int:
-    """Fix the recipients of an issue: one delivery per confirmed, active member; idempotent.
-
-    Returns how many the issue has; lifecycle.start stores that count on the issue. An
-    issue with a segment gets only the members who also match it (app/segments).
-    """
-    segment_id = await session.scalar(
-        text("SELECT segment_id FROM issues WHERE id = :i"), {"i": issue_id}
-    )
-    if segment_id is not None:
-        await session.execute(await _segment_fan_out(session, issue_id, segment_id))
-    else:
-        await session.execute(
-            _sql(
-                "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts,"
-                " next_attempt_at) SELECT DISTINCT :issue_id, s.subscriber_id, 'queued', 0, :now"
-                " FROM subscriptions s"
-                " JOIN issue_lists il ON il.list_id = s.list_id AND il.issue_id = :issue_id"
-                " JOIN subscribers sub ON sub.id = s.subscriber_id"
-                " WHERE s.status = 'confirmed' AND sub.status = 'active'"
-                " ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
-                "now",
-            ),
-            {"issue_id": issue_id, "now": utcnow()},
-        )
-    # Counted, not taken from the INSERT's rowcount: a second call (idempotent) adds none.
-    count = await session.scalar(
-        text("SELECT count(*) FROM deliveries WHERE issue_id = :i"), {"i": issue_id}
-    )
-    return int(count or 0)
-
-
-async def _segment_fan_out(session: AsyncSession, issue_id: int, segment_id: int) -> Any:
-    """The INSERT … SELECT above with the segment's clause AND-ed in."""
-    # Built in Core, not text: a segment compiles to an expression, never to SQL text.
-    audience = await segments.member_clause(session, segment_id)
-    members = (
-        select(literal(issue_id), Subscription.subscriber_id, literal("queued"), literal(0),
-               literal(utcnow(), _T))
-        .join(IssueList, (IssueList.list_id == Subscription.list_id)
-              & (IssueList.issue_id == issue_id))
-        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-        .where(Subscription.status == "confirmed", Subscriber.status == "active", audience)
-        .distinct()
-    )  # fmt: skip
-    insert = postgresql.insert if _pg(session) else sqlite.insert
-    columns = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
-    return (
-        insert(Delivery)
-        .from_select(columns, members)
-        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-    )
+# A batched send (fanout.py) gets its next batch written when fewer than this many claims'
+# worth of its deliveries are due: enough to keep the workers busy while it is written.
+AHEAD_CLAIMS = 10
 
 
 async def cancel_deliveries(*, session: AsyncSession, issue_id: int) -> int:
@@ -110,6 +52,10 @@ async def claim(
     confirmed_at + after_seconds (app/issues/triggers.py), under the same index.
     """
     now = utcnow()
+    # In this transaction: a claim that fails leaves the batch unwritten and the cursor put.
+    width = config.settings.fanout_batch
+    ahead = min(max(limit * AHEAD_CLAIMS, 1), max(width // 4, 1))
+    await fanout.expand(session=session, issue_id=issue_id, now=now, ahead=ahead, width=width)
     # SKIP LOCKED: concurrent workers each take different rows without waiting.
     # SQLite has one writer at a time (the embedded dispatcher), so no lock clause is needed.
     lock = " FOR UPDATE SKIP LOCKED" if _pg(session) else ""

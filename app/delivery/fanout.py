@@ -1,0 +1,239 @@
+"""Fan-out: a send's recipients fixed at the send call, their delivery rows written in batches.
+
+A small send (at most `fanout_inline_limit` recipients) writes one delivery per recipient
+in the send call, in one INSERT … SELECT, as it always did. A larger one would spend
+seconds there (9.3 s at 1,000,000), so the send call only fixes who the recipients are:
+the issue's lists, the members confirmed at or before `started_at` (the snapshot; a
+membership without `confirmed_at` counts from its `created_at`), active, and the
+segment's rules as they were at the send call. It counts them (`recipients`) and stores
+an `issue_fanouts` row: the snapshot, a cursor on subscriber ids and the last id.
+
+The workers then write the rows as they claim (queue.claim calls `expand` first, in the
+claim's own transaction): when fewer than `ahead` deliveries of the issue are due, one
+UPDATE moves the cursor a batch of subscriber ids on, and one INSERT … SELECT writes the
+deliveries of that id range. Why this is exactly once and crash safe:
+
+- The cursor moves and the rows are written in one transaction: a crash (SIGKILL, the
+  database going away) rolls back both, and the next claim writes that range again.
+- Two workers never take one range: the UPDATE is the transaction's first write, and on
+  PostgreSQL it locks the fanout row with SKIP LOCKED (a second worker writes nothing this
+  time and claims what is there rather than waiting); on SQLite writers are serialised.
+  `ON CONFLICT (issue_id, subscriber_id) DO NOTHING` stands behind both.
+- Only a `sending` issue expands: a paused one keeps its cursor and a resumed one goes on
+  from it; `drop` (cancel) ends the fan-out, and lifecycle.finish_sending never finishes
+  an issue whose fan-out is not done.
+
+What the snapshot fixes is membership, not every later change: someone who unsubscribes
+or is blocklisted after the send call gets no row (the re-check before each message would
+have skipped them anyway), and a segment's rules that read engagement or the clock are
+evaluated as each batch is written, not all at the send call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    Select,
+    Table,
+    false,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.db import Base, UTCDateTime, utcnow
+from app.delivery.statements import UTC_TIME, is_pg, timed
+from app.models import Delivery, Issue, IssueList, Subscriber, Subscription
+from app.segments import service as segments
+from app.segments.models import Segment
+
+# One row per batched send (migration 0015). Defined here, beside the only code that reads
+# or writes it; on Base's metadata so that the schema and the tests' clean-up know it.
+issue_fanouts = Table(
+    "issue_fanouts",
+    Base.metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("snapshot_at", UTCDateTime, nullable=False),
+    # Deliveries exist for every recipient with an id <= next_subscriber_id; the last batch
+    # written covered (batch_from, next_subscriber_id].
+    Column("batch_from", BigInteger, nullable=False),
+    Column("next_subscriber_id", BigInteger, nullable=False),
+    Column("last_subscriber_id", BigInteger, nullable=False),
+    Column("segment_rules", JSON, nullable=True),  # the segment's rules at the send call
+    Column("done", Boolean, nullable=False, server_default=false()),
+)
+
+_COLUMNS = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
+EMPTY_RANGES = 16  # id ranges with no member looked through in one expansion at most
+
+
+def members(
+    issue_id: int,
+    *columns: Any,
+    audience: ColumnElement[bool] | None = None,
+    snapshot: datetime | None = None,
+    after: int | None = None,
+    upto: int | None = None,
+) -> Select[Any]:
+    """SELECT DISTINCT `columns` of the issue's confirmed, active members (the fan-out's join)."""
+    query = (
+        select(*columns)
+        .join(IssueList, (IssueList.list_id == Subscription.list_id)
+              & (IssueList.issue_id == issue_id))
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.status == "confirmed", Subscriber.status == "active")
+        .distinct()
+    )  # fmt: skip
+    if audience is not None:
+        query = query.where(audience)
+    if snapshot is not None:
+        confirmed = func.coalesce(Subscription.confirmed_at, Subscription.created_at)
+        query = query.where(confirmed <= literal(snapshot, UTC_TIME))
+    if after is not None:
+        query = query.where(Subscription.subscriber_id > after)
+    if upto is not None:
+        query = query.where(Subscription.subscriber_id <= upto)
+    return query
+
+
+def _insert(session: AsyncSession, rows: Select[Any]) -> Any:
+    insert = postgresql.insert if is_pg(session) else sqlite.insert
+    return (
+        insert(Delivery)
+        .from_select(_COLUMNS, rows)
+        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+    )
+
+
+def _rows(issue_id: int, now: datetime, **where: Any) -> Select[Any]:
+    fixed = (literal(issue_id), literal("queued"), literal(0), literal(now, UTC_TIME))
+    cols = (fixed[0], Subscription.subscriber_id, *fixed[1:])
+    return members(issue_id, *cols, **where)
+
+
+async def _audience(session: AsyncSession, rules: Any) -> ColumnElement[bool] | None:
+    if rules is None:
+        return None
+    return await segments.clause_for(session, rules, strict=False)
+
+
+async def enqueue_issue(*, session: AsyncSession, issue_id: int) -> int:
+    """Write one delivery per confirmed, active member now (the inline fan-out); idempotent.
+
+    Returns how many the issue has. An issue with a segment gets only the members who also
+    match it (app/segments).
+    """
+    segment_id = await session.scalar(select(Issue.segment_id).where(Issue.id == issue_id))
+    audience = None
+    if segment_id is not None:
+        audience = await segments.member_clause(session, segment_id)
+    await session.execute(_insert(session, _rows(issue_id, utcnow(), audience=audience)))
+    # Counted, not taken from the INSERT's rowcount: a second call (idempotent) adds none.
+    count = await session.scalar(
+        text("SELECT count(*) FROM deliveries WHERE issue_id = :i"), {"i": issue_id}
+    )
+    return int(count or 0)
+
+
+async def begin(*, session: AsyncSession, issue_id: int, inline_limit: int) -> int:
+    """Fix a starting issue's recipients: inline when few, else as a snapshot; their number.
+
+    Runs in the send call's transaction, after the issue was moved to sending.
+    """
+    issue = (
+        await session.execute(
+            select(Issue.started_at, Issue.segment_id).where(Issue.id == issue_id)
+        )
+    ).one()
+    rules = None
+    if issue.segment_id is not None:
+        rules = await session.scalar(select(Segment.rules).where(Segment.id == issue.segment_id))
+    audience = await _audience(session, rules)
+    snapshot = issue.started_at or utcnow()
+    ids = members(
+        issue_id, Subscription.subscriber_id, audience=audience, snapshot=snapshot
+    ).subquery()
+    count, low, high = (
+        await session.execute(
+            select(func.count(), func.min(ids.c.subscriber_id), func.max(ids.c.subscriber_id))
+        )
+    ).one()
+    if count <= inline_limit:
+        return await enqueue_issue(session=session, issue_id=issue_id)
+    insert = postgresql.insert if is_pg(session) else sqlite.insert
+    await session.execute(
+        insert(issue_fanouts)
+        .values(issue_id=issue_id, snapshot_at=snapshot, batch_from=low - 1,
+                next_subscriber_id=low - 1, last_subscriber_id=high, segment_rules=rules,
+                done=False)
+        .on_conflict_do_nothing(index_elements=["issue_id"])
+    )  # fmt: skip
+    return int(count)
+
+
+# The cursor moves first, as the transaction's first write; SET reads the old values, so
+# batch_from is where this batch starts. The due count stops at :ahead (an index range).
+_ADVANCE = (
+    "UPDATE issue_fanouts SET batch_from = next_subscriber_id,"
+    " next_subscriber_id = next_subscriber_id + :width,"
+    " done = next_subscriber_id + :width >= last_subscriber_id"
+    " WHERE issue_id IN (SELECT f.issue_id FROM issue_fanouts f WHERE f.issue_id = :i"
+    " AND NOT f.done AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status = 'sending')"
+    " AND (SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE issue_id = :i"
+    " AND status = 'queued' AND next_attempt_at <= :now LIMIT :ahead) AS due) < :ahead{lock})"
+    " RETURNING batch_from, next_subscriber_id, snapshot_at, segment_rules, done"
+)
+
+
+async def expand(
+    *, session: AsyncSession, issue_id: int, now: datetime, ahead: int, width: int
+) -> int:
+    """Write the next batch of a batched send's deliveries if fewer than `ahead` are due.
+
+    The number of deliveries written (0: nothing to do, or another worker is writing a
+    batch of this issue right now). Runs inside the caller's transaction.
+    """
+    lock = " FOR UPDATE SKIP LOCKED" if is_pg(session) else ""
+    advance = timed(_ADVANCE.format(lock=lock), "now").columns(
+        batch_from=BigInteger, next_subscriber_id=BigInteger, snapshot_at=UTCDateTime,
+        segment_rules=JSON, done=Boolean,
+    )  # fmt: skip
+    params = {"i": issue_id, "now": now, "ahead": ahead, "width": width}
+    written = 0
+    audience: ColumnElement[bool] | None = None
+    for attempt in range(EMPTY_RANGES):
+        row = (await session.execute(advance, params)).first()
+        if row is None:
+            break
+        if attempt == 0:
+            audience = await _audience(session, row.segment_rules)
+        rows = _rows(issue_id, now, audience=audience, snapshot=row.snapshot_at,
+                     after=row.batch_from, upto=row.next_subscriber_id)  # fmt: skip
+        result = await session.execute(_insert(session, rows))
+        written += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if written or row.done:
+            break  # a range of ids with no member (a sparse list) moves on to the next
+    return written
+
+
+async def drop(*, session: AsyncSession, issue_id: int) -> None:
+    """End an issue's fan-out (cancel): no more deliveries are written for it.
+
+    On PostgreSQL this waits for a batch being written right now to commit, so the
+    caller's next statement (cancelling what is queued) sees that batch's rows too.
+    """
+    await session.execute(
+        issue_fanouts.update().where(issue_fanouts.c.issue_id == issue_id).values(done=True)
+    )

@@ -1,0 +1,249 @@
+"""A large send's deliveries written in batches as they are claimed (app/delivery/fanout.py).
+
+The inline limit is set low so that a few hundred recipients take the batched path: the
+send call writes no delivery, the dispatchers write them batch by batch as they claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select, text
+
+from app import config
+from app.db import make_engine, make_sessionmaker, utcnow
+from app.delivery import queue
+from app.delivery.dispatcher import Dispatcher
+from app.delivery.fanout import issue_fanouts
+from app.delivery.transport import build_transports
+from app.issues import lifecycle
+from app.models import Delivery, Subscriber, Subscription
+from tests.conftest import AppClient
+from tests.delivery.helpers import new_issue, received, seed, send, status_of, wait_for
+from tests.smtp import SMTPServer
+
+WIDTH = 25  # subscriber ids per batch
+
+
+@pytest.fixture
+def batched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every send of more than 10 recipients is fanned out in batches of WIDTH ids."""
+    monkeypatch.setattr(config.settings, "fanout_inline_limit", 10)
+    monkeypatch.setattr(config.settings, "fanout_batch", WIDTH)
+
+
+async def rows(db: str, issue_id: int) -> tuple[int, int]:
+    """(deliveries, distinct subscribers among them) of the issue."""
+    engine = make_engine(db)
+    try:
+        async with engine.connect() as conn:
+            n, distinct = (
+                await conn.execute(
+                    select(func.count(), func.count(Delivery.subscriber_id.distinct())).where(
+                        Delivery.issue_id == issue_id
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return int(n), int(distinct)
+
+
+async def fanout_row(db: str, issue_id: int) -> Any:
+    engine = make_engine(db)
+    try:
+        async with engine.connect() as conn:
+            return (
+                await conn.execute(
+                    select(issue_fanouts).where(issue_fanouts.c.issue_id == issue_id)
+                )
+            ).first()
+    finally:
+        await engine.dispose()
+
+
+async def run_dispatchers(
+    client: AppClient, db: str, smtpd: SMTPServer, issue_id: int, n: int
+) -> None:
+    """Run `n` dispatchers, each on its own engine, until the issue is sent."""
+    settings = client.app.state.settings.model_copy(update={"batch_size": 20})
+    engines = [make_engine(db) for _ in range(n)]
+    dispatchers = [
+        Dispatcher(settings=settings, sessionmaker=make_sessionmaker(e),
+                   transports=build_transports(smtpd.url, settings.var_dir))
+        for e in engines
+    ]  # fmt: skip
+    tasks = [asyncio.create_task(d.run()) for d in dispatchers]
+    try:
+
+        async def sent() -> bool:
+            return await status_of(client, issue_id) == "sent"
+
+        await wait_for(sent, 120, "the batched send to finish")
+    finally:
+        for d in dispatchers:
+            d.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=40)
+        for e in engines:
+            await e.dispose()
+
+
+@pytest.mark.usefixtures("batched")
+async def test_two_dispatchers_deliver_a_batched_send_exactly_once(
+    app_factory: Callable[..., Any], db: str, smtpd: SMTPServer
+) -> None:
+    client = await app_factory()
+    emails = await seed(db, 200)
+    issue_id = await new_issue(client)
+    answer = await send(client, issue_id)
+    assert answer["recipients"] == 200
+    assert await rows(db, issue_id) == (0, 0)  # fixed by the snapshot, none written yet
+    assert (await fanout_row(db, issue_id)).done is False
+    await run_dispatchers(client, db, smtpd, issue_id, 2)
+    assert received(smtpd) == Counter(emails)  # each once
+    assert await rows(db, issue_id) == (200, 200)
+    assert (await fanout_row(db, issue_id)).done is True
+    stats = (await client.get(f"/api/v1/issues/{issue_id}/stats")).json()
+    assert stats["recipients"] == 200 and stats["sent"] == 200, stats
+
+
+@pytest.mark.usefixtures("batched")
+async def test_the_recipients_are_those_confirmed_at_the_send_call(
+    app_factory: Callable[..., Any], db: str, smtpd: SMTPServer
+) -> None:
+    """Confirmed after the send call: not a recipient. Confirmed without a date: one."""
+    client = await app_factory()
+    emails = await seed(db, 40)
+    engine = make_engine(db)
+    async with engine.begin() as conn:
+        list_id = await conn.scalar(text("SELECT id FROM lists WHERE slug = 'news'"))
+        pending, undated = (
+            await conn.execute(
+                insert(Subscriber).returning(Subscriber.id),
+                [
+                    {"email": e, "email_key": e, "name": "X", "attributes": {}}
+                    for e in ("pending@example.org", "undated@example.org")
+                ],
+            )
+        ).scalars()
+        await conn.execute(
+            insert(Subscription),
+            [
+                {"subscriber_id": pending, "list_id": list_id, "status": "pending"},
+                # An old row confirmed without confirmed_at counts from when it was made.
+                {"subscriber_id": undated, "list_id": list_id, "status": "confirmed",
+                 "created_at": utcnow() - timedelta(days=1), "confirmed_at": None},
+            ],
+        )  # fmt: skip
+    issue_id = await new_issue(client)
+    assert (await send(client, issue_id))["recipients"] == 41
+    later = "later@example.org"
+    r = await client.post("/api/v1/subscribers", json={"email": later, "lists": ["news"]})
+    assert r.status_code == 201, r.text
+    async with engine.begin() as conn:  # the pending member confirms after the send call
+        await conn.execute(
+            Subscription.__table__.update()
+            .where(Subscription.subscriber_id == pending)
+            .values(status="confirmed", confirmed_at=utcnow())
+        )
+    await engine.dispose()
+    await run_dispatchers(client, db, smtpd, issue_id, 1)
+    assert received(smtpd) == Counter([*emails, "undated@example.org"])
+    assert await rows(db, issue_id) == (41, 41)
+
+
+async def claim_all(db: str, issue_id: int, owner: str = "t") -> list[int]:
+    """One claim in its own transaction, as the feeder makes it."""
+    engine = make_engine(db)
+    try:
+        async with make_sessionmaker(engine)() as s, s.begin():
+            return await queue.claim(
+                session=s, issue_id=issue_id, owner=owner, limit=1000, lease_seconds=60
+            )
+    finally:
+        await engine.dispose()
+
+
+async def mark_sent(db: str, owner: str, ids: list[int]) -> None:
+    engine = make_engine(db)
+    try:
+        async with make_sessionmaker(engine)() as s, s.begin():
+            now = utcnow()
+            results = [queue.Result(i, "sent", sent_at=now) for i in ids]
+            assert await queue.record(session=s, owner=owner, results=results) == len(ids)
+            await lifecycle.finish_sending(session=s)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.usefixtures("batched")
+async def test_pause_stops_the_fan_out_and_resume_goes_on_from_the_cursor(
+    client: AppClient, db: str
+) -> None:
+    await seed(db, 100)
+    issue_id = await new_issue(client)
+    await send(client, issue_id)
+    first = await claim_all(db, issue_id)
+    assert len(first) == WIDTH  # one batch written and claimed
+    await mark_sent(db, "t", first)
+    # Every written delivery is sent, but the rest are not written: not finished.
+    assert await status_of(client, issue_id) == "sending"
+    assert (await client.post(f"/api/v1/issues/{issue_id}/pause")).status_code == 200
+    assert await claim_all(db, issue_id) == []
+    assert await rows(db, issue_id) == (WIDTH, WIDTH)  # paused: no batch written
+    assert (await client.post(f"/api/v1/issues/{issue_id}/resume")).status_code == 200
+    taken = list(first)
+    for _ in range(10):
+        ids = await claim_all(db, issue_id)
+        if not ids:
+            break
+        await mark_sent(db, "t", ids)
+        taken += ids
+    assert len(taken) == len(set(taken)) == 100
+    assert await rows(db, issue_id) == (100, 100)
+    assert await status_of(client, issue_id) == "sent"
+
+
+@pytest.mark.usefixtures("batched")
+async def test_cancel_mid_fan_out_drops_what_is_not_written(client: AppClient, db: str) -> None:
+    await seed(db, 100)
+    issue_id = await new_issue(client)
+    await send(client, issue_id)
+    first = await claim_all(db, issue_id)
+    assert len(first) == WIDTH
+    assert (await client.post(f"/api/v1/issues/{issue_id}/cancel")).status_code == 200
+    assert await claim_all(db, issue_id) == []
+    assert (await fanout_row(db, issue_id)).done is True
+    assert await rows(db, issue_id) == (WIDTH, WIDTH)
+    await mark_sent(db, "t", first)  # the claims in flight finish and are logged
+    stats = (await client.get(f"/api/v1/issues/{issue_id}/stats")).json()
+    assert stats["status"] == "cancelled" and stats["sent"] == WIDTH, stats
+
+
+@pytest.mark.postgres_only
+@pytest.mark.usefixtures("batched")
+async def test_a_second_worker_skips_a_batch_being_written(client: AppClient, db: str) -> None:
+    """While one transaction writes a batch, another claim neither waits nor writes it."""
+    await seed(db, 100)
+    issue_id = await new_issue(client)
+    await send(client, issue_id)
+    engine = make_engine(db)
+    try:
+        async with make_sessionmaker(engine)() as a:
+            await a.begin()
+            mine = await queue.claim(
+                session=a, issue_id=issue_id, owner="a", limit=1000, lease_seconds=60
+            )
+            assert len(mine) == WIDTH
+            # Not committed: the fanout row is locked; the other claim skips it at once.
+            assert await asyncio.wait_for(claim_all(db, issue_id, "b"), timeout=10) == []
+            await a.commit()
+        second = await claim_all(db, issue_id, "b")
+        assert len(second) == WIDTH and not set(second) & set(mine)
+    finally:
+        await engine.dispose()
