@@ -9,7 +9,9 @@ other, re-checking membership, blocklist and suppression just before it goes. Th
 (issue_id, subscriber_id) unique key makes a second confirmation a no-op.
 
 Enrolment listens to the ORM flush rather than being called from each confirm path, so
-the confirm link, the preference page and the admin API all enrol the same way.
+the confirm link, the preference page and the admin API all enrol the same way; the
+writers in Core call it themselves (the public sign-up `enrol`, the import `enrol_batch`
+and `enrol_batch_pg`, set-based: one statement per batch and triggered issue).
 """
 
 from __future__ import annotations
@@ -17,13 +19,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, event, select, update
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    event,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, attributes
 
-from app.db import utcnow
+from app.db import UTCDateTime, utcnow
 from app.errors import invalid
 from app.models import Delivery, Issue, MailingList, Subscriber, Subscription
 
@@ -107,44 +119,84 @@ async def enrol(conn: AsyncConnection, confirmed: list[tuple[int, int, datetime]
 
 
 def _enrol_rows(conn: Connection, confirmed: list[tuple[int, int, datetime]]) -> None:
-    rules = conn.execute(
-        select(issue_triggers.c.issue_id, issue_triggers.c.list_id,
-               issue_triggers.c.after_seconds)
-        .join(Issue, Issue.id == issue_triggers.c.issue_id)
-        .where(Issue.status == "active",
-               issue_triggers.c.list_id.in_({c[1] for c in confirmed}))
-    ).all()  # fmt: skip
-    if not rules:
-        return
-    active = set(
-        conn.scalars(
-            select(Subscriber.id).where(
-                Subscriber.id.in_({c[0] for c in confirmed}), Subscriber.status == "active"
-            )
-        )
-    )
-    pg = conn.dialect.name == "postgresql"
-    insert = postgresql.insert if pg else sqlite.insert
+    groups: dict[tuple[int, datetime], list[int]] = {}
     for subscriber_id, list_id, at in confirmed:
-        if subscriber_id not in active:
-            continue
-        for issue_id, rule_list, after in rules:
-            if rule_list != list_id:
-                continue
-            result = conn.execute(
-                insert(Delivery)
-                .values(issue_id=issue_id, subscriber_id=subscriber_id, status="queued",
-                        attempts=0, next_attempt_at=at + timedelta(seconds=after))
-                .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-            )  # fmt: skip
-            if result.rowcount:
-                # Not a status change (lifecycle.py owns those): the count of enrolled people.
-                issues = cast(Table, Issue.__table__)
-                conn.execute(
-                    update(issues)
-                    .where(issues.c.id == issue_id)
-                    .values(recipients=issues.c.recipients + 1)
-                )
+        groups.setdefault((list_id, at), []).append(subscriber_id)
+    for (list_id, at), ids in groups.items():
+        enrol_group(conn, list_id, ids, at)
+
+
+def enrol_group(conn: Connection, list_id: int, subscriber_ids: list[int], at: datetime) -> int:
+    """Enrol people who confirmed `list_id` at `at`: one INSERT ... SELECT per active rule.
+
+    Set-based, so an import's batch of thousands costs a statement per triggered issue;
+    only active people are enrolled, each once per issue. Returns the rows written.
+    """
+    rules = conn.execute(
+        select(issue_triggers.c.issue_id, issue_triggers.c.after_seconds)
+        .join(Issue, Issue.id == issue_triggers.c.issue_id)
+        .where(Issue.status == "active", issue_triggers.c.list_id == list_id)
+    ).all()
+    if not rules or not subscriber_ids:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    issues = cast(Table, Issue.__table__)
+    written = 0
+    for issue_id, after in rules:
+        people = select(
+            literal(issue_id), Subscriber.id, literal("queued"), literal(0),
+            literal(at + timedelta(seconds=after), UTCDateTime()),
+        ).where(Subscriber.id.in_(subscriber_ids), Subscriber.status == "active")  # fmt: skip
+        stmt = (
+            dialect.insert(Delivery)
+            .from_select(_DELIVERY_COLUMNS, people)
+            .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+        )
+        count = conn.execute(stmt).rowcount or 0
+        if count:
+            # Not a status change (lifecycle.py owns those): the count of enrolled people.
+            conn.execute(
+                update(issues)
+                .where(issues.c.id == issue_id)
+                .values(recipients=issues.c.recipients + count)
+            )
+        written += count
+    return written
+
+
+_DELIVERY_COLUMNS = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
+
+
+async def enrol_batch(
+    session: AsyncSession, list_id: int, subscriber_ids: list[int], at: datetime
+) -> int:
+    """enrol_group for a writer in a session (the SQLite import), in its transaction."""
+    return await session.run_sync(
+        lambda s: enrol_group(s.connection(), list_id, subscriber_ids, at)
+    )
+
+
+# The same for the PostgreSQL import, on its asyncpg connection: one round trip per
+# batch, rules and recipients' counts included.
+_ENROL_PG = (
+    "WITH enrolled AS ("
+    " INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at)"
+    " SELECT t.issue_id, s.id, 'queued', 0,"
+    " $3::timestamptz + make_interval(secs => t.after_seconds)"
+    " FROM issue_triggers t JOIN issues i ON i.id = t.issue_id AND i.status = 'active'"
+    " JOIN subscribers s ON s.id = ANY($1::bigint[]) AND s.status = 'active'"
+    " WHERE t.list_id = $2::int"
+    " ON CONFLICT (issue_id, subscriber_id) DO NOTHING RETURNING issue_id)"
+    " UPDATE issues SET recipients = issues.recipients + c.n"
+    " FROM (SELECT issue_id, count(*) AS n FROM enrolled GROUP BY issue_id) c"
+    " WHERE issues.id = c.issue_id"
+)
+
+
+async def enrol_batch_pg(conn: Any, list_id: int, subscriber_ids: list[int], at: datetime) -> None:
+    """enrol_group on an asyncpg connection (the PostgreSQL import), in its transaction."""
+    if subscriber_ids:
+        await conn.execute(_ENROL_PG, subscriber_ids, list_id, at)
 
 
 def install() -> None:

@@ -2,6 +2,9 @@
 
 The rules (who is created, updated, skipped, joined or confirmed) are decided once, in
 `plan_batch`, from what the database holds; each backend then only looks up and writes.
+Like every confirmation, a batch's enrols its people in the list's active triggered
+issues and writes its webhook events (`subscriber.created`, `subscriber.confirmed`, one
+per person) in its own transaction, each set-based: a statement per batch, not per row.
 PostgreSQL goes through asyncpg directly with arrays (`= ANY($1)`, `unnest`): a whole
 batch is a few parameters encoded in C, not thousands of bind values that SQLAlchemy
 would process one by one, which was most of the write cost.
@@ -18,10 +21,12 @@ from sqlalchemy import bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import UTCDateTime, utcnow
+from app.issues import triggers
 from app.models import Subscriber, Subscription
 from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
 from app.subscribers.csvrows import Row
+from app.webhooks import events
 
 # subscriber id, name, attributes, person's status, membership of this list (or None)
 Known = tuple[int, str, dict[str, Any], str, str | None]
@@ -72,9 +77,12 @@ def plan_batch(rows: list[Row], suppressed: set[str], known: dict[str, Known]) -
 
 
 async def write_batch_pg(
-    conn: asyncpg.Connection, *, list_id: int, rows: list[Row]
+    conn: asyncpg.Connection, *, list_id: int, rows: list[Row], wanted: frozenset[str]
 ) -> tuple[int, int, int]:
-    """PostgreSQL: (created, updated, skipped) of one batch, in the caller's transaction."""
+    """PostgreSQL: (created, updated, skipped) of one batch, in the caller's transaction.
+
+    `wanted`: the events some webhook subscribes to (events.subscribed_events).
+    """
     now = utcnow()
     # No fsync wait per batch: a crash can lose only the last batches, and re-running an
     # import is harmless (it changes nothing twice). Custom plans: a generic plan made
@@ -117,24 +125,38 @@ async def write_batch_pg(
             )
         ]
         plan.skipped += len(plan.new) - len(created)  # signed up by someone else meanwhile
+    confirmed: list[int] = []  # memberships this batch made confirmed
     if created or plan.join:
-        await conn.execute(
-            "INSERT INTO subscriptions"
-            " (subscriber_id, list_id, status, created_at, confirmed_at)"
-            " SELECT unnest($1::bigint[]), $2, 'confirmed', $3, $3 ON CONFLICT DO NOTHING",
-            created + plan.join,
-            list_id,
-            now,
-        )
+        confirmed += [
+            sid
+            for (sid,) in await conn.fetch(
+                "INSERT INTO subscriptions"
+                " (subscriber_id, list_id, status, created_at, confirmed_at)"
+                " SELECT unnest($1::bigint[]), $2, 'confirmed', $3, $3 ON CONFLICT DO NOTHING"
+                " RETURNING subscriber_id",
+                created + plan.join,
+                list_id,
+                now,
+            )
+        ]
     if plan.confirm:
-        await conn.execute(
-            "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $3,"
-            " unsubscribed_at = NULL"
-            " WHERE list_id = $2 AND subscriber_id = ANY($1::bigint[])",
-            plan.confirm,
-            list_id,
-            now,
-        )
+        # Still pending: one who left meanwhile is not taken back by the import.
+        confirmed += [
+            sid
+            for (sid,) in await conn.fetch(
+                "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $3,"
+                " unsubscribed_at = NULL"
+                " WHERE list_id = $2 AND subscriber_id = ANY($1::bigint[])"
+                " AND status = 'pending' RETURNING subscriber_id",
+                plan.confirm,
+                list_id,
+                now,
+            )
+        ]
+    await triggers.enrol_batch_pg(conn, list_id, confirmed, now)
+    for event, ids in (("subscriber.created", created), ("subscriber.confirmed", confirmed)):
+        if event in wanted:
+            await events.emit_people_pg(conn, event, list_id=list_id, ids=ids, now=now)
     if plan.changes:
         await conn.execute(
             "UPDATE subscribers s SET name = c.n, attributes = c.a::json, updated_at = $4"
@@ -161,7 +183,7 @@ _SQLITE_INSERT_SUBSCRIBERS = text(
 _SQLITE_INSERT_SUBSCRIPTIONS = text(
     "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at)"
     " SELECT value, :list_id, 'confirmed', :now, :now FROM json_each(:ids) WHERE true"
-    " ON CONFLICT DO NOTHING"
+    " ON CONFLICT DO NOTHING RETURNING subscriber_id"
 ).bindparams(bindparam("now", type_=UTCDateTime))
 _SQLITE_KNOWN = text(
     "SELECT s.id, s.email_key, s.name, s.attributes, s.status, m.status"
@@ -194,17 +216,28 @@ async def write_batch_sqlite(
         )
         created = list(inserted.scalars())
         plan.skipped += len(plan.new) - len(created)
+    confirmed: list[int] = []  # memberships this batch made confirmed
     if created or plan.join:
-        await session.execute(
+        inserted = await session.execute(
             _SQLITE_INSERT_SUBSCRIPTIONS,
             {"ids": json.dumps(created + plan.join), "list_id": list_id, "now": now},
         )
+        confirmed += list(inserted.scalars())
     if plan.confirm:
-        await session.execute(
+        moved = await session.scalars(
             update(Subscription)
-            .where(Subscription.list_id == list_id, Subscription.subscriber_id.in_(plan.confirm))
+            .where(
+                Subscription.list_id == list_id,
+                Subscription.subscriber_id.in_(plan.confirm),
+                Subscription.status == "pending",
+            )
             .values(**memberships.stamps("confirmed", now))
+            .returning(Subscription.subscriber_id)
         )
+        confirmed += list(moved)
+    await triggers.enrol_batch(session, list_id, confirmed, now)
+    for event, ids in (("subscriber.created", created), ("subscriber.confirmed", confirmed)):
+        await events.emit_people_sqlite(session, event, list_id=list_id, ids=ids, now=now)
     if plan.changes:
         await session.execute(
             update(Subscriber),

@@ -31,6 +31,7 @@ from app.subscribers.csvrows import (
     Row,
 )
 from app.subscribers.import_writes import write_batch_pg, write_batch_sqlite
+from app.webhooks import events
 
 __all__ = ["ImportFailed", "ImportResult", "import_csv", "import_file_cli"]
 
@@ -177,8 +178,10 @@ async def write_batch(
     """Write one batch in one transaction; a database failure costs this batch, reported."""
     try:
         if sessionmaker.kw["bind"].dialect.name == "postgresql":
+            async with sessionmaker() as session:  # remembered a few seconds: seldom a query
+                wanted = await events.subscribed_events(session)
             async with driver_transaction(sessionmaker) as conn:
-                counts = await write_batch_pg(conn, list_id=list_id, rows=rows)
+                counts = await write_batch_pg(conn, list_id=list_id, rows=rows, wanted=wanted)
         else:
             async with transaction(sessionmaker) as session:
                 counts = await write_batch_sqlite(session, list_id=list_id, rows=rows)

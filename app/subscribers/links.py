@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import Issue, MailingList, Subscriber, Subscription, Suppression
 from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
-from app.webhooks.events import emit, subscriber_data
 
 
 @dataclass
@@ -59,16 +58,17 @@ async def confirm(*, session: AsyncSession, subscriber_id: int) -> Confirmation 
     subscriber = await session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return None
-    confirmed_now = memberships.confirm_pending(subscriber)
-    await emit(session, "subscriber.confirmed", subscriber_data(subscriber), when=confirmed_now)
-    if confirmed_now:
+    moves = memberships.confirm_pending(subscriber)
+    if moves:
         await session.execute(
             delete(Suppression).where(
                 Suppression.email_hash == suppression_hash(subscriber.email_key)
             )
         )
     await session.flush()
-    return _state(subscriber, confirmed_now)
+    await memberships.announce(session, subscriber, moves)
+    by_slug = {s.mailing_list.slug: s.mailing_list.name for s in subscriber.subscriptions}
+    return _state(subscriber, sorted(by_slug[slug] for _, slug in moves))
 
 
 @dataclass
@@ -124,5 +124,6 @@ async def unsubscribe(*, session: AsyncSession, link: Link, everything: bool) ->
 async def save_choices(*, session: AsyncSession, link: Link, keep: set[str]) -> None:
     """The preference page's form: keep the ticked lists, leave the others."""
     await session.refresh(link.subscriber, ["subscriptions"])
-    memberships.choose(link.subscriber, keep)
+    moves = memberships.choose(link.subscriber, keep)
     await session.flush()
+    await memberships.announce(session, link.subscriber, moves)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Issue, IssueList
-from app.subscribers.service import ISSUE_STATES_NEEDING_LISTS
+from app.subscribers.lists import ISSUE_STATES_NEEDING_LISTS
 
 
 @dataclass(frozen=True)

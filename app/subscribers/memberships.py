@@ -8,6 +8,12 @@ The rule of consent: an explicit opt-out is undone only by the person, through a
 that reached her own inbox (the confirm link, the preference page). Anyone can type her
 address into the public form, so a sign-up for a list she left asks her again by email
 (pending, even on a single opt-in list); an import skips her; an admin is refused.
+
+Every move to confirmed or unsubscribed is announced as well: one `subscriber.confirmed`
+or `subscriber.unsubscribed` outbox row per (person, list), in the transaction of the
+move. The ORM paths collect the moves `set_membership` returns and `announce` them once
+flushed; the Core writers (sign-up, import, `unsubscribe` here) write theirs beside
+their statements. Triggered issues enrol the same confirmations (app/issues/triggers.py).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from app.db import utcnow
 from app.errors import Conflict
 from app.issues import triggers
 from app.models import Delivery, IssueList, MailingList, Subscriber, Subscription
-from app.webhooks.events import emit
+from app.webhooks.events import membership_moved, subscribed_events, subscriber_data
 
 # Every flush that confirms a membership enrols it in the list's active triggered issues.
 triggers.install()
@@ -67,42 +73,57 @@ def stamps(status: str, now: datetime) -> dict[str, Any]:
 
 def set_membership(
     subscriber: Subscriber, mailing_list: MailingList, wanted: str, *, actor: Actor
-) -> bool:
-    """Put a loaded subscriber on the list as `wanted` allows; True when something changed."""
+) -> str | None:
+    """Put a loaded subscriber on the list as `wanted` allows; the status it moved to, or None."""
     current = next((s for s in subscriber.subscriptions if s.list_id == mailing_list.id), None)
     status = next_status(current.status if current else None, wanted, actor=actor)
     if status is None:
-        return False
+        return None
     if current is None:
         current = Subscription(list_id=mailing_list.id, mailing_list=mailing_list)
         subscriber.subscriptions.append(current)
     for column, value in stamps(status, utcnow()).items():
         setattr(current, column, value)
-    return True
+    return status
 
 
-def confirm_pending(subscriber: Subscriber) -> list[str]:
-    """The person's own confirmation: every pending list confirmed; the names of those."""
-    names = []
+# What the ORM paths collect and announce once flushed: (new status, list slug).
+Moves = list[tuple[str, str]]
+
+
+def confirm_pending(subscriber: Subscriber) -> Moves:
+    """The person's own confirmation: every pending list confirmed; the moves made."""
+    moves: Moves = []
     for subscription in subscriber.subscriptions:
         if subscription.status == "pending":
-            set_membership(subscriber, subscription.mailing_list, "confirmed", actor="person")
-            names.append(subscription.mailing_list.name)
-    return sorted(names)
+            mailing_list = subscription.mailing_list
+            if set_membership(subscriber, mailing_list, "confirmed", actor="person"):
+                moves.append(("confirmed", mailing_list.slug))
+    return moves
 
 
-def choose(subscriber: Subscriber, keep: set[str]) -> None:
+def choose(subscriber: Subscriber, keep: set[str]) -> Moves:
     """The preference page: checked lists kept (or taken back), unchecked ones left.
 
     A pending list is confirmed only when she ticked it herself; left unticked, it stays
     pending (the page never shows it ticked), so saving never confirms what she did not choose.
     """
+    moves: Moves = []
     for subscription in subscriber.subscriptions:
-        ticked = subscription.mailing_list.slug in keep
-        if ticked:
-            set_membership(subscriber, subscription.mailing_list, "confirmed", actor="person")
+        mailing_list = subscription.mailing_list
+        moved = None
+        if mailing_list.slug in keep:
+            moved = set_membership(subscriber, mailing_list, "confirmed", actor="person")
         elif subscription.status == "confirmed":
-            set_membership(subscriber, subscription.mailing_list, "unsubscribed", actor="person")
+            moved = set_membership(subscriber, mailing_list, "unsubscribed", actor="person")
+        if moved:
+            moves.append((moved, mailing_list.slug))
+    return moves
+
+
+async def announce(session: AsyncSession, subscriber: Subscriber, moves: Moves) -> None:
+    """The webhook events of `moves`, in the session's transaction (after its flush)."""
+    await membership_moved(session, subscriber_data(subscriber), moves)
 
 
 async def issue_list_ids(*, session: AsyncSession, issue_id: int | None) -> list[int]:
@@ -127,12 +148,25 @@ async def unsubscribe(
         update(Subscription)
         .where(Subscription.subscriber_id == subscriber_id, Subscription.status != "unsubscribed")
         .values(**stamps("unsubscribed", now))
+        .returning(Subscription.list_id)
         .execution_options(synchronize_session=False)
     )
     if list_ids:
         stmt = stmt.where(Subscription.list_id.in_(list_ids))
-    changed = (await session.execute(stmt)).rowcount or 0  # type: ignore[attr-defined]
-    await emit(session, "subscriber.unsubscribed", {"id": subscriber_id}, when=changed > 0)
+    left = list((await session.scalars(stmt)).all())
+    if left and "subscriber.unsubscribed" in await subscribed_events(session):
+        person = (
+            await session.execute(
+                select(Subscriber.id, Subscriber.email, Subscriber.name).where(
+                    Subscriber.id == subscriber_id
+                )
+            )
+        ).one()
+        slugs = await session.scalars(
+            select(MailingList.slug).where(MailingList.id.in_(left)).order_by(MailingList.slug)
+        )
+        data = {"id": person.id, "email": person.email, "name": person.name}
+        await membership_moved(session, data, [("unsubscribed", slug) for slug in slugs])
     if issue_id:
         await session.execute(
             update(Delivery)
@@ -148,4 +182,4 @@ async def unsubscribe(
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Subscription) and obj.subscriber_id == subscriber_id:
             session.expire(obj)
-    return int(changed)
+    return len(left)

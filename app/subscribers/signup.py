@@ -25,7 +25,7 @@ from app.models import MailingList, Subscriber, Subscription, Suppression
 from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
 from app.subscribers.service import normalize_or_invalid
-from app.webhooks.events import emit
+from app.webhooks.events import emit, membership_moved
 
 _LOOKUP = (
     select(
@@ -142,11 +142,14 @@ async def public_subscribe(
         {"email": address, "email_key": key, "name": name, "attributes": attributes,
          "status": "active", "created_at": now, "updated_at": now},
     )  # fmt: skip
-    new = {"id": subscriber_id, "email": address, "name": name}
-    await emit(conn, "subscriber.created", new, when=first.subscriber_id is None)
+    known = first.subscriber_id is not None
+    person = {"id": subscriber_id, "email": first.email if known else address,
+              "name": first.person_name if known else name}  # fmt: skip
+    await emit(conn, "subscriber.created", person, when=not known)
     to_confirm: list[str] = []
     writes: list[dict[str, Any]] = []
     joined: list[tuple[int, int, datetime]] = []  # confirmed now: welcome sequences start
+    moves: memberships.Moves = []  # announced to webhooks
     for m in lists:
         if blocked and m.membership is None:
             continue  # no new memberships for a blocklisted address; the old ones rewritten
@@ -155,6 +158,7 @@ async def public_subscribe(
         status = moved or m.membership or asked
         if moved == "confirmed":
             joined.append((subscriber_id, m.id, now))
+            moves.append((moved, m.slug))
         if status == "pending" and not blocked:
             to_confirm.append(m.name)  # again if she lost the first link
         writes.append({"subscriber_id": subscriber_id, "list_id": m.id, "created_at": now,
@@ -163,7 +167,7 @@ async def public_subscribe(
     if writes:
         await conn.execute(membership_upsert, writes)
         await triggers.enrol(conn, joined)
+        await membership_moved(conn, person, moves)
     if not to_confirm:
         return SignUp(status=answer)
-    person_name = name if first.subscriber_id is None else first.person_name
-    return SignUp(answer, subscriber_id, first.email or address, person_name, to_confirm)
+    return SignUp(answer, subscriber_id, person["email"], person["name"], to_confirm)

@@ -14,14 +14,16 @@ here is seen at once (the service calls `forget_subscriptions`).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.db import utcnow
+from app.db import UTCDateTime, utcnow
 from app.webhooks.models import Webhook, WebhookEvent
 
 EVENTS = (
@@ -88,6 +90,65 @@ async def emit(
 def subscriber_data(subscriber: Any) -> dict[str, Any]:
     """What the subscriber.* events carry about the person."""
     return {"id": subscriber.id, "email": subscriber.email, "name": subscriber.name}
+
+
+# A membership that moves to one of these statuses is announced, one event per
+# (person, list): `{"id", "email", "name", "list": SLUG}`.
+MEMBERSHIP_EVENTS = {"confirmed": "subscriber.confirmed", "unsubscribed": "subscriber.unsubscribed"}
+
+
+async def membership_moved(
+    conn: AsyncSession | AsyncConnection, person: dict[str, Any], moves: list[tuple[str, str]]
+) -> None:
+    """subscriber.confirmed / .unsubscribed for each (new status, list slug) in `moves`."""
+    for status, slug in moves:
+        if status in MEMBERSHIP_EVENTS:
+            await emit(conn, MEMBERSHIP_EVENTS[status], {**person, "list": slug})
+
+
+# Imports announce their people set-based: one INSERT ... SELECT of outbox rows per batch
+# and event, the same one event per person as every other path writes (a receiver sees
+# one shape whatever the source). The id is generated in SQL, in new_event_id's format.
+_PERSON = "'id', s.id, 'email', s.email, 'name', s.name"
+_FROM = " FROM subscribers s JOIN lists l ON l.id = {list} WHERE s.id {ids}"
+_PG_EVENTS = (  # constant fragments only; every value is bound
+    "INSERT INTO webhook_events (id, type, data, created_at, fanned_out)"  # noqa: S608
+    " SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), $1::text,"
+    " json_build_object({fields}), $4::timestamptz, false"
+    + _FROM.format(list="$3::int", ids="= ANY($2::bigint[])")
+)
+_SQLITE_EVENTS = (  # constant fragments only; every value is bound
+    "INSERT INTO webhook_events (id, type, data, created_at, fanned_out)"  # noqa: S608
+    " SELECT 'msg_' || lower(hex(randomblob(16))), :type, json_object({fields}), :now, 0"
+    + _FROM.format(list=":list_id", ids="IN (SELECT value FROM json_each(:ids))")
+)
+
+
+def _fields(event: str) -> str:
+    return _PERSON if event == "subscriber.created" else _PERSON + ", 'list', l.slug"
+
+
+async def emit_people_pg(
+    conn: Any, event: str, *, list_id: int, ids: list[int], now: datetime
+) -> None:
+    """`event` for each subscriber in `ids`, on an asyncpg connection in its transaction.
+
+    The caller asks `subscribed_events` first (this connection is not SQLAlchemy's).
+    """
+    if ids:
+        await conn.execute(_PG_EVENTS.format(fields=_fields(event)), event, ids, list_id, now)
+
+
+async def emit_people_sqlite(
+    session: AsyncSession, event: str, *, list_id: int, ids: list[int], now: datetime
+) -> None:
+    """The same on SQLite, through the caller's session, if any webhook wants `event`."""
+    if ids and event in await subscribed_events(session):
+        stmt = text(_SQLITE_EVENTS.format(fields=_fields(event))).bindparams(
+            bindparam("now", type_=UTCDateTime)
+        )
+        params = {"type": event, "list_id": list_id, "ids": json.dumps(ids), "now": now}
+        await session.execute(stmt, params)
 
 
 async def emit_each(

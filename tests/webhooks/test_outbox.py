@@ -94,10 +94,14 @@ async def test_unsubscribe_erase_bounce_and_issue_events(hooked: AppClient) -> N
         assert await lifecycle.finish_sending(session=s) == [issue["id"]]
     assert (await hooked.delete(f"/api/v1/subscribers/{subscriber_id}")).status_code == 204
     kinds = [t for t, _ in await _events(hooked)]
-    assert kinds == ["subscriber.created", "subscriber.unsubscribed", "bounce.recorded",
-                     "complaint.recorded", "issue.started", "issue.finished",
+    assert kinds == ["subscriber.created", "subscriber.confirmed", "subscriber.unsubscribed",
+                     "bounce.recorded", "complaint.recorded", "issue.started", "issue.finished",
                      "subscriber.erased"]  # fmt: skip
     data = dict(await _events(hooked))
+    person = {"id": subscriber_id, "email": "e@example.org", "name": None}
+    assert (
+        data["subscriber.confirmed"] == data["subscriber.unsubscribed"] == person | {"list": "news"}
+    )
     assert data["subscriber.erased"] == {"id": subscriber_id}  # nothing of the person left
     assert data["complaint.recorded"]["email"] == "e@example.org"
     assert data["issue.started"] == {"id": issue["id"], "recipients": 0}
@@ -128,7 +132,9 @@ async def test_the_persons_confirmation_emits_confirmed_once(hooked: AppClient) 
         async with hooked.app.state.sessionmaker() as s, s.begin():
             await links.confirm(session=s, subscriber_id=subscriber_id)
     confirmed = [d for t, d in await _events(hooked) if t == "subscriber.confirmed"]
-    assert confirmed == [{"id": subscriber_id, "email": "f@example.org", "name": None}]
+    assert confirmed == [
+        {"id": subscriber_id, "email": "f@example.org", "name": None, "list": "news"}
+    ]
 
 
 async def test_prune_forgets_old_finished_events_and_keeps_pending_ones(
