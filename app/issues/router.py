@@ -60,6 +60,7 @@ def issue_out(settings: Settings, issue: Issue, trigger: dict[str, Any] | None =
         track_opens=issue.track_opens,
         track_clicks=issue.track_clicks,
         trigger=trigger,
+        smtp_route=issue.smtp_route,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
@@ -14,6 +14,9 @@ DeliveryStatus = Literal[
     "queued", "sending", "sent", "failed", "skipped", "cancelled", "bounced", "complained"
 ]
 Format = Literal["markdown", "html"]
+# SMTP server names (checked against TIDINGS_SMTP_URL by app/delivery/routes.py).
+Route = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]],
+                  Field(min_length=1, max_length=20)]  # fmt: skip
 
 
 def _no_nul(value: object) -> object:
@@ -55,6 +58,8 @@ class IssueIn(BaseModel):
     track_clicks: bool | None = None
     # A triggered issue (welcome, drip): activated, never sent; lists must be [trigger.list].
     trigger: TriggerIn | None = None
+    # The SMTP servers (TIDINGS_SMTP_URL's name=) its messages go through; None: all.
+    smtp_route: Route | None = None
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -76,6 +81,7 @@ class IssuePatch(BaseModel):
     segment: int | None = Field(None, ge=1, le=2**31 - 1)  # null: the whole lists
     track_opens: bool | None = None
     track_clicks: bool | None = None
+    smtp_route: Route | None = None  # null: every configured server
 
     _text_without_nul = field_validator("*")(_no_nul)
 
@@ -106,6 +112,7 @@ class IssueOut(BaseModel):
     track_opens: bool = True
     track_clicks: bool = True
     trigger: dict[str, str | int] | None = None
+    smtp_route: list[str] | None = None
 
 
 class IssuePage(BaseModel):

@@ -1,4 +1,4 @@
-"""Issues: authoring, sending through the life cycle (lifecycle.py), stats and the delivery log.
+"""Issues: authoring and sending (the life cycle: lifecycle.py; stats, log: delivery_log.py).
 
 Services raise app.errors' classes and never import FastAPI, so the CLI and the console
 call them as the API does.
@@ -7,7 +7,7 @@ call them as the API does.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -15,13 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import utcnow
-from app.engagement import reports as engagement_reports
+from app.delivery.routes import check_route
 from app.engagement import settings as engagement_settings
 from app.errors import Conflict, NotFound, invalid
 from app.issues import compose, lifecycle, rendering, triggers
+from app.issues.delivery_log import deliveries as deliveries  # re-exported: the API,
+from app.issues.delivery_log import stats as stats  # console and overview read them here
 from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
-from app.models import Delivery, Issue, IssueList, MailingList, Subscriber, Subscription
+from app.models import Issue, IssueList, MailingList, Subscriber, Subscription
 from app.segments import service as segments
 from app.subscribers.service import lists_by_slug
 
@@ -91,6 +93,7 @@ async def create(*, session: AsyncSession, settings: Settings, data: IssueIn) ->
             # Leaving the trigger's list must stop the sequence: it is the issue's only list.
             raise invalid("lists", "a triggered issue's lists must be [trigger.list]")
     await segments.check_exists(session, data.segment)
+    check_route(settings.smtp_url, data.smtp_route)
     await asyncio.to_thread(check_renderable, settings, values)
     in_archive = _public(lists) if data.in_archive is None else data.in_archive
     issue = Issue(**values, status="draft", recipients=0, in_archive=in_archive,
@@ -108,7 +111,8 @@ async def duplicate(*, session: AsyncSession, issue_id: int) -> Issue:
     source = await get(session=session, issue_id=issue_id)
     copy = Issue(**{k: getattr(source, k) for k in CONTENT}, status="draft", recipients=0,
                  in_archive=source.in_archive, segment_id=source.segment_id,
-                 track_opens=source.track_opens, track_clicks=source.track_clicks)  # fmt: skip
+                 track_opens=source.track_opens, track_clicks=source.track_clicks,
+                 smtp_route=source.smtp_route)  # fmt: skip
     copy.lists = list(source.lists)
     session.add(copy)
     await session.flush()
@@ -155,6 +159,8 @@ async def update_issue(
         changes["segment_id"] = data.segment
     if "from_" in data.model_fields_set:
         changes["from_addr"] = data.from_
+    if "smtp_route" in data.model_fields_set:
+        check_route(settings.smtp_url, data.smtp_route)
     if None in (changes.get(k, "") for k in ("track_opens", "track_clicks")):
         raise invalid("track_opens", "track_opens and track_clicks must be true or false")
     if None in (changes.get(k, "") for k in ("subject", "preheader", "template", "format", "body")):
@@ -250,87 +256,3 @@ async def move(*, session: AsyncSession, issue_id: int, action: str) -> Issue:
     if not await moves[action](session, issue_id):
         raise await lifecycle.refusal(session, issue_id, action)
     return await get(session=session, issue_id=issue_id)
-
-
-async def stats(*, session: AsyncSession, issue_id: int) -> dict[str, Any]:
-    """The issue's counters from one GROUP BY over its deliveries (the issue_id, status index)."""
-    issue = await get(session=session, issue_id=issue_id)
-    rows = await session.execute(
-        select(
-            Delivery.status,
-            func.count(),
-            func.count(Delivery.unsubscribed_at),
-            func.count(Delivery.sent_at),
-            func.max(Delivery.sent_at),
-        )
-        .where(Delivery.issue_id == issue_id)
-        .group_by(Delivery.status)
-    )
-    by_status: dict[str, int] = {}
-    unsubscribed = left = 0
-    last_sent: datetime | None = None
-    for status, count, unsub, with_sent_at, max_sent in rows:
-        by_status[status] = count
-        unsubscribed += unsub
-        left += with_sent_at
-        if max_sent is not None:
-            # max() over a UTCDateTime comes back untyped on SQLite: normalise it.
-            max_sent = _aware(max_sent)
-            last_sent = max(last_sent, max_sent) if last_sent else max_sent
-    end = utcnow() if issue.status == "sending" else last_sent
-    rate = 0.0
-    if left and issue.started_at and end:
-        # At least a second: a few messages sent in a blink are not a rate of thousands.
-        rate = round(left / max((end - issue.started_at).total_seconds(), 1.0), 2)
-    stats = {
-        "status": issue.status,
-        "recipients": issue.recipients,
-        "queued": by_status.get("queued", 0) + by_status.get("sending", 0),
-        "sent": by_status.get("sent", 0),
-        "failed": by_status.get("failed", 0),
-        "bounced": by_status.get("bounced", 0),
-        "complained": by_status.get("complained", 0),
-        "unsubscribed": unsubscribed,
-        "started_at": issue.started_at,
-        "finished_at": issue.finished_at,
-        "messages_per_second": rate,
-    }
-    figures = {**stats, **await engagement_reports.totals(session, issue_id)}
-    return {**figures, **engagement_reports.rates(figures)}
-
-
-def _aware(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-async def deliveries(
-    *, session: AsyncSession, issue_id: int, status: str | None, limit: int, after: int
-) -> tuple[list[dict[str, Any]], int | None]:
-    """One page of the issue's per-recipient log, by delivery id."""
-    await get(session=session, issue_id=issue_id)
-    query = (
-        select(Delivery, Subscriber.email)
-        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.issue_id == issue_id, Delivery.id > after)
-        .order_by(Delivery.id)
-        .limit(limit + 1)
-    )
-    if status:
-        query = query.where(Delivery.status == status)
-    rows = (await session.execute(query)).all()
-    items: list[dict[str, Any]] = [
-        {
-            "id": d.id,
-            "subscriber_id": d.subscriber_id,
-            "email": email,
-            "status": d.status,
-            "attempts": d.attempts,
-            "last_error": d.last_error,
-            "message_id": d.message_id,
-            "sent_at": d.sent_at,
-        }
-        for d, email in rows[:limit]
-    ]
-    return items, rows[limit - 1][0].id if len(rows) > limit else None

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import utcnow
-from app.delivery.transport import route_names
+from app.delivery.routes import check_route
 from app.errors import Conflict, NotFound, invalid
 from app.issues import compose
 from app.messages.schemas import MessageIn, ToSubscriber
@@ -60,17 +60,6 @@ async def refusal(session: AsyncSession, email: str) -> str | None:
     if await session.scalar(select(Suppression.email_hash).where(Suppression.email_hash == hashed)):
         return "the address was erased and is suppressed"
     return None
-
-
-def check_route(settings: Settings, route: list[str] | None, field: str = "smtp_route") -> None:
-    """422 unless every name is a configured server's (None: any server)."""
-    if route is None:
-        return
-    known = route_names(settings.smtp_url)
-    unknown = [n for n in route if n not in known]
-    if unknown:
-        raise invalid(field, f"no SMTP server is named {', '.join(map(repr, unknown))};"
-                             f" the configured ones are: {', '.join(known)}")  # fmt: skip
 
 
 async def _recipient(session: AsyncSession, to: str | ToSubscriber) -> tuple[str, int | None]:
@@ -121,7 +110,7 @@ async def create(
             raise invalid("Idempotency-Key", "must be 1 to 200 characters", where="header")
         if (first := await _first_answer(session, key, digest)) is not None:
             return first
-    check_route(settings, data.smtp_route)
+    check_route(settings.smtp_url, data.smtp_route)
     email, subscriber_id = await _recipient(session, data.to)
     why = await refusal(session, email)
     if why is not None:

@@ -13,8 +13,10 @@ from sqlalchemy import JSON, Column, Integer, MetaData, String, Table
 
 from app import branding
 from app.db import UTCDateTime
-from app.issues import layout
+from app.issues import layout, layout_registry
 from app.issues.mime import clean_header_text, format_address, simple_message
+from app.issues.sandbox import make_env
+from app.issues.templating import SlottedTemplate
 
 _meta = MetaData()
 messages = Table(
@@ -33,6 +35,36 @@ messages = Table(
 )
 
 KEYS = frozenset({"data", "subject", "organisation"})  # what a message's template sees
+# A stored layout is an issue's: its {{ body }} is the message's data.text (or subject),
+# and what only an issue has (list names, archive and unsubscribe links) is empty.
+STORED_KEYS = KEYS | {"body"}
+
+
+def template_names() -> list[str]:
+    """What a message's `template` may name: email_templates/ folders with email.mjml, then
+    the layouts stored in the console."""
+    disk = sorted(p.parent.name for p in layout.TEMPLATES_DIR.glob("*/email.mjml"))
+    return disk + [n for n in layout_registry.stored_names() if n not in disk]
+
+
+def _template(name: str) -> layout.SystemEmail:
+    try:
+        return layout.load_system(name, KEYS)
+    except FileNotFoundError:
+        stored = layout_registry.get(name)
+        if stored is None:
+            known = ", ".join(template_names())
+            raise FileNotFoundError(
+                f"no message template {name!r}: neither a folder of email_templates/ with"
+                f" email.mjml nor a stored layout (known: {known})"
+            ) from None
+    dynamic = STORED_KEYS - {"organisation"}
+    return layout.SystemEmail(
+        subject=make_env(autoescape=False).from_string("{{ subject }}"),
+        html=SlottedTemplate(stored.mjml, tag="S", autoescape=True, dynamic=dynamic),
+        text=SlottedTemplate(stored.text or "{{ body }}", tag="X", autoescape=False,
+                             dynamic=dynamic),
+    )  # fmt: skip
 
 
 def render(
@@ -41,12 +73,14 @@ def render(
 ) -> bytes:  # fmt: skip
     """The message as RFC 5322 bytes; `data` and `subject` reach the sandbox by those names.
 
-    `template` is a folder of email_templates/ with email.mjml (like `message`); a missing
-    one raises FileNotFoundError. `message_id` is its delivery's (compose.message_id), so
+    `template` is a folder of email_templates/ with email.mjml (like `message`), else a
+    layout stored in the console (a folder wins, as for issues); neither raises
+    FileNotFoundError. `message_id` is its delivery's (compose.message_id), so
     a bounce of it finds the delivery as a bulk one's does.
     """
-    ctx = {"organisation": branding.current().email_context(), "data": data, "subject": subject}
-    system = layout.load_system(template, KEYS)
+    ctx = {"organisation": branding.current().email_context(), "data": data, "subject": subject,
+           "body": str(data.get("text") or subject)}  # fmt: skip
+    system = _template(template)
     html, text = system.render(ctx)
     return simple_message(
         from_addr=from_addr,
