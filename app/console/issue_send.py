@@ -23,6 +23,7 @@ from app.issues import drafts, progress, service
 from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssuePatch
 from app.models import Issue
+from app.segments import service as segments
 
 router = APIRouter(prefix="/admin", tags=["console"])
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -44,6 +45,20 @@ def setup_warnings(settings: Settings, issue: Issue) -> list[str]:
     return found
 
 
+async def _confirmation(request: Request, session: Any, settings: Settings, issue: Issue,
+                        **more: Any) -> Response:  # fmt: skip
+    """The confirmation page: the lists, the segment, and how many both leave now."""
+    recipients = await service.count_recipients(session=session, issue_id=issue.id)
+    segment = None
+    if issue.segment_id is not None:
+        segment = await segments.get(session=session, segment_id=issue.segment_id)
+    can_send = more.pop("can_send", True) and recipients > 0
+    context = {"problems": [], "errors": {}, "values": {}} | more
+    return page(request, "console/issue_send.html", issue=issue, recipients=recipients,
+                segment=segment, warnings=setup_warnings(settings, issue), can_send=can_send,
+                **context)  # fmt: skip
+
+
 @router.get("/issues/{issue_id}/send")
 async def confirm_send(issue_id: IssueId, request: Request, session: SessionDep,
                        settings: SettingsDep, user: ConsoleUser) -> Response:  # fmt: skip
@@ -51,12 +66,15 @@ async def confirm_send(issue_id: IssueId, request: Request, session: SessionDep,
     issue = await service.get(session=session, issue_id=issue_id)
     if issue.status not in EDITABLE:
         return redirect(f"/admin/issues/{issue_id}/report")
-    recipients = await service.count_recipients(session=session, issue_id=issue_id)
     problems = drafts.problems(settings, {k: getattr(issue, k) for k in service.CONTENT})
-    return page(request, "console/issue_send.html", issue=issue, recipients=recipients,
-                warnings=setup_warnings(settings, issue), problems=problems,
-                can_send=user.role != "viewer" and recipients > 0 and not problems,
-                errors={}, values={})  # fmt: skip
+    return await _confirmation(
+        request,
+        session,
+        settings,
+        issue,
+        problems=problems,
+        can_send=user.role != "viewer" and not problems,
+    )
 
 
 @router.post("/issues/{issue_id}/send")
@@ -91,11 +109,15 @@ async def schedule(issue_id: IssueId, request: Request, session: SessionDep,
                                  send_at=at)  # fmt: skip
     except (Invalid, Conflict) as exc:
         issue = await service.get(session=session, issue_id=issue_id)
-        recipients = await service.count_recipients(session=session, issue_id=issue_id)
-        return page(request, "console/issue_send.html", issue=issue, recipients=recipients,
-                    warnings=setup_warnings(settings, issue), problems=[],
-                    can_send=recipients > 0, errors={"schedule": exc.detail}, values=values,
-                    status_code=exc.status_code)  # fmt: skip
+        return await _confirmation(
+            request,
+            session,
+            settings,
+            issue,
+            values=values,
+            errors={"schedule": exc.detail},
+            status_code=exc.status_code,
+        )
     flash(request, f"Scheduled for {at:%Y-%m-%d %H:%M} UTC.", "success")
     return redirect(f"/admin/issues/{issue_id}/report")
 

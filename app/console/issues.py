@@ -15,20 +15,20 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.console import issue_editor as editor
+from app.console import issue_media
 from app.console.web import ConsoleUser, flash, page, redirect, require_role
 from app.deps import MailerDep, SessionDep, SettingsDep
 from app.errors import Conflict, DomainError, Invalid
-from app.issues import drafts, preview_cache, service, stored_layouts, testsend
+from app.issues import drafts, preview_cache, progress, service, testsend
 from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
-from app.media import service as media
-from app.models import Issue
-from app.subscribers import service as audience
 
 router = APIRouter(prefix="/admin", tags=["console"])
 # The no-JS preview is framed by the editor, so it lives outside /admin, whose pages
 # refuse to be framed; its own CSP sandboxes it and lets nothing run.
 frames = APIRouter(tags=["console"])
+router.include_router(issue_media.router)  # the editor's no-JS image insert
 FRAME_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; img-src https: http: data:; "
     "style-src 'unsafe-inline'; frame-ancestors 'self'",
@@ -40,57 +40,15 @@ MAX_TEST_ADDRESSES = 10
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def layouts() -> list[str]:
-    """The layouts an issue may name: folders of email_templates/, then stored ones."""
-    return stored_layouts.names()
-
-
-def form_values(form: Any) -> dict[str, Any]:
-    """The editor form as the API's issue fields."""
-    return {
-        "subject": str(form.get("subject", "")),
-        "preheader": str(form.get("preheader", "")),
-        "from": str(form.get("from", "")).strip() or None,
-        "lists": [str(v) for v in form.getlist("lists")],
-        "template": str(form.get("template", "newsletter")),
-        "format": str(form.get("format", "markdown")),
-        "body": str(form.get("body", "")).replace("\r\n", "\n"),
-    }
-
-
-def _errors(exc: Exception) -> dict[str, str]:
-    if isinstance(exc, ValidationError):
-        return {str(e["loc"][0]) if e["loc"] else "form": str(e["msg"]) for e in exc.errors()}
-    assert isinstance(exc, DomainError)
-    return {str(exc.loc[-1]) if exc.loc else "form": exc.detail}
-
-
-async def _editor(
-    request: Request, session: Any, settings: Settings, user: Any, issue: Issue | None, *,
-    values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
-    status_code: int = 200, results: list[tuple[str, str]] | None = None,
-) -> Response:  # fmt: skip
-    if values is None and issue is not None:
-        values = {k: getattr(issue, k) for k in ("subject", "preheader", "template", "format")}
-        values |= {"from": issue.from_addr or "", "lists": [lst.slug for lst in issue.lists],
-                   "body": issue.body}  # fmt: skip
-    lists = await audience.browse_lists(session=session, after=0, limit=1000)
-    library = await media.list_media(session=session, limit=60)
-    return page(
-        request, "console/issue_edit.html", issue=issue, values=values or {"format": "markdown",
-        "template": "newsletter", "lists": []}, errors=errors or {}, lists=lists,
-        layouts=layouts(), default_from=settings.from_, status_code=status_code,
-        version=drafts.version_of(issue) if issue else "", can_edit=user.role != "viewer",
-        library=[(m, media.email_url(settings, m)) for m in library], results=results or [],
-    )  # fmt: skip
-
-
 @router.get("/issues")
 async def issue_index(request: Request, session: SessionDep, user: ConsoleUser) -> Response:
-    """Every issue, newest first, with its status and figures."""
-    issues, _ = await service.list_issues(session=session, status=None, limit=1000, after=0)
-    issues.reverse()
-    return page(request, "console/issue_index.html", issues=issues,
+    """A page of issues, newest first, with status, recipients, sent, failed and bounced."""
+    raw = request.query_params.get("before", "")
+    before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 11 else None
+    issues, older = await progress.list_page(session, before=before)
+    figures = await progress.list_figures(session, issues)
+    return page(request, "console/issue_index.html", issues=issues, figures=figures,
+                older=older, paged=before is not None,
                 can_edit=user.role != "viewer")  # fmt: skip
 
 
@@ -99,7 +57,7 @@ async def new_issue(
     request: Request, session: SessionDep, settings: SettingsDep, user: ConsoleUser
 ) -> Response:
     """An empty editor."""
-    return await _editor(request, session, settings, user, None)
+    return await editor.render(request, session, settings, user, None)
 
 
 @router.post("/issues")
@@ -108,13 +66,13 @@ async def create_issue(
 ) -> Response:
     """Create a draft from the editor form."""
     require_role(user, "editor")
-    values = form_values(await request.form())
+    values = editor.form_values(await request.form())
     try:
         issue = await service.create(session=session, settings=settings,
                                      data=IssueIn.model_validate(values))  # fmt: skip
     except (ValidationError, Invalid) as exc:
-        return await _editor(request, session, settings, user, None, values=values,
-                             errors=_errors(exc), status_code=422)  # fmt: skip
+        return await editor.render(request, session, settings, user, None, values=values,
+                             errors=editor.errors_of(exc), status_code=422)  # fmt: skip
     flash(request, "Draft created.", "success")
     return redirect(f"/admin/issues/{issue.id}")
 
@@ -132,8 +90,8 @@ async def duplicate_issue(issue_id: IssueId, request: Request, session: SessionD
 @router.post("/issues/check")
 async def check(request: Request, settings: SettingsDep, user: ConsoleUser) -> Response:
     """editor.js, while typing: the API's own compile check, as problems with their line."""
-    values = form_values(await request.form())
-    found = drafts.problems(settings, _content(values))
+    values = editor.form_values(await request.form())
+    found = drafts.problems(settings, editor.content_of(values))
     return JSONResponse({"problems": [p.__dict__ for p in found]})
 
 
@@ -149,7 +107,7 @@ async def edit_issue(
     issue = await service.get(session=session, issue_id=issue_id)
     if issue.status not in EDITABLE:
         return redirect(f"/admin/issues/{issue_id}/report")
-    return await _editor(request, session, settings, user, issue)
+    return await editor.render(request, session, settings, user, issue)
 
 
 @router.post("/issues/{issue_id}")
@@ -163,18 +121,19 @@ async def save_issue(
     """Save the editor form, unless someone else saved since it was loaded (then 409)."""
     require_role(user, "editor")
     form = await request.form()
-    values = form_values(form)
+    values = editor.form_values(form)
     issue = await service.get(session=session, issue_id=issue_id)
     try:
-        await drafts.save(session=session, settings=settings, issue_id=issue_id,
-                          version=str(form.get("version", "")),
-                          data=IssuePatch.model_validate(values))  # fmt: skip
+        saved = await drafts.save(session=session, settings=settings, issue_id=issue_id,
+                                  version=str(form.get("version", "")),
+                                  data=IssuePatch.model_validate(values))  # fmt: skip
     except (ValidationError, Invalid, Conflict) as exc:
         await session.rollback()
         issue = await service.get(session=session, issue_id=issue_id)
         code = 409 if isinstance(exc, Conflict) else 422
-        return await _editor(request, session, settings, user, issue, values=values,
-                             errors=_errors(exc), status_code=code)  # fmt: skip
+        return await editor.render(request, session, settings, user, issue, values=values,
+                             errors=editor.errors_of(exc), status_code=code)  # fmt: skip
+    preview_cache.warm(settings, saved)  # the editor's frames ask for it next
     flash(request, "Saved.", "success")
     return redirect(f"/admin/issues/{issue.id}")
 
@@ -185,28 +144,23 @@ async def autosave(issue_id: IssueId, request: Request, session: SessionDep, set
     """editor.js: save the form; 200 with the new version, 422 with problems, 409 on a clash."""
     require_role(user, "editor")
     form = await request.form()
-    values = form_values(form)
+    values = editor.form_values(form)
     try:
         issue = await drafts.save(session=session, settings=settings, issue_id=issue_id,
                                   version=str(form.get("version", "")),
                                   data=IssuePatch.model_validate(values))  # fmt: skip
     except ValidationError as exc:
-        return JSONResponse({"problems": [{"field": f, "message": m, "line": None}
-                                          for f, m in _errors(exc).items()]}, 422)  # fmt: skip
+        errors = editor.errors_of(exc).items()
+        fields = [{"field": f, "message": m, "line": None} for f, m in errors]
+        return JSONResponse({"problems": fields}, 422)
     except Invalid as exc:
         await session.rollback()
-        found = drafts.problems(settings, _content(values)) or [
-            drafts.Problem(_errors(exc).popitem()[0], exc.detail, None)
+        found = drafts.problems(settings, editor.content_of(values)) or [
+            drafts.Problem(editor.errors_of(exc).popitem()[0], exc.detail, None)
         ]
         return JSONResponse({"problems": [p.__dict__ for p in found]}, 422)
     preview_cache.warm(settings, issue)  # editor.js asks for the preview next
     return JSONResponse({"version": drafts.version_of(issue)})
-
-
-def _content(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: values[k] for k in ("subject", "preheader", "template", "format", "body")} | {
-        "from_addr": values["from"]
-    }
 
 
 async def _preview(request: Request, session: Any, settings: Settings, issue_id: int) -> Any:
@@ -267,4 +221,4 @@ async def test_send(issue_id: IssueId, request: Request, session: SessionDep, se
             results.append((address, "sent"))
     if not addresses:
         flash(request, "Give at least one address for the test.", "error")
-    return await _editor(request, session, settings, user, issue, results=results)
+    return await editor.render(request, session, settings, user, issue, results=results)

@@ -11,10 +11,12 @@ import asyncio
 import time
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.issues import service
-from app.models import Issue
+from app.issues.lifecycle import EDITABLE
+from app.models import Delivery, Issue
 
 TICK = 1.0
 
@@ -76,3 +78,41 @@ def board(state: Any) -> ProgressBoard:
     if found is None:
         found = state.progress_board = ProgressBoard()
     return found  # type: ignore[no-any-return]
+
+
+# The issues list: a page of issues and their figures, without a count per issue.
+
+LIST_PAGE = 50
+LIST_FIGURES = ("sent", "failed", "bounced")
+
+
+async def list_page(
+    session: AsyncSession, *, before: int | None, limit: int = LIST_PAGE
+) -> tuple[list[Issue], int | None]:
+    """A page of issues, newest first, and the id the next (older) page starts before."""
+    query = select(Issue).order_by(Issue.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(Issue.id < before)
+    rows = list((await session.scalars(query)).all())
+    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
+
+
+async def list_figures(session: AsyncSession, issues: list[Issue]) -> dict[int, dict[str, int]]:
+    """Sent, failed and bounced of each issue that has started, from one grouped query.
+
+    Bounded by the page: only these issues' rows of the three statuses are read, each
+    (issue, status) a range of the ix_deliveries_queue (issue_id, status, ...) index.
+    There is no kept counter to read instead; drafts and scheduled issues have no rows.
+    """
+    started = [i.id for i in issues if i.status not in EDITABLE]
+    found: dict[int, dict[str, int]] = {i: dict.fromkeys(LIST_FIGURES, 0) for i in started}
+    if not started:
+        return found
+    rows = await session.execute(
+        select(Delivery.issue_id, Delivery.status, func.count())
+        .where(Delivery.issue_id.in_(started), Delivery.status.in_(LIST_FIGURES))
+        .group_by(Delivery.issue_id, Delivery.status)
+    )
+    for issue_id, status, count in rows.tuples():
+        found[issue_id][status] = count
+    return found

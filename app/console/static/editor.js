@@ -143,13 +143,18 @@
     body.focus();
     changed();
   }
-  document.querySelectorAll(".insert-image").forEach(function (button) {
-    button.hidden = false;
-    button.addEventListener("click", function () {
-      insertImage(button.getAttribute("data-url"), button.getAttribute("data-width"),
-        button.getAttribute("data-height"));
+  // The insert button posts the whole editor form without JavaScript (the server puts the
+  // image at the end and saves); here it goes in at the cursor and autosave saves it.
+  var insertButton = document.getElementById("insert-image");
+  if (insertButton) {
+    insertButton.addEventListener("click", function (e) {
+      var chosen = document.querySelector("input[name='media_id']:checked");
+      if (!chosen) { return; }
+      e.preventDefault();
+      insertImage(chosen.getAttribute("data-url"), chosen.getAttribute("data-width"),
+        chosen.getAttribute("data-height"));
     });
-  });
+  }
   var upload = document.getElementById("upload-form");
   if (upload) {
     upload.addEventListener("submit", function (e) {
