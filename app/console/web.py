@@ -1,40 +1,32 @@
-"""The console's shell: page rendering, the signed-in person, roles, flashes, CSRF, audit.
+"""The console's shell: page rendering, flashes, the CSRF token of forms, headers, wiring.
 
-`install()` includes every console router with `dependencies=GUARD`, so no area can
-forget it: it loads the session, refuses a page to someone not signed in (303 to the login page),
-refuses a write without the form's CSRF token or above the person's role, and records
-every write in the audit log in the request's own transaction.
+`install()` includes every console router with `dependencies=GUARD` (guard.py: the
+signed-in person, roles, CSRF checks and the audit), so no area can forget it. `page()`
+renders a console template with the person, CSRF token, flashes, branding and navigation;
+ConsoleMiddleware adds the security headers and carries flashes across a redirect.
+`ConsoleUser` and `require_role` are re-exported here, where every area imports them.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.accounts import audit, sessions
-from app.accounts.principal import (
-    CSRF_HEADER,
-    PRESESSION_COOKIE,
-    SESSION_COOKIE,
-    csrf_matches,
-    csrf_token_for,
-)
-from app.accounts.scopes import ROLE_RANK, SAFE_METHODS, console_role, has_role
-from app.deps import SessionDep
-from app.errors import DomainError, Forbidden
-from app.security import record_write
+from app.accounts.principal import PRESESSION_COOKIE, csrf_token_for
+from app.accounts.scopes import has_role
+from app.console.guard import GUARD, ConsoleUser, CurrentUser, LoginRequired, require_role
+from app.errors import DomainError
+
+__all__ = ["GUARD", "ConsoleUser", "CurrentUser", "flash", "install", "page", "redirect",
+           "require_role", "set_cookie"]  # fmt: skip
 
 CONSOLE_DIR = Path(__file__).parent
 templates = Jinja2Templates(directory=CONSOLE_DIR / "templates")
@@ -68,85 +60,6 @@ NAV = [
     ("API keys", "/admin/keys", "owner"),
     ("Audit log", "/admin/audit", "owner"),
 ]
-
-
-@dataclass(frozen=True)
-class CurrentUser:
-    """The signed-in person as pages see them."""
-
-    id: int
-    email: str
-    role: str
-
-
-class LoginRequired(Exception):
-    """No signed-in session: the console answers 303 to the login page."""
-
-
-async def _load(request: Request, session: SessionDep) -> CurrentUser | None:
-    """Read the session cookie once per request; leave what it found on request.state."""
-    if hasattr(request.state, "console_loaded"):
-        return request.state.console_user  # type: ignore[no-any-return]
-    settings = request.app.state.settings
-    cookie = request.cookies.get(SESSION_COOKIE, "")
-    found = await sessions.load_session(
-        session=session, token=cookie, idle=timedelta(minutes=settings.console_idle_minutes)
-    )
-    user = None
-    request.state.console_session = found[0] if found else None
-    if found and found[0].stage == "full":
-        account = found[1]
-        user = CurrentUser(id=account.id, email=account.email, role=account.role)
-    request.state.console_user = user
-    request.state.console_loaded = True
-    # The CSRF token belongs to the session cookie, or before sign-in to the pre-session one.
-    request.state.csrf_cookie = cookie if found else request.cookies.get(PRESESSION_COOKIE)
-    return user
-
-
-async def _guard(request: Request, session: SessionDep) -> AsyncIterator[None]:
-    user = await _load(request, session)
-    needed = console_role(request.method, request.url.path)
-    if needed is not None:
-        if user is None:
-            raise LoginRequired
-        if not has_role(user.role, needed):
-            raise Forbidden(f"this needs the {needed} role; you are {user.role}")
-    if request.method in SAFE_METHODS:
-        yield
-        return
-    presented = request.headers.get(CSRF_HEADER)
-    if presented is None and "form" in request.headers.get("content-type", ""):
-        presented = str((await request.form()).get("csrf_token", "")) or None
-    secret = request.app.state.settings.secret_key_value
-    if not csrf_matches(secret, request.state.csrf_cookie, presented):
-        raise Forbidden("the form's CSRF token is missing or wrong; reload the page and try again")
-    with audit.watch(session) as watcher:
-        yield
-    # Sign-in pages write their own entries (and their paths hold one-time tokens).
-    if watcher.changed and not _SIGN_IN.match(request.url.path):
-        actor = user.email if user else "anonymous"
-        await record_write(request, session, actor, watcher)
-
-
-_SIGN_IN = re.compile(r"^/admin/(login|logout|password)(/|$)")
-GUARD = [Depends(_guard, scope="function")]
-
-
-async def _console_user(request: Request, session: SessionDep) -> CurrentUser:
-    user = await _load(request, session)
-    if user is None:
-        raise LoginRequired
-    return user
-
-
-ConsoleUser = Annotated[CurrentUser, Depends(_console_user)]
-
-
-def require_role(user: CurrentUser, role: str) -> None:
-    """Refuse (403) unless the person has at least `role` (owner > editor > viewer)."""
-    if ROLE_RANK.get(user.role, -1) < ROLE_RANK[role]:
-        raise Forbidden(f"this needs the {role} role; you are {user.role}")
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:
