@@ -23,13 +23,24 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # (methods or None for any, path pattern, scope). First match wins; a pattern
 # matches a request path and its route template alike ("[^/]+" for each parameter).
-_ISSUES = r"^/api/v1/(issues|media|layouts|templates|segments|triggers)(/|$)"
+#
+#   admin        keys, the audit log, settings, branding and layouts (writes), and the
+#                webhooks, reads included: a webhook's URL often carries the receiver's
+#                own secret, and its log holds what was sent about people
+#   read         every other GET, and POST /segments/count (a rule counted, not saved)
+#   send         sending, pausing, testing and (de)activating issues; transactional messages
+#   issues       issues, media, templates (what is written and shown)
+#   subscribers  lists, subscribers, imports, bounces, and segments (who is written to)
+#
+# The console goes by role, not scope (console_role): its webhook pages are an editor's.
+_ISSUES = r"^/api/v1/(issues|media|layouts|templates|triggers)(/|$)"
 _SEND = r"^/api/v1/issues/[^/]+/(send|pause|resume|cancel|test|activate|deactivate)$"
-_AUDIENCE = r"^/api/v1/(lists|subscribers|bounces|import|exports?)(/|$)"
+_AUDIENCE = r"^/api/v1/(lists|subscribers|bounces|import|exports?|segments)(/|$)"
 _API_RULES: list[tuple[frozenset[str] | None, re.Pattern[str], str]] = [
-    (None, re.compile(r"^/api/v1/(api-keys|audit|accounts)(/|$)"), "admin"),
+    (None, re.compile(r"^/api/v1/(api-keys|audit|accounts|webhooks)(/|$)"), "admin"),
     (_WRITES, re.compile(r"^/api/v1/(settings|branding|layouts)(/|$)"), "admin"),
     (SAFE_METHODS, re.compile(r"^/api/v1/"), "read"),
+    (frozenset({"POST"}), re.compile(r"^/api/v1/segments/count$"), "read"),
     (None, re.compile(_SEND), "send"),
     (None, re.compile(r"^/api/v1/messages(/|$)"), "send"),
     (None, re.compile(_ISSUES), "issues"),
