@@ -10,6 +10,7 @@ from typing import Any
 
 import dkim
 
+from app.issues import stored_layouts
 from app.models import Suppression
 from app.subscribers.addresses import suppression_hash
 from tests.conftest import AppClient
@@ -45,6 +46,7 @@ async def test_sent_once_per_key_with_its_data(
     assert other.status_code == 422 and "Idempotency-Key" in other.text
 
     shown = await _status(client, first.json()["id"], "sent")
+    assert (await client.get("/api/v1/issues")).json()["items"] == []  # the system issue is none
     assert shown["status"] == "sent" and shown["attempts"] == 1 and shown["last_error"] is None
     assert shown["sent_at"] is not None and set(shown) == {
         "id", "status", "attempts", "last_error", "sent_at"
@@ -111,3 +113,57 @@ async def test_signed_when_dkim_is_configured(
     assert (await _status(client, posted.json()["id"], "sent"))["status"] == "sent"
     [received] = smtpd.to("buyer@example.org")
     assert received.message["DKIM-Signature"] and dkim.verify(received.data, dnsfunc=dns)
+
+
+SHOP = """<mjml><mj-body width="600px"><mj-section><mj-column>
+<mj-text font-size="22px">{{ organisation.name }} – Acme edition</mj-text>
+<mj-text>{{ body }}</mj-text>
+<mj-text><a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text>
+</mj-column></mj-section></mj-body></mjml>"""
+
+
+async def test_a_stored_layout_as_the_template(
+    app_factory: Callable[..., Any], smtpd: SMTPServer
+) -> None:
+    stored_layouts.reset()
+    try:
+        client: AppClient = await app_factory(embedded_worker=True)
+        unknown = await client.post("/api/v1/messages", json=RECEIPT | {"template": "shop"})
+        assert unknown.status_code == 422 and "stored layout" in unknown.text
+        async with client.app.state.sessionmaker() as session, session.begin():
+            await stored_layouts.add(session=session, name="shop", mjml=SHOP, text="")
+        posted = await client.post("/api/v1/messages", json=RECEIPT | {"template": "shop"})
+        assert posted.status_code == 202, posted.text
+        assert (await _status(client, posted.json()["id"], "sent"))["status"] == "sent"
+        [received] = smtpd.to("buyer@example.org")
+        assert received.message["Subject"] == "Receipt 42"
+        html = received.message.get_body(("html",)).get_content()
+        assert "Acme edition" in html and "You paid 12 EUR for &lt;b&gt;tickets" in html
+        plain = received.message.get_body(("plain",)).get_content()
+        assert "You paid 12 EUR for <b>tickets</b>." in plain
+    finally:
+        stored_layouts.reset()
+
+
+async def test_a_bounce_of_a_message_finds_its_delivery(
+    app_factory: Callable[..., Any], smtpd: SMTPServer
+) -> None:
+    client: AppClient = await app_factory(embedded_worker=True)
+    await make_list(client, "news")
+    await make_subscriber(client, "buyer@example.org", lists={"news": "confirmed"})
+    posted = await client.post("/api/v1/messages", json=RECEIPT)
+    message_id = posted.json()["id"]
+    assert (await _status(client, message_id, "sent"))["status"] == "sent"
+    [received] = smtpd.to("buyer@example.org")
+    # Its Message-ID names its delivery under our MAC, as a bulk message's does; the
+    # address (a DSN's Final-Recipient) names the person, as a message's delivery has none.
+    bounce = {"message_id": received.message["Message-ID"], "email": "buyer@example.org",
+              "type": "hard", "reason": "5.1.1"}  # fmt: skip
+    answer = await client.post("/api/v1/bounces", json=bounce)
+    assert answer.status_code == 202, answer.text
+    shown = (await client.get(f"/api/v1/messages/{message_id}")).json()
+    assert shown["status"] == "failed" and shown["last_error"] == "bounced"
+    found = await client.get("/api/v1/subscribers", params={"email": "buyer@example.org"})
+    assert found.json()["items"][0]["status"] == "blocklisted"
+    again = await client.post("/api/v1/messages", json=RECEIPT | {"subject": "Another"})
+    assert again.status_code == 409
