@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import os
 import sys
 import tempfile
 import time
@@ -15,7 +16,19 @@ from typing import Any
 from bench.infra import OUT, Processes, Skip, pg_available, smtp_source_rate, start_sink
 from bench.report import Results, Row
 
-PARTS = ("wire", "cost", "dispatch", "profile", "fanout", "api", "import", "audience", "user")
+PARTS = (
+    "wire",
+    "cost",
+    "dispatch",
+    "viewers",
+    "profile",
+    "fanout",
+    "api",
+    "import",
+    "audience",
+    "user",
+    "preview",
+)
 NEEDS = {  # the modules a part drives; a part whose module is not built yet is skipped
     "dispatch": ("app.delivery.dispatcher", "app.issues.router"),
     "profile": ("app.delivery.dispatcher", "app.issues.router"),
@@ -24,6 +37,8 @@ NEEDS = {  # the modules a part drives; a part whose module is not built yet is 
     "import": ("app.subscribers.importer",),
     "audience": ("app.console.subscribers",),
     "user": ("app.delivery.dispatcher", "app.issues.router"),
+    "viewers": ("app.issues.progress", "app.console.issue_send"),
+    "preview": ("bench.preview_latency", "app.console.issues"),
 }
 
 
@@ -36,6 +51,9 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--window", type=float, help="seconds a worker sends in the fan-out run")
     p.add_argument("--import-rows", type=int, help="rows of the import CSV (1,000,000)")
     p.add_argument("--audience", type=int, help="subscribers of the audience part (1,000,000)")
+    p.add_argument("--viewers", type=int, help="recipients of each viewers round (100,000)")
+    p.add_argument("--edits", type=int, help="edits measured by the preview part (40)")
+    p.add_argument("--no-tracking", action="store_true", help="no tracking-on dispatch rows")
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
     p.add_argument("--output", type=Path, default=Path(__file__).parent / "results.json")
     args = p.parse_args(argv)
@@ -49,6 +67,8 @@ def options(argv: list[str]) -> argparse.Namespace:
     args.import_rows = args.import_rows or (100_000 if q else 1_000_000)
     args.audience = args.audience or (100_000 if q else 1_000_000)
     args.user_subscribers = 5_000 if q else 20_000
+    args.viewers = args.viewers or (20_000 if q else 100_000)
+    args.edits = args.edits or (20 if q else 40)
     args.api_seconds = 5 if q else 10
     args.import_limit = 60.0 if q else 180.0
     args.profile_subscribers = 5_000 if q else 20_000
@@ -65,7 +85,7 @@ def missing(part: str) -> str | None:
 
 async def run(args: argparse.Namespace, results: Results, procs: Processes) -> None:
     from bench import cost
-    from bench.dispatch import measure_dispatch, plan
+    from bench.dispatch import measure_dispatch, plan, summarise
 
     wanted = args.only or list(PARTS)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -122,7 +142,10 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
     )
     wire = sum(rates) / len(rates) if rates else None
     runs = plan(
-        subscribers=args.subscribers, dkim_subscribers=args.dkim_subscribers, postgres=not no_pg
+        subscribers=args.subscribers,
+        dkim_subscribers=args.dkim_subscribers,
+        postgres=not no_pg,
+        tracking=not args.no_tracking,
     )
     dispatched: list[dict[str, Any]] = []
 
@@ -136,13 +159,19 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
     await part("dispatch", dispatch_part)
     if "wire" in wanted and "dispatch" in wanted and sink:
         await part("wire", wire_part)  # again after the long part: how much the machine drifted
-    summarise_dispatch(results, dispatched, sum(rates) / len(rates) if rates else None)
+    summarise(results, dispatched, sum(rates) / len(rates) if rates else None)
     if no_pg:
-        for name in ("profile", "fanout"):
+        for name in ("viewers", "profile", "fanout"):
             if name in wanted:
                 results.skip(name, str(no_pg))
     else:
-        from bench.fanout import measure_fanout
+        from bench.viewers import measure_viewers
+
+        await part(
+            "viewers",
+            lambda: measure_viewers(results, procs=procs, sink_port=sink, subscribers=args.viewers),
+        )
+        from bench.fanout import measure_fanout, summarise_fanout
         from bench.profiling import measure_profile
 
         await part(
@@ -153,11 +182,15 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
         )
 
         async def fanout_part() -> None:
+            done = []
             for n in args.fanout_sizes:
                 print(f"- fan-out {n:,}")
-                await measure_fanout(
-                    results, procs=procs, sink_port=sink, subscribers=n, window=args.window
+                done.append(
+                    await measure_fanout(
+                        results, procs=procs, sink_port=sink, subscribers=n, window=args.window
+                    )
                 )
+            summarise_fanout(results, done)
 
         await part("fanout", fanout_part)
     from bench.api import measure_api
@@ -206,29 +239,9 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
                 results, procs=procs, sink_port=sink, subscribers=args.user_subscribers
             ),
         )
+    from bench.preview import measure_preview
 
-
-def summarise_dispatch(results: Results, runs: list[dict[str, Any]], wire: float | None) -> None:
-    """The best PostgreSQL run with DKIM off and on, against the targets."""
-    if not wire:
-        return
-    for dkim, need in (("off", 0.35), ("on", 0.25)):
-        pg = [r for r in runs if r["run"].startswith("postgres") and r["run"].endswith(dkim)]
-        if not pg:
-            continue
-        best = max(pg, key=lambda r: r["rate"])
-        ratio = best["rate"] / wire
-        results.add(
-            Row(
-                "dispatch",
-                f"best PostgreSQL, DKIM {dkim}",
-                ratio,
-                "x smtp-source",
-                f">= {need}",
-                ratio >= need and best["status"] == "sent",
-                f"{best['run']}: {best['rate']:,.0f} msg/s vs smtp-source {wire:,.0f} (mean)",
-            )
-        )
+    await part("preview", lambda: measure_preview(results, edits=args.edits, postgres=not no_pg))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
     print(f"\n{results.table()}\n")
-    print(f"{time.perf_counter() - start:.0f} s; figures in {args.output}")
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{time.perf_counter() - start:.0f} s; load average at the end {load}")
+    print(f"figures in {args.output}")
     results.write(args.output)
     return 0
 

@@ -36,7 +36,11 @@ def make_dkim_key(path: Path) -> Path:
 
 def newsletter() -> CompiledIssue:
     """The benchmark newsletter (bench_render's four-section issue), compiled once."""
-    content = IssueContent(
+    return compile_issue(newsletter_content(), archive_url="http://news.example.org/archive/1")
+
+
+def newsletter_content() -> IssueContent:
+    return IssueContent(
         id=1,
         subject="This week: nine stories",
         preheader="What happened, in brief",
@@ -47,7 +51,6 @@ def newsletter() -> CompiledIssue:
         list_id="Weekly News <weekly.example.org>",
         list_names=("Weekly News",),
     )
-    return compile_issue(content, archive_url="http://news.example.org/archive/1")
 
 
 def cpu_us_per_call(fn: Any, items: list[Any]) -> float:
@@ -84,7 +87,41 @@ def measure_render(results: Results, *, recipients: int, dkim_key: Path) -> int:
         results.add(Row("cost", "MIME (headers, QP parts)", total - render, "us/msg"))
     results.add(Row("cost", "render + MIME", total, "us/msg", "< 100", total < 100, "CPU, 1 core"))
     results.add(Row("cost", "DKIM sign, RSA-2048 (app/delivery/dkim.py)", dkim_us, "us/msg"))
+    try:
+        tracked = _tracked_cost(rs)
+    except Exception as exc:  # noqa: BLE001 - the engagement code may be mid-change: say so
+        results.add(Row("cost", "render + MIME, tracking on", None, "us/msg", note=f"{exc!r}"))
+    else:
+        results.raw["render"]["render_mime_tracked_us"] = tracked
+        results.add(
+            Row(
+                "cost",
+                "render + MIME, tracking on (opens + clicks)",
+                tracked,
+                "us/msg",
+                "< 100",
+                tracked < 100,
+                f"CPU, 1 core; {tracked / total:.2f}x untracked",
+            )
+        )
     return size
+
+
+def _tracked_cost(rs: list[Any]) -> float:
+    """render + MIME per recipient with every link rewritten to a signed token and a pixel."""
+    from dataclasses import replace
+
+    from app.engagement.links import Tracking
+
+    site = "http://news.example.org"
+    tracking = Tracking(
+        issue_id=1, site_url=site, secret="bench-secret-" + "t" * 32, opens=True, clicks=True
+    )
+    issue = compile_issue(
+        newsletter_content(), archive_url=f"{site}/archive/1", site_url=site, tracking=tracking
+    )
+    tracked = [replace(r, delivery_id=1000 + i, tracked=True) for i, r in enumerate(rs)]
+    return cpu_us_per_call(issue.render_message, tracked)
 
 
 async def _smtp_loop(

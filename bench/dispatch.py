@@ -4,11 +4,18 @@ SQLite runs the embedded dispatcher of `tidings serve`; PostgreSQL runs `tidings
 with no dispatcher plus 1, 2 or 4 `tidings worker` processes. Every run has a fresh
 database, seeded set-based, and sends into the same smtp-sink as smtp-source did, so the
 rate can be read as a fraction of the wire's limit measured in this same run.
+
+Tracking is explicit in every run: TIDINGS_TRACKING=off for the plain rows (the product's
+default, aggregate, tracks opens and clicks), and for the `-track` rows TIDINGS_TRACKING=
+aggregate with the issue's track_opens and track_clicks on: every link rewritten to a
+signed per-recipient token and an open pixel. A `-track` run follows the plain run of the
+same setup, so the pair sees the same state of the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
@@ -37,18 +44,29 @@ class Run:
     workers: int  # 0: the embedded dispatcher of `tidings serve`
     dkim: bool
     subscribers: int
+    tracking: bool = False  # opens and clicks tracked (TIDINGS_TRACKING=aggregate)
 
     @property
     def name(self) -> str:
         who = "embedded" if self.workers == 0 else f"{self.workers}w"
-        return f"{self.backend}-{who}-dkim{'on' if self.dkim else 'off'}"
+        return f"{self.backend}-{who}-dkim{'on' if self.dkim else 'off'}" + (
+            "-track" if self.tracking else ""
+        )
 
 
-def plan(*, subscribers: int, dkim_subscribers: int, postgres: bool) -> list[Run]:
-    """The runs of one benchmark: DKIM runs are shorter, their rate is CPU-bound and steady."""
+def plan(
+    *, subscribers: int, dkim_subscribers: int, postgres: bool, tracking: bool = True
+) -> list[Run]:
+    """The runs of one benchmark: DKIM runs are shorter, their rate is CPU-bound and steady.
+
+    With `tracking`, each DKIM-off PostgreSQL run is followed by the same run with tracking.
+    """
     runs = [Run("sqlite", 0, False, subscribers), Run("sqlite", 0, True, dkim_subscribers)]
     if postgres:
-        runs += [Run("postgres", n, False, subscribers) for n in (1, 2, 4)]
+        for n in (1, 2, 4):
+            runs.append(Run("postgres", n, False, subscribers))
+            if tracking:
+                runs.append(Run("postgres", n, False, subscribers, tracking=True))
         runs += [Run("postgres", n, True, dkim_subscribers) for n in (2, 4)]
     return runs
 
@@ -62,6 +80,19 @@ async def _wait_workers(url: str, count: int, timeout: float = 20) -> None:
             if await conn.fetchval("SELECT count(*) FROM workers") >= count:
                 return
             await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def tracked_links(url: str, issue_id: int) -> int:
+    """Links of the issue in its link table: > 0 when its links were rewritten for tracking."""
+    query = "SELECT count(*) FROM issue_links WHERE issue_id = "
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split("///", 1)[1]) as db:
+            return int(db.execute(query + "?", (issue_id,)).fetchone()[0])
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
+    try:
+        return int(await conn.fetchval(query + "$1", issue_id))
     finally:
         await conn.close()
 
@@ -89,12 +120,14 @@ async def dispatch_once(
             embedded_worker=run.workers == 0,
             dkim_key=dkim_key if run.dkim else None,
             concurrency=concurrency,
+            tracking="aggregate" if run.tracking else "off",
         )
         stack = await Stack(procs, env, run.name).start()
         stack.start_workers(run.workers)
         if run.workers:
             await _wait_workers(url, run.workers)
-        issue_id = await stack.create_issue()
+        track = {"track_opens": run.tracking, "track_clicks": run.tracking}
+        issue_id = await stack.create_issue(**track)
         t0 = time.time()
         send_s, answer = await stack.send(issue_id)
         stats = await stack.wait_sent(issue_id, timeout=max(600, run.subscribers / 50))
@@ -106,8 +139,15 @@ async def dispatch_once(
         senders = stack.workers or [stack.server]
         cpu = sum(group_cpu_seconds(p.pid) for p in senders if p)
         rss = max(proc_status(p.pid, "VmHWM") for p in senders if p)
+        links = await tracked_links(url, issue_id)
+        if run.tracking and not links:
+            raise RuntimeError("tracking asked for, but the issue has no tracked links")
         return {
             "run": run.name,
+            "backend": run.backend,
+            "workers": run.workers,
+            "dkim": run.dkim,
+            "tracking": run.tracking,
             "recipients": answer.get("recipients"),
             "sent": stats.get("sent"),
             "failed": stats.get("failed"),
@@ -120,6 +160,7 @@ async def dispatch_once(
             "cpu_us_per_msg": cpu / max(stats.get("sent") or 1, 1) * 1e6,
             "peak_rss_mb": rss,
             "app_rate": stats.get("messages_per_second"),
+            "tracked_links": links,
         }
     finally:
         if stack is not None:
@@ -159,6 +200,79 @@ async def measure_dispatch(
         )
         if figures["status"] != "sent" or figures["sent"] != figures["recipients"]:
             ok, note = False, f"NOT ALL SENT ({figures['status']}); " + note
+        if run.tracking:
+            note += f", {figures['tracked_links']} tracked links"
         results.add(Row("dispatch", run.name, figures["rate"], "msg/s", target, ok, note))
     results.raw["dispatch"] = done
     return done
+
+
+# Issue 15's targets, as ratios to smtp-source: (label, which runs, at least).
+TARGETS = (
+    (
+        "best PostgreSQL, DKIM off",
+        lambda r: r["backend"] == "postgres" and not r["dkim"] and not r["tracking"],
+        0.65,
+    ),
+    (
+        "best PostgreSQL, DKIM off, tracking on",
+        lambda r: r["backend"] == "postgres" and not r["dkim"] and r["tracking"],
+        0.6,
+    ),
+    (
+        "best PostgreSQL, DKIM on (RSA-2048)",
+        lambda r: r["backend"] == "postgres" and r["dkim"] and not r["tracking"],
+        0.35,
+    ),
+    (
+        "SQLite, embedded, DKIM off",
+        lambda r: r["backend"] == "sqlite" and not r["dkim"] and not r["tracking"],
+        0.5,
+    ),
+)
+
+
+def summarise(results: Results, runs: list[dict[str, Any]], wire: float | None) -> None:
+    """The best run of each target's kind against it, and what tracking costs."""
+    if not wire:
+        return
+    best: dict[str, dict[str, Any]] = {}
+    for label, pick, need in TARGETS:
+        chosen = [r for r in runs if pick(r)]
+        if not chosen:
+            continue
+        top = best[label] = max(chosen, key=lambda r: r["rate"])
+        ratio = top["rate"] / wire
+        whole = top["status"] == "sent" and top["sent"] == top["recipients"]
+        results.add(
+            Row(
+                "dispatch",
+                label,
+                ratio,
+                "x smtp-source",
+                f">= {need}",
+                ratio >= need and whole,
+                f"{top['run']}: {top['rate']:,.0f} msg/s vs smtp-source {wire:,.0f} (mean)",
+            )
+        )
+    off, on = best.get(TARGETS[0][0]), best.get(TARGETS[1][0])
+    if off and on:
+        drop = 1 - on["rate"] / off["rate"]
+        pairs = {r["workers"]: r["rate"] for r in runs if TARGETS[0][1](r)}
+        each = ", ".join(
+            f"{r['workers']}w {1 - r['rate'] / pairs[r['workers']]:+.1%}"
+            for r in runs
+            if TARGETS[1][1](r) and r["workers"] in pairs
+        )
+        results.add(
+            Row(
+                "dispatch",
+                "tracking on: drop of the best PostgreSQL rate",
+                drop * 100,
+                "%",
+                "<= 10",
+                drop <= 0.10,
+                f"{off['run']} {off['rate']:,.0f} -> {on['run']} {on['rate']:,.0f} msg/s;"
+                f" drop per worker count: {each}",
+            )
+        )

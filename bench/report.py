@@ -35,6 +35,8 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    # The machine is shared: how busy it was is part of every figure.
+    load_start: tuple[float, ...] = field(default_factory=lambda: _load())
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -70,11 +72,19 @@ class Results:
             },
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
+            "load_average": {"start": self.load_start, "end": _load()},
             "options": self.options,
             "rows": [asdict(r) for r in self.rows],
             "raw": self.raw,
         }
         path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _load() -> tuple[float, ...]:
+    """The 1, 5 and 15 minute load averages."""
+    import os
+
+    return tuple(round(x, 2) for x in os.getloadavg())
 
 
 def _cpus() -> int:

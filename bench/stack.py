@@ -26,9 +26,14 @@ def make_env(
     embedded_worker: bool,
     dkim_key: Path | None = None,
     concurrency: int = 20,
+    tracking: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of every Tidings process of one benchmark run."""
+    """The environment of every Tidings process of one benchmark run.
+
+    `tracking`: TIDINGS_TRACKING (off, aggregate, individual); None keeps the product's
+    default (aggregate: opens and clicks tracked unless an issue says otherwise).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     env.update(
         TIDINGS_DATABASE_URL=database_url,
@@ -51,6 +56,8 @@ def make_env(
             TIDINGS_DKIM_SELECTOR="bench",
             TIDINGS_DKIM_KEY_FILE=str(dkim_key),
         )
+    if tracking is not None:
+        env["TIDINGS_TRACKING"] = tracking
     env.update(extra or {})
     return env
 
@@ -98,8 +105,11 @@ class Stack:
         assert self.client is not None
         return self.client
 
-    async def create_issue(self, body: str = BODY) -> int:
-        """A draft issue of the benchmark newsletter to the `weekly` list."""
+    async def create_issue(self, body: str = BODY, **fields: Any) -> int:
+        """A draft issue of the benchmark newsletter to the `weekly` list.
+
+        `fields`: more of the issue's fields, e.g. track_opens=True, track_clicks=True.
+        """
         r = await self.api.post(
             "/api/v1/issues",
             json={
@@ -108,15 +118,16 @@ class Stack:
                 "lists": [LIST_SLUG],
                 "format": "markdown",
                 "body": body,
+                **fields,
             },
         )
         r.raise_for_status()
         return int(r.json()["id"])
 
-    async def send(self, issue_id: int) -> tuple[float, dict[str, Any]]:
-        """POST /send: its wall time in seconds and its answer."""
+    async def send(self, issue_id: int, *, timeout: float = 120) -> tuple[float, dict[str, Any]]:
+        """POST /send: its wall time in seconds and its answer (waited for up to `timeout` s)."""
         start = time.perf_counter()
-        r = await self.api.post(f"/api/v1/issues/{issue_id}/send", json={})
+        r = await self.api.post(f"/api/v1/issues/{issue_id}/send", json={}, timeout=timeout)
         elapsed = time.perf_counter() - start
         r.raise_for_status()
         return elapsed, r.json()
