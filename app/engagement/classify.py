@@ -3,21 +3,20 @@
 Evidence, strongest first: the hidden link (no person can see or click it), a HEAD request
 (browsers open links with GET), a security scanner's or bot's user agent (crawlerdetect,
 a maintained list, plus the scanners and proxies it does not name), Apple's prefetch
-ranges, several links of one message followed within BURST_SECONDS, and a hit sooner
+ranges (ranges.py), several links of one message followed within BURST_SECONDS, and a hit sooner
 after delivery than a person could read. Gmail's and Yahoo's image proxies fetch when a
 person opens: a person's open, with no device known.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from crawlerdetect import CrawlerDetect
+
+from app.engagement.ranges import Ranges
 
 BURST_SECONDS = 2.0
 SOONEST = {"open": 2.0, "click": 5.0}  # seconds after delivery a person could act
@@ -28,7 +27,6 @@ _SCANNERS = (
     "messagelabs", "bitdefender", "kaspersky", "microsoft office protocol discovery",
     "python-requests", "go-http-client", "curl/", "wget/", "okhttp", "java/",
 )  # fmt: skip
-_RANGES_FILE = Path(__file__).with_name("apple_prefetch_ranges.txt")
 
 
 @dataclass(frozen=True)
@@ -43,38 +41,12 @@ class Hit:
     method: str
     user_agent: str
     address: str
+    url: str = ""  # a click's target, from the issue's link table
 
 
 @lru_cache(maxsize=1)
 def _detector() -> CrawlerDetect:
     return CrawlerDetect()
-
-
-@lru_cache(maxsize=1)
-def _apple() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Apple's ranges as sorted (first, last) integer pairs, IPv4 and IPv6 apart."""
-    v4: list[tuple[int, int]] = []
-    v6: list[tuple[int, int]] = []
-    for line in _RANGES_FILE.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            net = ipaddress.ip_network(line, strict=False)
-            (v4 if net.version == 4 else v6).append(
-                (int(net.network_address), int(net.broadcast_address))
-            )
-    return sorted(v4), sorted(v6)
-
-
-def apple_prefetch(address: str) -> bool:
-    """Whether the address is in one of Apple's published prefetch ranges."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    ranges = _apple()[0 if ip.version == 4 else 1]
-    value = int(ip)
-    i = bisect_right(ranges, (value, 2**128)) - 1
-    return i >= 0 and ranges[i][0] <= value <= ranges[i][1]
 
 
 @lru_cache(maxsize=4096)  # a send meets a few hundred agents; crawlerdetect costs ~80 µs
@@ -91,7 +63,9 @@ def _agent(user_agent: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def _device(user_agent: str) -> str:
+    lowered = user_agent.lower()
     for needle, device in (
         ("iphone", "iphone"),
         ("ipad", "ipad"),
@@ -100,12 +74,14 @@ def _device(user_agent: str) -> str:
         ("macintosh", "mac"),
         ("linux", "linux"),
     ):
-        if needle in user_agent.lower():
+        if needle in lowered:
             return device
     return "other"  # fmt: skip
 
 
-def judge(hit: Hit, *, seconds_after: float | None, burst: bool, trap: bool) -> dict[str, Any]:
+def judge(
+    hit: Hit, *, seconds_after: float | None, burst: bool, trap: bool, prefetchers: Ranges
+) -> dict[str, Any]:
     """The verdict and its evidence: {"machine", "reasons", "device", ...}."""
     reasons: list[str] = []
     if hit.index == 1 or trap:
@@ -116,7 +92,7 @@ def judge(hit: Hit, *, seconds_after: float | None, burst: bool, trap: bool) -> 
     agent = None if proxy else _agent(hit.user_agent)
     if agent:
         reasons.append(f"user-agent:{agent[:60]}")
-    if apple_prefetch(hit.address):
+    if hit.address in prefetchers:
         reasons.append("apple-prefetch-range")
     if burst and hit.kind == "click":
         reasons.append(f"links-within-{BURST_SECONDS:g}s")

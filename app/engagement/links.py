@@ -9,10 +9,12 @@ issue compiles and stored in `issue_links`; the redirect reads the target only f
 
 from __future__ import annotations
 
+import asyncio
 import html as htmllib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -124,22 +126,41 @@ async def store(session: AsyncSession, issue_id: int, links: Iterable[tuple[int,
 
 
 class LinkCache:
-    """Each issue's link table, read once per process: redirects answer without the database."""
+    """Each issue's link table, read once per process: redirects answer without the database.
+
+    Requests that miss together share one read (a burst of clicks on a new issue would
+    otherwise queue one query each for the connection pool).
+    """
 
     def __init__(self, size: int = 512):
         self.size = size
         self.tables: dict[int, dict[int, str]] = {}
+        self.reading: dict[int, asyncio.Future[dict[int, str]]] = {}
 
     def get(self, issue_id: int) -> dict[int, str] | None:
         """The cached table, or None if this process has not read it yet."""
         return self.tables.get(issue_id)
 
-    async def load(self, session: AsyncSession, issue_id: int) -> dict[int, str]:
-        """Read one issue's table (empty for an issue never compiled)."""
-        rows = await session.execute(
-            select(IssueLink.idx, IssueLink.url).where(IssueLink.issue_id == issue_id)
-        )
-        table = {int(i): str(u) for i, u in rows}
+    async def fetch(self, sessions: Callable[[], Any], issue_id: int) -> dict[int, str]:
+        """Read one issue's table (empty for an issue never compiled) through a session from
+        `sessions()`, or wait for the read already under way."""
+        pending = self.reading.get(issue_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = self.reading[issue_id] = asyncio.get_running_loop().create_future()
+        try:
+            async with sessions() as session:
+                rows = await session.execute(
+                    select(IssueLink.idx, IssueLink.url).where(IssueLink.issue_id == issue_id)
+                )
+                table = {int(i): str(u) for i, u in rows}
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the callers that waited get it raised
+            raise
+        finally:
+            del self.reading[issue_id]
+        future.set_result(table)
         if table:  # an empty table may fill once the issue compiles: read again next time
             if len(self.tables) >= self.size:
                 self.tables.pop(next(iter(self.tables)))

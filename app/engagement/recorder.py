@@ -1,11 +1,17 @@
 """Hits recorded in batches: a redirect or pixel answers at once and never waits on a write.
 
-A hit goes into an in-process buffer; a task flushes it every FLUSH_SECONDS (sooner at
-FLUSH_AT hits). A hit is judged only once it is HOLD_SECONDS old, so the other links one
-scanner follows from the same message are all in view. Each flush adds to the rollups
-(engagement_counts), marks deliveries counted once (engagement_seen: keyed digests, no
-ids), and, in `individual` mode only, writes one event row per hit. If the database is
-away the hits wait for the next flush (bounded: the oldest are dropped past MAX_PENDING).
+A hit goes into an in-process buffer (and, for a click, among its message's recent
+clicks, so every link one scanner follows from a message is in view); a task flushes the
+buffer every FLUSH_SECONDS (sooner at FLUSH_AT hits). A hit is judged only once it is
+HOLD_SECONDS old. Each flush adds to the rollups (engagement_counts), marks deliveries
+counted once (engagement_seen: keyed digests, no ids), in `individual` mode only writes
+one event row per hit, and writes link.clicked for each person's click, all in one
+transaction. If the database is away the hits wait for the next flush (bounded: the
+oldest are dropped past MAX_PENDING).
+
+The flush shares the event loop with the redirects, so no stretch of it is long: hits
+are judged SLICE at a time with a yield between, rows are written by executemany in
+slices (rollups.py), and what is forgotten expires in arrival order, never by a scan.
 """
 
 from __future__ import annotations
@@ -19,15 +25,13 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.engagement import classify, retention
+from app.engagement import classify, ranges, retention, rollups
 from app.engagement.classify import Hit
-from app.engagement.models import EngagementCount, EngagementEvent, EngagementSeen
 from app.models import Delivery, Subscriber
 from app.tokens import _key
 
@@ -37,7 +41,9 @@ FLUSH_AT = 500
 HOLD_SECONDS = 2.5
 MAX_PENDING = 200_000
 REPEAT_SECONDS = 10.0  # the same link of one message again from one address: one hit
+KEEP_SECONDS = 30.0  # how long a message's recent clicks and counted hits are remembered
 RECENT_PER_MESSAGE = 32
+SLICE = 100  # hits judged between two yields to the event loop (~0.5 ms)
 
 
 class Recorder:
@@ -48,17 +54,26 @@ class Recorder:
         self.settings = settings
         self._digest_key = _key(settings.secret_key_value, "engagement-seen")
         self.pending: deque[Hit] = deque(maxlen=MAX_PENDING)
-        # delivery -> its last hits: bounded, so a flood on one token costs no more per hit
+        # delivery -> its last clicks: bounded, so a flood on one token costs no more per hit
         self.recent: dict[int, deque[Hit]] = {}
         self.counted: dict[tuple[int, str, int, str], float] = {}  # when each was last counted
+        self._expiry: deque[tuple[float, int]] = deque()  # (arrival, delivery) of recent
+        self._counted_expiry: deque[tuple[float, tuple[int, str, int, str]]] = deque()
         self.wake = asyncio.Event()
         self.arrived = 0
         self.purged = float("-inf")  # the first flush also purges
         self.task: asyncio.Task[None] | None = None
+        self.prefetchers = ranges.Ranges()
 
     def hit(self, hit: Hit) -> None:
         """Note one hit (no I/O); the flushing task starts with the first."""
         self.pending.append(hit)
+        if hit.kind == "click":
+            found = self.recent.get(hit.delivery_id)
+            if found is None:
+                found = self.recent[hit.delivery_id] = deque(maxlen=RECENT_PER_MESSAGE)
+            found.append(hit)
+            self._expiry.append((hit.at, hit.delivery_id))
         self.arrived += 1
         # Counted since the last flush, not pending: the held hits always number more.
         if self.arrived >= FLUSH_AT:
@@ -101,6 +116,7 @@ class Recorder:
         while self.pending and self.pending[0].at <= cutoff:
             batch.append(self.pending.popleft())
         if not batch:
+            self._forget()
             return 0
         try:
             async with self.sessionmaker() as session, session.begin():
@@ -108,128 +124,97 @@ class Recorder:
         except BaseException:
             self.pending.extendleft(reversed(batch))
             raise
+        self._forget()
         return len(batch)
 
-    def _fresh(self, hits: list[Hit]) -> list[Hit]:
-        """The hits that are not a repeat, each also noted among its message's recent hits."""
-        now, out = time.time(), []
-        for h in hits:
-            key = (h.delivery_id, h.kind, h.index, h.address)
-            last = self.counted.get(key)
-            if last is not None and 0 <= h.at - last < REPEAT_SECONDS:
-                continue  # the same link of one message again from one address: one hit
-            self.counted[key] = h.at
-            found = self.recent.get(h.delivery_id)
-            if found is None:
-                found = self.recent[h.delivery_id] = deque(maxlen=RECENT_PER_MESSAGE)
-            found.append(h)
-            out.append(h)
-        for delivery in [k for k, v in self.recent.items() if v[-1].at < now - 30]:
-            del self.recent[delivery]
-        for counted in [k for k, at in self.counted.items() if at < now - 30]:
-            del self.counted[counted]
-        return out
+    def _forget(self) -> None:
+        """Drop recent clicks and counted hits past KEEP_SECONDS (or older than any held
+        hit's window), oldest first: each entry is looked at once, when it expires."""
+        horizon = time.time() - KEEP_SECONDS
+        if self.pending:
+            horizon = min(horizon, self.pending[0].at - classify.BURST_SECONDS)
+        while self._expiry and self._expiry[0][0] < horizon:
+            delivery = self._expiry.popleft()[1]
+            found = self.recent.get(delivery)
+            if found is not None and found[-1].at < horizon:
+                del self.recent[delivery]
+        while self._counted_expiry and self._counted_expiry[0][0] < horizon:
+            at, key = self._counted_expiry.popleft()
+            if self.counted.get(key) == at:
+                del self.counted[key]
+
+    def _fresh(self, h: Hit) -> bool:
+        """Whether the hit is not a repeat of one counted in the last REPEAT_SECONDS."""
+        key = (h.delivery_id, h.kind, h.index, h.address)
+        last = self.counted.get(key)
+        if last is not None and 0 <= h.at - last < REPEAT_SECONDS:
+            return False  # the same link of one message again from one address: one hit
+        self.counted[key] = h.at
+        self._counted_expiry.append((h.at, key))
+        return True
 
     def _context(self, h: Hit) -> tuple[bool, bool]:
         """(burst, trap): other links of the same message followed around the same moment."""
         window = classify.BURST_SECONDS
         clicks = [o for o in self.recent.get(h.delivery_id, ())
-                  if o is not h and o.kind == "click" and abs(o.at - h.at) <= window]  # fmt: skip
+                  if o is not h and abs(o.at - h.at) <= window]  # fmt: skip
         return any(o.index != h.index for o in clicks), any(o.index == 1 for o in clicks)
 
     async def _write(self, session: AsyncSession, batch: list[Hit]) -> None:
         mode = self.settings.tracking
         if mode == "off":
             return
-        rows = await session.execute(
-            select(Delivery.id, Delivery.issue_id, Delivery.subscriber_id, Delivery.sent_at,
-                   Subscriber.attributes)
-            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.id.in_({h.delivery_id for h in batch}))
-        )  # fmt: skip
-        known = {r[0]: r for r in rows}
-        # Judging is CPU work: off the event loop, so redirects keep answering meanwhile.
-        counts, seen, events = await asyncio.to_thread(self._judge, batch, known, mode)
-        await self._uniques(session, seen, counts)
-        await _add_counts(session, counts)
-        if events:
-            await session.execute(insert(EngagementEvent), events)
+        self.prefetchers = ranges.load(self.settings.var_dir)  # read again if a file changed
+        judged = rollups.Judged()
+        conn = await session.connection()  # Core: the rows as tuples, no ORM on the way
+        for start in range(0, len(batch), SLICE):
+            part = batch[start : start + SLICE]
+            rows = await conn.execute(
+                select(Delivery.id, Delivery.issue_id, Delivery.subscriber_id, Delivery.sent_at,
+                       Subscriber.attributes)
+                .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Delivery.id.in_({h.delivery_id for h in part}))
+            )  # fmt: skip
+            self._judge(part, {r[0]: r for r in rows}, mode, judged)
+            await asyncio.sleep(0)  # let the redirects waiting meanwhile answer
+        await rollups.write(session, judged)
 
-    def _judge(self, batch: list[Hit], known: dict[int, Any], mode: str) -> tuple[
-        dict[tuple[int, str, int, datetime, str], list[int]],
-        list[tuple[Hit, str, list[int]]],
-        list[dict[str, Any]],
-    ]:  # fmt: skip
+    def _judge(self, part: list[Hit], known: dict[int, Any], mode: str,
+               judged: rollups.Judged) -> None:  # fmt: skip
         """Each hit's verdict, added up into rollup cells, uniques to check, event rows."""
-        counts: dict[tuple[int, str, int, datetime, str], list[int]] = {}
-        seen: list[tuple[Hit, str, list[int]]] = []
-        events: list[dict[str, Any]] = []
-        for h in self._fresh(batch):
+        for h in part:
+            if not self._fresh(h):
+                continue
             row = known.get(h.delivery_id)
             # An issue deleted since: nothing to count against. A reader who said no: nothing.
             if row is None or row[1] != h.issue_id or (row[4] or {}).get("tracking") is False:
                 continue
-            burst, trap = self._context(h)
+            burst, trap = self._context(h) if h.kind == "click" else (False, False)
             sent = row[3]
             after = h.at - sent.timestamp() if sent is not None else None
-            ev = classify.judge(h, seconds_after=after, burst=burst, trap=trap)
+            ev = classify.judge(h, seconds_after=after, burst=burst, trap=trap,
+                                prefetchers=self.prefetchers)  # fmt: skip
             verdict = ev["reasons"][0].split(":")[0] if ev["machine"] else ""
             at = datetime.fromtimestamp(h.at, UTC)
             bucket = at.replace(minute=0, second=0, microsecond=0)
-            cell = counts.setdefault((h.issue_id, h.kind, h.index, bucket, verdict), [0, 0])
+            cell = judged.counts.setdefault((h.issue_id, h.kind, h.index, bucket, verdict), [0, 0])
             cell[0] += 1
+            person = row[2] if mode == "individual" else None
             if not ev["machine"]:
-                seen.append((h, self._digest(h.delivery_id), cell))
-            if mode == "individual" and row[2] is not None:
-                events.append({"issue_id": h.issue_id, "delivery_id": h.delivery_id,
-                               "subscriber_id": row[2], "kind": h.kind, "link_idx": h.index,
-                               "at": at, "machine": ev["machine"], "evidence": ev})  # fmt: skip
-        return counts, seen, events
+                digest = self._digest(h.delivery_id)
+                judged.seen.setdefault((h.issue_id, h.kind, h.index, digest), cell)
+                if h.kind == "click":
+                    anyone = judged.counts.setdefault((h.issue_id, "click", -1, bucket, ""), [0, 0])
+                    judged.seen.setdefault((h.issue_id, "click", -1, digest), anyone)
+                    judged.clicks.append({"issue_id": h.issue_id, "url": h.url,
+                                          "subscriber_id": person,
+                                          "at": at.isoformat()})  # fmt: skip
+            if person is not None:
+                judged.events.append({"issue_id": h.issue_id, "delivery_id": h.delivery_id,
+                                      "subscriber_id": person, "kind": h.kind,
+                                      "link_idx": h.index, "at": at, "machine": ev["machine"],
+                                      "evidence": ev})  # fmt: skip
 
     def _digest(self, delivery_id: int) -> str:
         data = delivery_id.to_bytes(8, "big")
         return hashlib.blake2b(data, key=self._digest_key, digest_size=8).hexdigest()
-
-    async def _uniques(self, session: AsyncSession, seen: list[tuple[Hit, str, list[int]]],
-                       counts: dict[Any, list[int]]) -> None:  # fmt: skip
-        """Count a person's first open, first click of each link and first click at all."""
-        if not seen:
-            return
-        keys: dict[tuple[int, str, int, str], list[int]] = {}
-        for h, digest, cell in seen:
-            keys.setdefault((h.issue_id, h.kind, h.index, digest), cell)
-            if h.kind == "click":
-                any_cell = counts.setdefault((h.issue_id, "click", -1, _hour(h.at), ""), [0, 0])
-                keys.setdefault((h.issue_id, "click", -1, digest), any_cell)
-        values = [{"issue_id": i, "kind": k, "link_idx": x, "digest": d} for i, k, x, d in keys]
-        insert = _insert(session, EngagementSeen)
-        stmt = insert.values(values).on_conflict_do_nothing().returning(
-            EngagementSeen.issue_id, EngagementSeen.kind, EngagementSeen.link_idx,
-            EngagementSeen.digest,
-        )  # fmt: skip
-        for new in await session.execute(stmt):
-            keys[tuple(new)][1] += 1  # type: ignore[index]
-
-
-def _hour(at: float) -> datetime:
-    return datetime.fromtimestamp(at, UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _insert(session: AsyncSession, model: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert(model)
-
-
-async def _add_counts(session: AsyncSession, counts: dict[Any, list[int]]) -> None:
-    if not counts:
-        return
-    insert = _insert(session, EngagementCount)
-    values = [{"issue_id": i, "kind": k, "link_idx": x, "bucket": b, "verdict": v,
-               "total": t, "uniq": u} for (i, k, x, b, v), (t, u) in counts.items()]  # fmt: skip
-    stmt = insert.values(values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["issue_id", "kind", "link_idx", "bucket", "verdict"],
-        set_={"total": EngagementCount.total + stmt.excluded.total,
-              "uniq": EngagementCount.uniq + stmt.excluded.uniq},
-    )  # fmt: skip
-    await session.execute(stmt)
