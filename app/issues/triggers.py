@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, attributes
 
 from app.db import UTCDateTime, utcnow
-from app.errors import invalid
+from app.errors import Conflict, invalid
 from app.models import Delivery, Issue, MailingList, Subscriber, Subscription
 
 # Core only: the rule is read and written here and nowhere else (migration 0013).
@@ -89,6 +89,56 @@ async def is_triggered(session: AsyncSession, issue_id: int) -> bool:
         select(issue_triggers.c.issue_id).where(issue_triggers.c.issue_id == issue_id)
     )
     return found is not None
+
+
+# A triggered issue is edited while it enrols no one: before its first activation, or
+# deactivated. Ordinary issues keep lifecycle.EDITABLE (draft, scheduled).
+EDITABLE = ("draft", "inactive")
+
+
+async def patch(
+    session: AsyncSession, issue_id: int, *, status: str, given: bool,
+    slug: str | None, after_seconds: int | None, lists: list[str] | None,
+) -> list[str] | None:  # fmt: skip
+    """A PATCH's trigger and lists for the issue; the lists it must have now (None: as is).
+
+    `given`: the PATCH names `trigger` (`slug` None: remove it). While active, 409: it is
+    deactivated first. A draft may gain, change or lose its trigger; an inactive one may
+    change it but not lose it (inactive is a triggered issue's status). A new delay counts
+    for confirmations from then on; deliveries already queued keep their time. The lists
+    stay [trigger.list]: named otherwise, 422.
+    """
+    current = await rule(session, issue_id)
+    if status == "active" and (given or lists is not None):
+        raise Conflict("deactivate the triggered issue before changing its trigger or lists")
+    if not given:
+        if current is not None and lists is not None and lists != [current["list"]]:
+            raise invalid("lists", "a triggered issue's lists must be [trigger.list]")
+        return None
+    if status not in EDITABLE:
+        raise Conflict(f"cannot change the trigger of an issue that is {status}")
+    if slug is None:
+        if status != "draft":
+            raise Conflict("only a draft can stop being a triggered issue")
+        await session.execute(issue_triggers.delete().where(issue_triggers.c.issue_id == issue_id))
+        return None
+    after = after_seconds if after_seconds is not None else -1  # the schema requires it
+    found = await check(session, slug, after)
+    if lists is not None and lists != [found.slug]:
+        raise invalid("lists", "a triggered issue's lists must be [trigger.list]")
+    await store(session, issue_id, found.id, after)
+    return [found.slug]
+
+
+async def copy(session: AsyncSession, source_id: int, copy_id: int) -> None:
+    """The duplicate of a triggered issue is triggered alike (and a draft, so inactive)."""
+    await session.execute(
+        issue_triggers.insert().from_select(
+            ["issue_id", "list_id", "after_seconds"],
+            select(literal(copy_id), issue_triggers.c.list_id, issue_triggers.c.after_seconds)
+            .where(issue_triggers.c.issue_id == source_id),
+        )
+    )  # fmt: skip
 
 
 def _confirmed_now(session: Session) -> list[tuple[int, int, datetime]]:
@@ -178,19 +228,22 @@ async def enrol_batch(
 
 # The same for the PostgreSQL import, on its asyncpg connection: one round trip per
 # batch, rules and recipients' counts included.
-_ENROL_PG = (
-    "WITH enrolled AS ("
-    " INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at)"
+_ENROL_PG_INSERT = (
+    "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at)"
     " SELECT t.issue_id, s.id, 'queued', 0,"
     " $3::timestamptz + make_interval(secs => t.after_seconds)"
     " FROM issue_triggers t JOIN issues i ON i.id = t.issue_id AND i.status = 'active'"
     " JOIN subscribers s ON s.id = ANY($1::bigint[]) AND s.status = 'active'"
     " WHERE t.list_id = $2::int"
-    " ON CONFLICT (issue_id, subscriber_id) DO NOTHING RETURNING issue_id)"
-    " UPDATE issues SET recipients = issues.recipients + c.n"
+    " ON CONFLICT (issue_id, subscriber_id) DO NOTHING RETURNING issue_id"
+)
+# The count of enrolled people, as enrol_group keeps it (no status change: lifecycle.py's).
+_ENROL_PG_COUNT = (
+    "UPDATE issues SET recipients = issues.recipients + c.n"
     " FROM (SELECT issue_id, count(*) AS n FROM enrolled GROUP BY issue_id) c"
     " WHERE issues.id = c.issue_id"
 )
+_ENROL_PG = "WITH enrolled AS (" + _ENROL_PG_INSERT + ") " + _ENROL_PG_COUNT
 
 
 async def enrol_batch_pg(conn: Any, list_id: int, subscriber_ids: list[int], at: datetime) -> None:
