@@ -178,6 +178,13 @@ async def begin(*, session: AsyncSession, issue_id: int, inline_limit: int) -> i
     snapshot = issue.started_at or utcnow()
     lists = await _lists(session, issue_id)
     count, low, high = 0, None, None
+    if lists and is_pg(session):
+        # For this transaction only: a million ids hash in memory instead of spilling to
+        # temporary files (measured: 8 batches, 230 MB written and read at 4 MB), and a
+        # statement run once per send is not worth compiling (JIT).
+        await session.execute(
+            text("SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
+        )
     if lists:
         ids = members(
             lists, Subscription.subscriber_id, audience=audience, snapshot=snapshot
