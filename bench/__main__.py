@@ -171,6 +171,9 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
             "viewers",
             lambda: measure_viewers(results, procs=procs, sink_port=sink, subscribers=args.viewers),
         )
+        from bench.poll_cost import measure_poll_cost
+
+        await part("viewers", lambda: measure_poll_cost(results))
         from bench.fanout import measure_fanout, summarise_fanout
         from bench.profiling import measure_profile
 
