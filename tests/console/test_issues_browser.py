@@ -184,6 +184,16 @@ async def test_comms_officer_sends_an_issue_from_the_console(
     assert "Item 59" in await page.locator("#text-part").inner_text()
     await accessible(page)
 
+    # The library's Insert button, with JavaScript: at the cursor, no page load, autosaved.
+    await page.get_by_label("Alt text (what the image shows)").fill("The banner again")
+    await page.locator("#f-body").evaluate("b => b.setSelectionRange(0, 0)")
+    await page.get_by_role("button", name="Insert the chosen image").click()
+    assert page.url == f"{live.url}/admin/issues/{issue_id}"
+    body = await page.locator("#f-body").input_value()
+    assert re.match(r'\n<img src="http://localhost:\d+/media/[0-9a-f]{32}-600\.png" width="600"'
+                    r' height="150" alt="The banner again">\n', body), body[:200]  # fmt: skip
+    await wait_saved(page)
+
     # Test send to the real SMTP server on loopback; its links work.
     await page.get_by_label("Addresses (up to 10, separated by spaces or commas)").fill(
         "me@example.org"
