@@ -130,8 +130,12 @@ async def test_comms_officer_sends_an_issue_from_the_console(
     await page.get_by_label("Subject").fill(
         "November news for {{ subscriber.name | default('you') }}"
     )
+    # A template error is shown with its line while typing, and goes once it is fixed.
+    await page.get_by_label("Body", exact=True).fill("Hello\n\n{% if %}\n")
+    await page.locator("#problems").get_by_text(re.compile(r"^Body, line 3: ")).wait_for()
     await page.get_by_label("Body", exact=True).fill(NEWSLETTER)
     await wait_saved(page)
+    assert await page.locator("#problems").inner_text() == ""
 
     # Upload a banner while editing: it lands at the cursor with width, height and alt.
     banner = tmp_path / "banner.png"

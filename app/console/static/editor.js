@@ -44,6 +44,7 @@
       .then(function (r) { return r.json().then(function (data) { return { status: r.status, data: data }; }); })
       .then(function (answer) {
         if (answer.status === 200) {
+          showProblems([]);  // it compiled: the problems of an earlier attempt are gone
           version.value = answer.data.version;
           say(saveState, "Saved at " + new Date().toLocaleTimeString());
           refreshPreview();
