@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.subscribers import service
+from app.subscribers import lists as list_service
 from tests.conftest import AppClient
 from tests.smtp import SMTPServer
 from tests.subscribers.helpers import add, confirm_token, make_list
@@ -81,7 +81,7 @@ async def test_kept_counts_follow_every_write_path(
     assert expected["news"]["unsubscribed"] == 12 and "doomed" not in expected
     assert await kept_counts(client) == expected
     # Folding many deltas into one row per (list, status) changes no count.
-    monkeypatch.setattr(service, "FOLD_AT", 0)
+    monkeypatch.setattr(list_service, "FOLD_AT", 0)
     assert await kept_counts(client) == expected
     monkeypatch.undo()
     assert await kept_counts(client) == expected
