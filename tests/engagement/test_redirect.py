@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
-from app.engagement import tokens
+from app.engagement import endpoints, tokens
 from app.models import Delivery, Issue
 from tests.conftest import AppClient
 from tests.engagement.helpers import (
@@ -142,3 +142,37 @@ async def test_the_redirect_answers_while_the_database_is_away(
     await flush(client)
     assert (await _stats(client, sent.issue_id))["clicks"] == 1  # repeats within 10 s: one
     assert await count_events(client) == 1
+
+
+async def test_fast_path_and_routes_answer_alike(client: AppClient, make_settings: Any) -> None:
+    """FastPath (ahead of the middleware) and the routes (an app without it) give the same
+    status, Location and caching for good, altered, misdirected and malformed tokens."""
+    from tests.conftest import start_client
+
+    assert any(m.cls is endpoints.FastPath for m in client.app.user_middleware)
+    routed, lifespan = await start_client(make_settings())
+    try:
+        sent = await sent_issue(client)
+        good = click_url(client, sent, "ann@example.org", 2)
+        pixel = open_url(client, sent, "ann@example.org")
+        altered = good[:-1] + ("A" if good[-1] != "A" else "B")
+        paths = [good, pixel, altered, "/r/" + pixel[3:], "/o/" + good[3:], good + "A", "/r/x"]
+        for method in ("GET", "HEAD", "POST"):
+            for path in paths:
+                answers = []
+                for app_client in (client, routed):
+                    reader = public(app_client, **{"User-Agent": BROWSER_UA})
+                    r = await reader.request(method, path)
+                    answers.append((r.status_code, r.headers.get("location"),
+                                    r.headers.get("cache-control"), r.headers.get("content-type"),
+                                    r.content if method != "HEAD" else b""))  # fmt: skip
+                assert answers[0] == answers[1], (method, path, answers)
+        await flush(client)
+        await flush(routed)
+        stats = await _stats(client, sent.issue_id)
+        # Each app is a process of its own: each counts its hits, but a person once.
+        assert (stats["clicks"], stats["opens"]) == (2, 2)
+        assert (stats["unique_clicks"], stats["unique_opens"]) == (1, 1)
+    finally:
+        await routed.aclose()
+        await lifespan.__aexit__(None, None, None)
