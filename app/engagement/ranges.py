@@ -58,7 +58,9 @@ class Ranges:
         self.starts: dict[int, list[int]] = {}
         self.ends: dict[int, list[int]] = {}
         for version, pairs in found.items():
-            starts, ends = self.starts[version], self.ends[version] = [], []
+            starts: list[int] = []
+            ends: list[int] = []
+            self.starts[version], self.ends[version] = starts, ends
             for first, last in sorted(pairs):
                 if ends and first <= ends[-1] + 1:
                     ends[-1] = max(ends[-1], last)  # overlapping or adjacent: one range

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -27,7 +27,9 @@ SLICE = 100
 BIG_SLICE = 1000  # rows of one statement whose rows the database itself takes apart
 Cell = tuple[int, str, int, datetime, str]  # issue, kind, link index, hour, verdict ('' person)
 Seen = tuple[int, str, int, str]  # issue, kind, link index (-1 any link), delivery digest
-_COUNTS = EngagementCount.__table__
+_COUNTS: Table = EngagementCount.__table__  # type: ignore[assignment]
+_EVENTS: Table = EngagementEvent.__table__  # type: ignore[assignment]
+_OUTBOX: Table = WebhookEvent.__table__  # type: ignore[assignment]
 
 
 @dataclass
@@ -46,7 +48,7 @@ async def write(session: AsyncSession, judged: Judged) -> None:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     await _uniques(conn, judged)
     await _counts(conn, dialect, judged.counts)
-    await _many(conn, insert(EngagementEvent.__table__), judged.events)
+    await _many(conn, insert(_EVENTS), judged.events)
     await _clicked(session, conn, judged.clicks)
 
 
@@ -110,4 +112,4 @@ async def _clicked(session: AsyncSession, conn: AsyncConnection,
     now = utcnow()
     rows = [{"id": webhooks.new_event_id(), "type": "link.clicked", "data": data,
              "created_at": now, "fanned_out": False} for data in clicks]  # fmt: skip
-    await _many(conn, insert(WebhookEvent.__table__), rows)
+    await _many(conn, insert(_OUTBOX), rows)
