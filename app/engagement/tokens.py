@@ -40,14 +40,22 @@ def make(secret: str, purpose: str, issue_id: int, delivery_id: int, index: int)
 
 
 def series(secret: str, purpose: str, issue_id: int, delivery_id: int, indexes: range) -> list[str]:
-    """The tokens of many links of one delivery: what make() gives, at half its cost."""
-    key, prefix = _secret(secret, purpose), _PREFIX.pack(issue_id, delivery_id)
-    blake, encode = hashlib.blake2b, base64.urlsafe_b64encode
-    out = []
+    """The tokens of many links of one delivery: what make() gives, at a third of its cost.
+
+    The keyed hash is set up once and copied per link (keying costs a block), and as a
+    token is 24 bytes, a multiple of 3, all are base64-encoded in one call and cut apart.
+    """
+    prefix = _PREFIX.pack(issue_id, delivery_id)
+    keyed = hashlib.blake2b(key=_secret(secret, purpose), digest_size=_MAC)
+    raw = bytearray()
     for index in indexes:
         body = prefix + index.to_bytes(2, "big")
-        out.append(encode(body + blake(body, key=key, digest_size=_MAC).digest()).decode())
-    return out
+        mac = keyed.copy()
+        mac.update(body)
+        raw += body
+        raw += mac.digest()
+    text = base64.urlsafe_b64encode(raw).decode()
+    return [text[i : i + LENGTH] for i in range(0, len(text), LENGTH)]
 
 
 def read(secret: str, purpose: str, token: str) -> tuple[int, int, int] | None:
