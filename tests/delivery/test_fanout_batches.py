@@ -247,3 +247,41 @@ async def test_a_second_worker_skips_a_batch_being_written(client: AppClient, db
         assert len(second) == WIDTH and not set(second) & set(mine)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.usefixtures("batched")
+async def test_a_segment_keeps_its_rules_of_the_send_call(client: AppClient, db: str) -> None:
+    """Batches apply the segment as it was at the send call, even if it is edited later."""
+    await seed(db, 60)
+    engine = make_engine(db)
+    async with engine.begin() as conn:
+        ids = (await conn.execute(select(Subscriber.id).order_by(Subscriber.id))).scalars().all()
+        pro = ids[::2]
+        await conn.execute(
+            Subscriber.__table__.update()
+            .where(Subscriber.id.in_(pro))
+            .values(attributes={"plan": "pro"})
+        )
+    await engine.dispose()
+    rule = {"attribute": "plan", "op": "eq", "value": "pro"}
+    seg = (await client.post("/api/v1/segments", json={"name": "Pro", "rules": rule})).json()
+    issue_id = await new_issue(client, segment=seg["id"])
+    assert (await send(client, issue_id))["recipients"] == 30
+    edited = {"attribute": "plan", "op": "eq", "value": "nobody"}
+    r = await client.patch(f"/api/v1/segments/{seg['id']}", json={"rules": edited})
+    assert r.status_code == 200, r.text
+    taken: list[int] = []
+    for _ in range(10):
+        claimed = await claim_all(db, issue_id)
+        if not claimed:
+            break
+        await mark_sent(db, "t", claimed)
+        taken += claimed
+    assert len(taken) == 30 and await rows(db, issue_id) == (30, 30)
+    engine = make_engine(db)
+    async with engine.connect() as conn:
+        got = (
+            await conn.execute(select(Delivery.subscriber_id).where(Delivery.issue_id == issue_id))
+        ).scalars()
+        assert sorted(got) == sorted(pro)
+    await engine.dispose()
