@@ -16,6 +16,7 @@ Its parts, and what each owns (the others reach it only through its methods):
     Claims  (claims.py)   the deliveries we hold, those waiting to be prepared, the results
     Servers (backoff.py)  per server: rate budget, throttling history, back-off
     Feeder  (feeder.py)   compiled issues, the round-robin, the claim and signing in flight
+            (message_feed.py: transactional messages, the system issue's deliveries, first)
     Control (control.py)  its tick; it alone replaces the board's statuses
     Writer  (writer.py)   nothing: it takes what the others collected and writes it
     Dispatcher (here)     the senders and the order of start and stop

@@ -2,6 +2,7 @@
 
 One feeder coroutine per dispatcher, round-robin over the issues being sent:
 
+    due transactional messages first, every round (message_feed.py), then
     claim a batch (one UPDATE … RETURNING under a lease)
       └─ per chunk of CHUNK: rate tokens, re-check who may still be sent to (one query),
          render each message, DKIM-sign the chunk, then queue each message for a sender.
@@ -18,9 +19,9 @@ interleave with the first; one coroutine keeps the round-robin fair between issu
 bounds what is prepared ahead to the send queue's size (2 x concurrency messages) plus
 MAX_IN_FLIGHT chunks being signed, whatever the size of the send: memory stays flat.
 
-What it owns: each issue's compilation (compiled once per dispatcher, dropped when the
-issue is sent or cancelled), its round-robin turn, the claim in progress and the
-signing tasks. It reads the board, asks `Servers` for a server and its tokens, and hands
+What it owns: each issue's compilation and SMTP route (read once per dispatcher, dropped
+when the issue is sent or cancelled: a server is picked only among the route's), its
+round-robin turn, the claim in progress and the signing tasks. It reads the board, asks `Servers` for a server and its tokens, and hands
 claims and results to `Claims`; it changes nothing of theirs but through their methods.
 """
 
