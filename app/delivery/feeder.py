@@ -21,8 +21,9 @@ MAX_IN_FLIGHT chunks being signed, whatever the size of the send: memory stays f
 
 What it owns: each issue's compilation and SMTP route (read once per dispatcher, dropped
 when the issue is sent or cancelled: a server is picked only among the route's), its
-round-robin turn, the claim in progress and the signing tasks. It reads the board, asks `Servers` for a server and its tokens, and hands
-claims and results to `Claims`; it changes nothing of theirs but through their methods.
+round-robin turn, the claim in progress and the signing tasks. It reads the board, asks
+`Servers` for a server and its tokens, and hands claims and results to `Claims`; it
+changes nothing of theirs but through their methods.
 """
 
 from __future__ import annotations
