@@ -96,3 +96,25 @@ async def test_a_message_keeps_to_its_route(
     assert await _until(lambda: len(b.received) >= 5), len(b.received)
     await asyncio.sleep(0.3)
     assert a.received == [] and len(b.received) == 5
+
+
+async def test_a_route_that_names_no_server_any_more_pauses_the_issue(
+    app_factory: Callable[..., Any], smtpd: SMTPServer, second: SMTPServer
+) -> None:
+    a, b = smtpd, second
+    editor: AppClient = await app_factory(smtp_url=f"{a.url}?name=brand-a,{b.url}?name=brand-b")
+    await make_list(editor, "news")
+    await make_subscriber(editor, "r@example.org", lists={"news": "confirmed"})
+    issue = await make_issue(editor, smtp_route=["brand-b"])
+    # The same database, restarted with brand-b gone from TIDINGS_SMTP_URL.
+    worker: AppClient = await app_factory(embedded_worker=True, smtp_url=f"{a.url}?name=brand-a")
+    assert (await worker.post(f"/api/v1/issues/{issue['id']}/send")).status_code == 202
+    shown: dict[str, Any] = {}
+    for _ in range(400):  # bounded: the dispatcher pauses it within a few ticks
+        shown = (await worker.get(f"/api/v1/issues/{issue['id']}")).json()
+        if shown["status"] == "paused":
+            break
+        await asyncio.sleep(0.05)
+    assert shown["status"] == "paused", shown
+    assert "names no configured SMTP server" in shown["status_reason"]
+    assert a.received == [] and b.received == []
