@@ -10,6 +10,16 @@ A system without webhooks should pay nothing for this, so each process remembers
 few seconds which events some enabled webhook subscribes to and writes no row for the
 others. A webhook created in another process is seen within CACHE_SECONDS; one created
 here is seen at once (the service calls `forget_subscriptions`).
+
+What each event's `data` holds:
+  subscriber.created                          {"id", "email", "name"}
+  subscriber.confirmed, subscriber.unsubscribed {"id", "email", "name", "list": SLUG}, one
+      per (person, list) that moved, from every path: the admin API, the public sign-up,
+      the confirm link, the preference page, one-click, bounces' unsubscribes, imports
+  subscriber.erased                           {"id"} (nothing of the person is left)
+  bounce.recorded, complaint.recorded         the bounce row (bounce_recorded below)
+  issue.started {"id", "recipients"}, issue.finished {"id"}
+An import writes the same one event per person, set-based (emit_people_*).
 """
 
 from __future__ import annotations
