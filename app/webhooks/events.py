@@ -18,7 +18,7 @@ What each event's `data` holds:
       the confirm link, the preference page, one-click, bounces' unsubscribes, imports
   subscriber.erased                           {"id"} (nothing of the person is left)
   bounce.recorded, complaint.recorded         the bounce row (bounce_recorded below)
-  issue.started {"id", "recipients"}, issue.finished {"id"}
+  issue.started {"id", "recipients"}, issue.finished {"id"}; link.clicked: app/engagement
 An import writes the same one event per person, set-based (emit_people_*).
 """
 
@@ -45,7 +45,7 @@ EVENTS = (
     "complaint.recorded",
     "issue.started",
     "issue.finished",
-    "link.clicked",  # no source yet: click tracking comes later; subscribable already
+    "link.clicked",  # written by app/engagement/rollups.py
 )
 TEST_EVENT = "webhook.test"  # sent only to the one webhook that asked for it
 CACHE_SECONDS = 5.0
