@@ -165,7 +165,7 @@ class Recorder:
         if mode == "off":
             return
         self.prefetchers = ranges.load(self.settings.var_dir)  # read again if a file changed
-        judged = rollups.Judged()
+        judged = rollups.Judged(announce=await rollups.announcing(session))
         conn = await session.connection()  # Core: the rows as tuples, no ORM on the way
         for start in range(0, len(batch), SLICE):
             part = batch[start : start + SLICE]
@@ -206,6 +206,7 @@ class Recorder:
                 if h.kind == "click":
                     anyone = judged.counts.setdefault((h.issue_id, "click", -1, bucket, ""), [0, 0])
                     judged.seen.setdefault((h.issue_id, "click", -1, digest), anyone)
+                if h.kind == "click" and judged.announce:
                     judged.clicks.append({"issue_id": h.issue_id, "url": h.url,
                                           "subscriber_id": person,
                                           "at": at.isoformat()})  # fmt: skip

@@ -40,6 +40,12 @@ class Judged:
     seen: dict[Seen, list[int]] = field(default_factory=dict)  # a first sighting? -> its cell
     events: list[dict[str, Any]] = field(default_factory=list)
     clicks: list[dict[str, Any]] = field(default_factory=list)  # link.clicked payloads
+    announce: bool = False  # whether some webhook wants link.clicked (else no payloads)
+
+
+async def announcing(session: AsyncSession) -> bool:
+    """Whether some enabled webhook subscribes to link.clicked (remembered a few seconds)."""
+    return "link.clicked" in await webhooks.subscribed_events(session)
 
 
 async def write(session: AsyncSession, judged: Judged) -> None:
@@ -49,7 +55,7 @@ async def write(session: AsyncSession, judged: Judged) -> None:
     await _uniques(conn, judged)
     await _counts(conn, dialect, judged.counts)
     await _many(conn, insert(_EVENTS), judged.events)
-    await _clicked(session, conn, judged.clicks)
+    await _clicked(conn, judged.clicks)
 
 
 async def _many(conn: AsyncConnection, stmt: Any, rows: list[dict[str, Any]]) -> None:
@@ -103,11 +109,10 @@ async def _counts(conn: AsyncConnection, dialect: Any, counts: dict[Cell, list[i
     await _many(conn, stmt, rows)
 
 
-async def _clicked(session: AsyncSession, conn: AsyncConnection,
-                   clicks: list[dict[str, Any]]) -> None:  # fmt: skip
-    """link.clicked for each person's click, if some webhook wants it: the outbox rows
-    webhooks.emit writes one at a time, here in slices of one statement."""
-    if not clicks or "link.clicked" not in await webhooks.subscribed_events(session):
+async def _clicked(conn: AsyncConnection, clicks: list[dict[str, Any]]) -> None:
+    """link.clicked for each person's click (made only if some webhook wants it): the
+    outbox rows webhooks.emit writes one at a time, here in slices of one statement."""
+    if not clicks:
         return
     now = utcnow()
     rows = [{"id": webhooks.new_event_id(), "type": "link.clicked", "data": data,
