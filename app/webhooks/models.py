@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, utcnow
@@ -34,6 +34,15 @@ class WebhookEvent(Base):
     """One event in the outbox, written in the transaction of the change it describes."""
 
     __tablename__ = "webhook_events"
+    # Only the rows not fanned out yet, oldest first: what the sender asks for (0016).
+    __table_args__ = (
+        Index(
+            "ix_webhook_events_unfanned",
+            "created_at",
+            postgresql_where=text("fanned_out = false"),
+            sqlite_where=text("fanned_out = 0"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the `webhook-id` header
     type: Mapped[str] = mapped_column(String(40))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, false, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
@@ -53,7 +53,7 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     async with sessionmaker() as s, s.begin():
         stmt = (
             select(WebhookEvent.id)
-            .where(WebhookEvent.fanned_out.is_(False))
+            .where(WebhookEvent.fanned_out == false())  # the partial index's own predicate
             .order_by(WebhookEvent.created_at)
             .limit(FAN_OUT_BATCH)
         )
