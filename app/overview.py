@@ -23,7 +23,7 @@ from app.accounts.models import ListCountSnapshot
 from app.config import Settings
 from app.db import utcnow
 from app.issues import service as issues
-from app.models import Issue, MailingList
+from app.models import MESSAGES_ISSUE, Issue, MailingList
 from app.subscribers import service as audience
 
 SNAPSHOT_EVERY = timedelta(minutes=5)
@@ -113,7 +113,9 @@ async def figures(
     kept = cache.get("figures")
     if isinstance(kept, Figures) and time.monotonic() - kept.taken < FIGURES_EVERY:
         return kept
-    last = list(await session.scalars(select(Issue).order_by(Issue.id.desc()).limit(5)))
+    # Issue 0 holds the transactional messages (app/messages): not an issue anyone wrote.
+    newest = select(Issue).where(Issue.id != MESSAGES_ISSUE).order_by(Issue.id.desc())
+    last = list(await session.scalars(newest.limit(5)))
     rows = []
     for issue in last:
         stats = await issues.stats(session=session, issue_id=issue.id)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.issues import service
 from app.issues.lifecycle import EDITABLE
-from app.models import Delivery, Issue
+from app.models import MESSAGES_ISSUE, Delivery, Issue
 
 TICK = 1.0
 
@@ -90,7 +90,9 @@ async def list_page(
     session: AsyncSession, *, before: int | None, limit: int = LIST_PAGE
 ) -> tuple[list[Issue], int | None]:
     """A page of issues, newest first, and the id the next (older) page starts before."""
-    query = select(Issue).order_by(Issue.id.desc()).limit(limit + 1)
+    # Issue 0 holds the transactional messages (app/messages), not an issue anyone wrote.
+    query = select(Issue).where(Issue.id != MESSAGES_ISSUE).order_by(Issue.id.desc())
+    query = query.limit(limit + 1)
     if before is not None:
         query = query.where(Issue.id < before)
     rows = list((await session.scalars(query)).all())

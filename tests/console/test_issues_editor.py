@@ -169,3 +169,18 @@ async def test_preview_compiles_once_per_version(
         await session.commit()
     assert "Weekly digest" in (await c.get(f"{url}/preview.json")).json()["html"]
     assert len(compiles) == 3
+
+
+async def test_the_system_issue_of_messages_is_in_no_console_list(
+    client: Any, console_as: Any
+) -> None:
+    """Issue 0 carries the transactional messages (app/messages): nobody wrote it."""
+    answer = await client.post("/api/v1/messages", json={
+        "to": "receipt@example.org", "template": "message", "subject": "Your receipt",
+        "data": {"text": "Thank you."},
+    })  # fmt: skip
+    assert answer.status_code == 202, answer.text
+    c = await console_as("viewer")
+    for path in ("/admin/issues", "/admin"):
+        page = (await c.get(path)).text
+        assert "Transactional messages" not in page, path

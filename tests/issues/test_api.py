@@ -16,7 +16,7 @@ from tests.smtp import SMTPServer
 FIELDS = {
     "id", "subject", "preheader", "from", "lists", "template", "format", "body", "status",
     "status_reason", "send_at", "created_at", "updated_at", "started_at", "finished_at",
-    "recipients", "in_archive", "segment", "track_opens", "track_clicks", "trigger",
+    "recipients", "in_archive", "segment", "track_opens", "track_clicks", "trigger", "smtp_route",
 }  # fmt: skip
 
 
