@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from app.config import Settings
+from app.engagement.cli import register as register_engagement
 
 cli = typer.Typer(help="Tidings, a newsletter dispatcher.", no_args_is_help=True)
 
@@ -167,6 +168,7 @@ def bounces(
 
 user_cli = typer.Typer(help="Console accounts.", no_args_is_help=True)
 cli.add_typer(user_cli, name="user")
+register_engagement(cli)  # tidings engagement ranges --fetch URL | --file PATH
 
 
 @user_cli.command("add")

@@ -123,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    for p in ("/api/v1/subscribers/import", "/admin/imports")},
     )  # fmt: skip
     app.add_middleware(RelativeSlashRedirect, router=app.router)
+    # Outermost, so the last one added: /o/ and /r/ are answered ahead of every middleware.
+    engagement_links.install(app)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(docs.router)
