@@ -81,7 +81,7 @@ def validate_issue(
     if format not in ("markdown", "html"):
         raise BodyError("format must be 'markdown' or 'html'")
     try:
-        _layout.load_layout(template)
+        layout = _layout.load_layout(template)
     except FileNotFoundError as exc:
         raise BodyError(str(exc)) from None
     compiled = SlottedTemplate(body, tag="B", autoescape=True, dynamic=DYNAMIC_NAMES)
@@ -92,7 +92,9 @@ def validate_issue(
         personal = SubjectTemplate(subject, {"issue": issue, "archive_url": ""})
         issue = {**issue, "subject": clean_subject(personal.check(ctx))}
         ctx = template_context(sample, issue, "")
-    _trial(lambda: _layout.body_fragment(compiled.render_recording(ctx)[0], format, ""))
+    # With the layout's CSS, as the compile does: its body_fragment (the preview's, right
+    # after an autosave) is then this one's, from layout.body_memo.
+    _trial(lambda: _layout.body_fragment(compiled.render_recording(ctx)[0], format, layout.css))
 
 
 def _compile_subject(
