@@ -63,7 +63,9 @@ class Control:
             watched = claims.issues() | board.known()
             statuses = await queue.issue_statuses(session=s, held=watched)
             if tick % EVERY_HALF_SECOND == 0:
-                started = await lifecycle.promote_scheduled(session=s)
+                started = await lifecycle.promote_scheduled(
+                    session=s, inline_limit=settings.fanout_inline_limit
+                )
                 finished = await lifecycle.finish_sending(session=s)
                 if started or finished:
                     log.info("issues started %s, finished %s", started, finished)

@@ -152,7 +152,8 @@ class Feeder:
                 self._routes[issue_id] = tuple(route) if route else None
             ids = await queue.claim(session=s, issue_id=issue_id, owner=self.owner,
                                     limit=self._servers.claim_size(self.settings.batch_size),
-                                    lease_seconds=self.settings.lease_seconds)  # fmt: skip
+                                    lease_seconds=self.settings.lease_seconds,
+                                    fanout_batch=self.settings.fanout_batch)  # fmt: skip
         self._claims.claimed(issue_id, ids)
         return ids
 

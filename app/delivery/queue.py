@@ -44,7 +44,13 @@ async def cancel_deliveries(*, session: AsyncSession, issue_id: int) -> int:
 
 
 async def claim(
-    *, session: AsyncSession, issue_id: int, owner: str, limit: int, lease_seconds: float
+    *,
+    session: AsyncSession,
+    issue_id: int,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    fanout_batch: int | None = None,
 ) -> list[int]:
     """Claim up to `limit` due deliveries of one issue that is still sending; their ids.
 
@@ -53,7 +59,7 @@ async def claim(
     """
     now = utcnow()
     # In this transaction: a claim that fails leaves the batch unwritten and the cursor put.
-    width = config.settings.fanout_batch
+    width = fanout_batch or config.settings.fanout_batch  # the app's setting, from the feeder
     ahead = min(max(limit * AHEAD_CLAIMS, 1), max(width // 4, 1))
     await fanout.expand(session=session, issue_id=issue_id, now=now, ahead=ahead, width=width)
     # SKIP LOCKED: concurrent workers each take different rows without waiting.

@@ -130,12 +130,16 @@ async def cancel(session: AsyncSession, issue_id: int) -> bool:
     return True
 
 
-async def promote_scheduled(*, session: AsyncSession) -> list[int]:
+async def promote_scheduled(*, session: AsyncSession, inline_limit: int | None = None) -> list[int]:
     """Start the scheduled issues whose time has come, as the API starts a send."""
     due = await session.scalars(
         select(Issue.id).where(Issue.status == "scheduled", Issue.send_at <= utcnow())
     )
-    return [i for i in due.all() if await start(session, i, due_only=True) is not None]
+    started = []
+    for issue_id in due.all():
+        if await start(session, issue_id, due_only=True, inline_limit=inline_limit) is not None:
+            started.append(issue_id)
+    return started
 
 
 async def finish_sending(*, session: AsyncSession) -> list[int]:

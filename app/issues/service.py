@@ -226,7 +226,7 @@ async def start_send(
         if not await lifecycle.schedule(session, issue_id, send_at):
             raise await lifecycle.refusal(session, issue_id, "schedule")
         return "scheduled", await count_recipients(session=session, issue_id=issue_id)
-    count = await lifecycle.start(session, issue_id)
+    count = await lifecycle.start(session, issue_id, inline_limit=settings.fanout_inline_limit)
     if count is None:
         raise await lifecycle.refusal(session, issue_id, "send")
     return "sending", count

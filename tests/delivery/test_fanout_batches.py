@@ -33,6 +33,9 @@ WIDTH = 25  # subscriber ids per batch
 @pytest.fixture
 def batched(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every send of more than 10 recipients is fanned out in batches of WIDTH ids."""
+    # The apps' own settings (read from the environment when each app is made) decide.
+    monkeypatch.setenv("TIDINGS_FANOUT_INLINE_LIMIT", "10")
+    monkeypatch.setenv("TIDINGS_FANOUT_BATCH", str(WIDTH))
     monkeypatch.setattr(config.settings, "fanout_inline_limit", 10)
     monkeypatch.setattr(config.settings, "fanout_batch", WIDTH)
 

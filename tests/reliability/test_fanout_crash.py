@@ -48,6 +48,9 @@ def smtp() -> SMTPServer:
 @pytest.fixture
 def batched(monkeypatch: pytest.MonkeyPatch) -> None:
     """The API process fans every send of more than 10 recipients out in batches."""
+    # The apps' own settings (read from the environment when each app is made) decide.
+    monkeypatch.setenv("TIDINGS_FANOUT_INLINE_LIMIT", "10")
+    monkeypatch.setenv("TIDINGS_FANOUT_BATCH", str(WIDTH))
     monkeypatch.setattr(config.settings, "fanout_inline_limit", 10)
     monkeypatch.setattr(config.settings, "fanout_batch", WIDTH)
 
