@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.delivery.fanout import issue_fanouts
 from app.engagement import reports as engagement_reports
 from app.errors import NotFound
 from app.models import Delivery, Issue, Subscriber
@@ -55,10 +56,20 @@ async def stats(*, session: AsyncSession, issue_id: int) -> dict[str, Any]:
     if left and issue.started_at and end:
         # At least a second: a few messages sent in a blink are not a rate of thousands.
         rate = round(left / max((end - issue.started_at).total_seconds(), 1.0), 2)
+    queued = by_status.get("queued", 0) + by_status.get("sending", 0)
+    if issue.status in ("sending", "paused"):
+        # A batched fan-out (app/delivery/fanout.py) has not written every row yet: the
+        # recipients it still owes are waiting too, so progress and ETA count them.
+        owed = await session.scalar(
+            select(func.count()).where(issue_fanouts.c.issue_id == issue_id,
+                                       issue_fanouts.c.done.is_(False))
+        )  # fmt: skip
+        if owed:
+            queued += max(0, (issue.recipients or 0) - sum(by_status.values()))
     stats = {
         "status": issue.status,
         "recipients": issue.recipients,
-        "queued": by_status.get("queued", 0) + by_status.get("sending", 0),
+        "queued": queued,
         "sent": by_status.get("sent", 0),
         "failed": by_status.get("failed", 0),
         "bounced": by_status.get("bounced", 0),

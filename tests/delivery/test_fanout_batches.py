@@ -191,11 +191,15 @@ async def test_pause_stops_the_fan_out_and_resume_goes_on_from_the_cursor(
     await seed(db, 100)
     issue_id = await new_issue(client)
     await send(client, issue_id)
+    stats = (await client.get(f"/api/v1/issues/{issue_id}/stats")).json()
+    assert (stats["recipients"], stats["queued"]) == (100, 100)  # owed, though not written
     first = await claim_all(db, issue_id)
     assert len(first) == WIDTH  # one batch written and claimed
     await mark_sent(db, "t", first)
     # Every written delivery is sent, but the rest are not written: not finished.
     assert await status_of(client, issue_id) == "sending"
+    stats = (await client.get(f"/api/v1/issues/{issue_id}/stats")).json()
+    assert (stats["sent"], stats["queued"]) == (WIDTH, 100 - WIDTH), stats
     assert (await client.post(f"/api/v1/issues/{issue_id}/pause")).status_code == 200
     assert await claim_all(db, issue_id) == []
     assert await rows(db, issue_id) == (WIDTH, WIDTH)  # paused: no batch written
