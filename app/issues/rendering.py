@@ -23,6 +23,7 @@ from app import branding, i18n
 from app.engagement.links import Tracking
 from app.issues import layout as _layout
 from app.issues.footer import layout_words
+from app.issues.memo import BoundedMemo
 from app.issues.mime import (
     MessageSkeleton,
     check_header_value,
@@ -60,6 +61,17 @@ log = logging.getLogger(__name__)
 _SLOW_CACHE_MAX = 256  # distinct bodies a control-flow template yields (e.g. vip or not)
 
 
+# The body's compiled template, shared by the autosave's validation and the compile after
+# it. Only the compile is kept: every render still runs in the sandbox with its limits.
+_body_templates: BoundedMemo[SlottedTemplate] = BoundedMemo(max_entries=8, max_chars=2_000_000)
+
+
+def body_template(source: str, dynamic: frozenset[str]) -> SlottedTemplate:
+    """The body's SlottedTemplate (tag B, autoescaped), compiled once per source."""
+    return _body_templates.get((source, dynamic), lambda: SlottedTemplate(
+        source, tag="B", autoescape=True, dynamic=dynamic))  # fmt: skip
+
+
 def validate_issue(
     *, subject: str, preheader: str, from_addr: str, template: str, format: str, body: str
 ) -> None:
@@ -84,7 +96,7 @@ def validate_issue(
         layout = _layout.load_layout(template)
     except FileNotFoundError as exc:
         raise BodyError(str(exc)) from None
-    compiled = SlottedTemplate(body, tag="B", autoescape=True, dynamic=DYNAMIC_NAMES)
+    compiled = body_template(body, DYNAMIC_NAMES)
     sample = sample_recipient("")  # only whether it renders matters here, not its links
     issue = {"subject": subject, "preheader": preheader, "id": 0}
     ctx = template_context(sample, issue, "")
@@ -135,7 +147,7 @@ class CompiledIssue:
         self._neutral = template_context(self._sample, self._raw_issue, archive_url)
         dynamic = DYNAMIC_NAMES | {"issue"} if self._subject else DYNAMIC_NAMES
         self._layout = _layout.load_layout(content.template, dynamic)
-        self._body = SlottedTemplate(content.body, tag="B", autoescape=True, dynamic=dynamic)
+        self._body = body_template(content.body, dynamic)
         date = content.date or datetime.now(UTC)
         self._static = {
             "issue": self._issue,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.issues import layout
+from app.issues import layout, rendering
 from app.issues.memo import BoundedMemo, text_size
 from app.issues.rendering import BodyError, IssueContent, compile_issue, validate_issue
 from app.issues.templating import marker
@@ -61,9 +61,10 @@ def test_a_compile_after_validation_reuses_its_body_and_sends_the_same_bytes() -
     layout.body_memo.clear()
     validate_issue(subject="Winter", preheader="", from_addr="N <n@example.org>",
                    template="newsletter", format="markdown", body=BODY)  # fmt: skip
-    hits = layout.body_memo.hits
+    hits, compiled = layout.body_memo.hits, rendering._body_templates.hits
     assert parts() == uncached
     assert layout.body_memo.hits == hits + 1  # the compile did not render the body again
+    assert rendering._body_templates.hits == compiled + 1  # nor compile its template
     edited = parts(BODY + "\nOne more word.")
     assert "One more word." in edited[0] and "One more word." in edited[1]
 
@@ -74,6 +75,15 @@ def test_a_failing_body_is_not_remembered() -> None:
         with pytest.raises(BodyError, match="nests deeper"):
             layout.body_fragment(deep, "html", "")
     assert (deep, "html", "") not in layout.body_memo._entries
+
+
+def test_a_kept_template_still_runs_its_limits_on_every_render() -> None:
+    body = "{% for i in range(10**8) %}x{% endfor %}"
+    for _ in range(2):  # the second validation gets the kept template, and is refused too
+        with pytest.raises(BodyError, match="range"):
+            validate_issue(subject="Winter", preheader="", from_addr="N <n@example.org>",
+                           template="newsletter", format="markdown", body=body)  # fmt: skip
+    assert (body, rendering.DYNAMIC_NAMES) in rendering._body_templates._entries
 
 
 def test_the_memo_is_bounded_by_count_and_by_size() -> None:
