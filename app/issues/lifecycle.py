@@ -31,6 +31,8 @@ from app.models import Delivery, Issue
 from app.webhooks.events import emit, emit_each
 
 EDITABLE = ("draft", "scheduled")
+# Content may change in these: EDITABLE, and a triggered issue while deactivated.
+CHANGEABLE = (*EDITABLE, "inactive")
 UNFINISHED = ("draft", "scheduled", "sending", "paused")
 PAUSED_BY_PERSON = "paused by an administrator"
 
@@ -57,8 +59,8 @@ async def refusal(session: AsyncSession, issue_id: int, what: str) -> DomainErro
 
 
 async def edit(session: AsyncSession, issue_id: int, changes: dict[str, Any]) -> bool:
-    """Write content changes while the issue is still draft or scheduled."""
-    return await _guarded(session, issue_id, EDITABLE, **changes)
+    """Write content changes while the issue is still draft, scheduled or inactive."""
+    return await _guarded(session, issue_id, CHANGEABLE, **changes)
 
 
 async def start(

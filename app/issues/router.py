@@ -104,11 +104,11 @@ async def get_issue(issue_id: IssueId, session: SessionDep, settings: SettingsDe
 async def patch_issue(
     issue_id: IssueId, data: IssuePatch, session: SessionDep, settings: SettingsDep
 ) -> IssueOut:
-    """Change a draft or scheduled issue (409 once it has started)."""
+    """Change a draft, scheduled or inactive issue (409 once it has started, or while active)."""
     issue = await service.update_issue(
         session=session, settings=settings, issue_id=issue_id, data=data
     )
-    return issue_out(settings, issue)
+    return await _shown(session, settings, issue)
 
 
 @router.delete("/{issue_id}", status_code=204)
@@ -122,8 +122,9 @@ async def delete_issue(issue_id: IssueId, session: SessionDep) -> Response:
 async def duplicate_issue(
     issue_id: IssueId, session: SessionDep, settings: SettingsDep
 ) -> IssueOut:
-    """A new draft with the same content, lists and archive choice."""
-    return issue_out(settings, await service.duplicate(session=session, issue_id=issue_id))
+    """A new draft with the same content, lists, archive choice and trigger."""
+    copy = await service.duplicate(session=session, issue_id=issue_id)
+    return await _shown(session, settings, copy)
 
 
 @router.get("/{issue_id}/preview", response_class=Response)

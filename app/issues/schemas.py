@@ -82,6 +82,9 @@ class IssuePatch(BaseModel):
     track_opens: bool | None = None
     track_clicks: bool | None = None
     smtp_route: Route | None = None  # null: every configured server
+    # A draft may gain, change or lose its trigger; an inactive triggered issue may change
+    # it (app/issues/triggers.patch). null: no longer triggered (drafts only).
+    trigger: TriggerIn | None = None
 
     _text_without_nul = field_validator("*")(_no_nul)
 

@@ -116,6 +116,7 @@ async def duplicate(*, session: AsyncSession, issue_id: int) -> Issue:
     copy.lists = list(source.lists)
     session.add(copy)
     await session.flush()
+    await triggers.copy(session, issue_id, copy.id)  # a welcome's copy is a welcome too
     return copy
 
 
@@ -145,15 +146,24 @@ async def _set_in_archive(session: AsyncSession, issue_id: int, value: bool) -> 
 async def update_issue(
     *, session: AsyncSession, settings: Settings, issue_id: int, data: IssuePatch
 ) -> Issue:
-    """Change a draft or scheduled issue; once it has started, only in_archive may change."""
+    """Change a draft, scheduled or inactive issue; once started, only in_archive may change."""
     issue = await get(session=session, issue_id=issue_id)
     if "in_archive" in data.model_fields_set and data.in_archive is None:
         raise invalid("in_archive", "in_archive must be true or false")
-    if issue.status not in EDITABLE:
+    if issue.status not in lifecycle.CHANGEABLE:
         if data.model_fields_set <= {"in_archive"} and data.in_archive is not None:
             return await _set_in_archive(session, issue_id, data.in_archive)
+        if issue.status == "active":
+            raise Conflict("deactivate the triggered issue before editing it")
         raise Conflict(f"cannot edit an issue that is {issue.status} (only in_archive)")
-    changes = data.model_dump(exclude_unset=True, exclude={"lists", "from_", "segment"})
+    named = await triggers.patch(
+        session, issue_id, status=issue.status, given="trigger" in data.model_fields_set,
+        slug=data.trigger.list if data.trigger else None,
+        after_seconds=data.trigger.after_seconds if data.trigger else None, lists=data.lists,
+    )  # fmt: skip
+    if named is not None:
+        data = data.model_copy(update={"lists": named})
+    changes = data.model_dump(exclude_unset=True, exclude={"lists", "from_", "segment", "trigger"})
     if "segment" in data.model_fields_set:
         await segments.check_exists(session, data.segment)
         changes["segment_id"] = data.segment
