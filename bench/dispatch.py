@@ -128,6 +128,9 @@ async def dispatch_once(
             await _wait_workers(url, run.workers)
         track = {"track_opens": run.tracking, "track_clicks": run.tracking}
         issue_id = await stack.create_issue(**track)
+        senders = stack.workers or [stack.server]
+        # CPU from the send call on: start-up (imports, the signing pool) is not sending.
+        cpu0 = sum(group_cpu_seconds(p.pid) for p in senders if p)
         t0 = time.time()
         send_s, answer = await stack.send(issue_id)
         stats = await stack.wait_sent(issue_id, timeout=max(600, run.subscribers / 50))
@@ -136,8 +139,7 @@ async def dispatch_once(
         finished = stats.get("finished_at")
         end = datetime.fromisoformat(finished).timestamp() if finished else observed
         elapsed = max(end - t0, 1e-3)
-        senders = stack.workers or [stack.server]
-        cpu = sum(group_cpu_seconds(p.pid) for p in senders if p)
+        cpu = sum(group_cpu_seconds(p.pid) for p in senders if p) - cpu0
         rss = max(proc_status(p.pid, "VmHWM") for p in senders if p)
         links = await tracked_links(url, issue_id)
         if run.tracking and not links:
