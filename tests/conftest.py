@@ -108,6 +108,9 @@ async def truncate_all(url: str) -> None:
     engine = make_engine(url)
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     async with engine.begin() as conn:
+        # Core tables outside the models (app/messages, app/issues/triggers) go first: they
+        # point at the others. list_member_counts is kept by triggers on subscriptions.
+        tables = ["messages", "issue_triggers", *tables]
         if url.startswith("postgresql"):
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:

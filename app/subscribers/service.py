@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import Conflict, Invalid, NotFound
+from app.messages.store import messages
 from app.models import Bounce, Delivery, Issue, Subscriber, Suppression
 from app.subscribers.addresses import InvalidAddress, normalize, suppression_hash
 from app.subscribers.lists import (
@@ -175,11 +176,31 @@ async def erase_subscriber(*, session: AsyncSession, subscriber_id: int) -> None
         .values(subscriber_id=None)
         .execution_options(synchronize_session=False)
     )
+    await _erase_messages(session, subscriber.id, subscriber.email_key)
     if not await is_suppressed(session=session, key=subscriber.email_key):
         session.add(Suppression(email_hash=hashed, reason="erased"))
     await emit(session, "subscriber.erased", {"id": subscriber.id})
     await session.delete(subscriber)
     await session.flush()
+
+
+async def _erase_messages(session: AsyncSession, subscriber_id: int, key: str) -> None:
+    """Transactional messages to the person keep no address, subject or data; those still
+    waiting are cancelled (their delivery row stays, as the log of a message not sent)."""
+    theirs = select(messages.c.id).where(
+        or_(messages.c.subscriber_id == subscriber_id, func.lower(messages.c.email) == key)
+    )
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.message_ref.in_(theirs), Delivery.status == "queued")
+        .values(status="cancelled", last_error="the recipient was erased")
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(messages)
+        .where(messages.c.id.in_(theirs))
+        .values(email="", subject="", data={}, subscriber_id=None)
+    )
 
 
 async def export_subscriber(*, session: AsyncSession, subscriber_id: int) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import dkim
+from sqlalchemy import select
 
 from app.issues import stored_layouts
+from app.messages.store import messages
 from app.models import Suppression
 from app.subscribers.addresses import suppression_hash
 from tests.conftest import AppClient
@@ -167,3 +169,27 @@ async def test_a_bounce_of_a_message_finds_its_delivery(
     assert found.json()["items"][0]["status"] == "blocklisted"
     again = await client.post("/api/v1/messages", json=RECEIPT | {"subject": "Another"})
     assert again.status_code == 409
+
+
+async def test_an_erased_person_keeps_no_message_and_gets_none_still_waiting(
+    client: AppClient,
+) -> None:
+    """GDPR erasure reaches transactional messages: no address, subject or data stays, and
+    a message still queued for the person is cancelled, not sent to nobody."""
+    await make_list(client, "news")
+    person = await make_subscriber(client, "erase.me@example.org", lists={"news": "confirmed"})
+    body = RECEIPT | {"to": {"subscriber_id": person}, "subject": "Your ticket, Erin"}
+    queued = await client.post("/api/v1/messages", json=body)
+    assert queued.status_code == 202, queued.text
+    by_address = await client.post(
+        "/api/v1/messages", json=RECEIPT | {"to": "Erase.Me@example.org"}
+    )
+    assert by_address.status_code == 202, by_address.text
+    assert (await client.delete(f"/api/v1/subscribers/{person}")).status_code == 204
+    async with client.app.state.sessionmaker() as s:
+        rows = (await s.execute(select(messages))).mappings().all()
+    assert rows and all(r["email"] == "" and r["subject"] == "" and r["data"] == {}
+                        and r["subscriber_id"] is None for r in rows)  # fmt: skip
+    for answer in (queued, by_address):
+        shown = (await client.get(f"/api/v1/messages/{answer.json()['id']}")).json()
+        assert shown["status"] == "failed" and "erased" in shown["last_error"], shown
