@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.console.web import page
+from app.delivery.transport import route_names
 from app.errors import DomainError
 from app.issues import drafts, stored_layouts
 from app.media import service as media
@@ -30,7 +31,10 @@ def layouts() -> list[str]:
 def form_values(form: Any) -> dict[str, Any]:
     """The editor form as the API's issue fields (segment "": the whole lists)."""
     segment = str(form.get("segment", "")).strip()
-    return {
+    # The route is on the form only with several servers configured: otherwise left as is.
+    route = {"smtp_route": [str(v) for v in form.getlist("smtp_route")] or None
+             } if form.get("smtp_route_shown") else {}  # fmt: skip
+    return route | {
         "subject": str(form.get("subject", "")),
         "preheader": str(form.get("preheader", "")),
         "from": str(form.get("from", "")).strip() or None,
@@ -61,7 +65,8 @@ def saved_values(issue: Issue) -> dict[str, Any]:
     """The form's values of an issue as stored."""
     values = {k: getattr(issue, k) for k in ("subject", "preheader", "template", "format")}
     return values | {"from": issue.from_addr or "", "lists": [lst.slug for lst in issue.lists],
-                     "body": issue.body, "segment": issue.segment_id}  # fmt: skip
+                     "body": issue.body, "segment": issue.segment_id,
+                     "smtp_route": issue.smtp_route or []}  # fmt: skip
 
 
 async def render(
@@ -82,4 +87,5 @@ async def render(
         status_code=status_code, version=drafts.version_of(issue) if issue else "",
         can_edit=user.role != "viewer", results=results or [],
         library=[(m, media.email_url(settings, m)) for m in library],
+        routes=route_names(settings.smtp_url),
     )  # fmt: skip

@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from app.issues import preview_cache, service
 from app.models import Issue, MailingList
-from tests.console.conftest import csrf_of
+from tests.console.conftest import ConsoleClient, create_account, csrf_of, sign_in
 from tests.console.test_issues_pages import editor, form_of
 from tests.issues.factory import add_deliveries, make_issue, make_list, make_subscriber, set_issue
 from tests.media.images import image_bytes
@@ -184,3 +184,33 @@ async def test_the_system_issue_of_messages_is_in_no_console_list(
     for path in ("/admin/issues", "/admin"):
         page = (await c.get(path)).text
         assert "Transactional messages" not in page, path
+
+
+async def test_the_editor_routes_an_issue_through_chosen_servers(app_factory: Any) -> None:
+    """With several SMTP servers configured, the editor names them; the choice is saved."""
+    two = "smtp://127.0.0.1:2525?name=brand,smtp://127.0.0.1:2526?name=relay"
+    client = await app_factory(smtp_url=two)
+    c = ConsoleClient(transport=client._transport, base_url=str(client.base_url))
+    c.app = client.app
+    await create_account(c.app, "routes@example.org", "editor")
+    assert (await sign_in(c, "routes@example.org")).status_code == 303
+    await make_list(client, "weekly")
+    issue = await make_issue(client, lists=["weekly"], subject="Routed")
+    page, version = await editor(c, issue["id"])
+    assert "Send through" in page and 'value="brand"' in page and 'value="relay"' in page
+    form = form_of(issue, version=version, smtp_route="relay", smtp_route_shown="1")
+    saved = await c.post_form(f"/admin/issues/{issue['id']}", form)
+    assert saved.status_code == 303, saved.text
+    assert (await client.get(f"/api/v1/issues/{issue['id']}")).json()["smtp_route"] == ["relay"]
+    page, version = await editor(c, issue["id"])
+    assert 'value="relay" checked' in page and 'value="brand" checked' not in page
+    form = form_of(issue, version=version, smtp_route_shown="1")  # none ticked: any server
+    assert (await c.post_form(f"/admin/issues/{issue['id']}", form)).status_code == 303
+    assert (await client.get(f"/api/v1/issues/{issue['id']}")).json()["smtp_route"] is None
+
+
+async def test_one_server_shows_no_route_choice(client: Any, console_as: Any) -> None:
+    await make_list(client, "weekly")
+    issue = await make_issue(client, lists=["weekly"])
+    page, _ = await editor(await console_as("editor"), issue["id"])
+    assert "Send through" not in page
