@@ -11,10 +11,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.console.web import page
+from app.console.web import flash, page, redirect
 from app.delivery.transport import route_names
-from app.errors import DomainError
-from app.issues import drafts, stored_layouts
+from app.errors import Conflict, DomainError, Invalid
+from app.issues import drafts, preview_cache, service, stored_layouts
+from app.issues.schemas import IssuePatch
 from app.media import service as media
 from app.models import Issue
 from app.segments import service as segments
@@ -89,3 +90,24 @@ async def render(
         library=[(m, media.email_url(settings, m)) for m in library],
         routes=route_names(settings.smtp_url),
     )  # fmt: skip
+
+
+async def save_form(
+    request: Request, session: Any, settings: Settings, user: Any, issue_id: int, *,
+    form: Any, values: dict[str, Any], done: str,
+) -> Response:  # fmt: skip
+    """Save the editor's values with the form's version: back to the editor with `done`, or
+    the editor again with the problems (422) or the clash (409), the author's text kept."""
+    try:
+        saved = await drafts.save(session=session, settings=settings, issue_id=issue_id,
+                                  version=str(form.get("version", "")),
+                                  data=IssuePatch.model_validate(values))  # fmt: skip
+    except (ValidationError, Invalid, Conflict) as exc:
+        await session.rollback()
+        issue = await service.get(session=session, issue_id=issue_id)
+        code = 409 if isinstance(exc, Conflict) else 422
+        return await render(request, session, settings, user, issue, values=values,
+                            errors=errors_of(exc), status_code=code)  # fmt: skip
+    preview_cache.warm(settings, saved)  # the editor's frames ask for it next
+    flash(request, done, "success")
+    return redirect(f"/admin/issues/{issue_id}")

@@ -14,15 +14,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from app.config import Settings
 from app.console import issue_editor as editor
-from app.console.web import ConsoleUser, flash, redirect, require_role
+from app.console.web import ConsoleUser, require_role
 from app.deps import SessionDep, SettingsDep
-from app.errors import Conflict, Invalid, NotFound, invalid
-from app.issues import drafts, preview_cache, service
-from app.issues.schemas import IssuePatch
+from app.errors import Invalid, NotFound, invalid
+from app.issues import service
 from app.media import service as media
 from app.media.models import MediaFile
 
@@ -61,17 +59,12 @@ async def insert_image(issue_id: IssueId, request: Request, session: SessionDep,
     await service.get(session=session, issue_id=issue_id)  # 404 before anything else
     try:
         chosen = await _chosen(session, str(form.get("media_id", "")))
-        tag = image_tag(settings, chosen, str(form.get("image_alt", "")))
-        values["body"] = with_image(values["body"], tag)
-        saved = await drafts.save(session=session, settings=settings, issue_id=issue_id,
-                                  version=str(form.get("version", "")),
-                                  data=IssuePatch.model_validate(values))  # fmt: skip
-    except (ValidationError, Invalid, Conflict) as exc:
-        await session.rollback()
+    except Invalid as exc:
         issue = await service.get(session=session, issue_id=issue_id)
-        code = 409 if isinstance(exc, Conflict) else 422
         return await editor.render(request, session, settings, user, issue, values=values,
-                                   errors=editor.errors_of(exc), status_code=code)  # fmt: skip
-    preview_cache.warm(settings, saved)
-    flash(request, "The image is at the end of the body, and the issue is saved.", "success")
-    return redirect(f"/admin/issues/{issue_id}")
+                                   errors=editor.errors_of(exc), status_code=422)  # fmt: skip
+    tag = image_tag(settings, chosen, str(form.get("image_alt", "")))
+    values["body"] = with_image(values["body"], tag)
+    done = "The image is at the end of the body, and the issue is saved."
+    return await editor.save_form(request, session, settings, user, issue_id, form=form,
+                                  values=values, done=done)  # fmt: skip

@@ -19,7 +19,7 @@ from app.console import issue_editor as editor
 from app.console import issue_media
 from app.console.web import ConsoleUser, flash, page, redirect, require_role
 from app.deps import MailerDep, SessionDep, SettingsDep
-from app.errors import Conflict, DomainError, Invalid
+from app.errors import DomainError, Invalid
 from app.issues import drafts, preview_cache, progress, service, testsend
 from app.issues.lifecycle import EDITABLE
 from app.issues.schemas import IssueIn, IssuePatch
@@ -121,21 +121,9 @@ async def save_issue(
     """Save the editor form, unless someone else saved since it was loaded (then 409)."""
     require_role(user, "editor")
     form = await request.form()
-    values = editor.form_values(form)
-    issue = await service.get(session=session, issue_id=issue_id)
-    try:
-        saved = await drafts.save(session=session, settings=settings, issue_id=issue_id,
-                                  version=str(form.get("version", "")),
-                                  data=IssuePatch.model_validate(values))  # fmt: skip
-    except (ValidationError, Invalid, Conflict) as exc:
-        await session.rollback()
-        issue = await service.get(session=session, issue_id=issue_id)
-        code = 409 if isinstance(exc, Conflict) else 422
-        return await editor.render(request, session, settings, user, issue, values=values,
-                             errors=editor.errors_of(exc), status_code=code)  # fmt: skip
-    preview_cache.warm(settings, saved)  # the editor's frames ask for it next
-    flash(request, "Saved.", "success")
-    return redirect(f"/admin/issues/{issue.id}")
+    await service.get(session=session, issue_id=issue_id)  # 404 before anything else
+    return await editor.save_form(request, session, settings, user, issue_id, form=form,
+                                  values=editor.form_values(form), done="Saved.")  # fmt: skip
 
 
 @router.post("/issues/{issue_id}/autosave")
