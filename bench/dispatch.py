@@ -126,11 +126,11 @@ async def dispatch_once(
         stack.start_workers(run.workers)
         if run.workers:
             await _wait_workers(url, run.workers)
-        track = {"track_opens": run.tracking, "track_clicks": run.tracking}
-        issue_id = await stack.create_issue(**track)
-        senders = stack.workers or [stack.server]
+        issue_id = await stack.create_issue(track_opens=run.tracking, track_clicks=run.tracking)
+        everyone = [*stack.workers] if stack.workers else [stack.server]
+        senders = [p for p in everyone if p is not None]
         # CPU from the send call on: start-up (imports, the signing pool) is not sending.
-        cpu0 = sum(group_cpu_seconds(p.pid) for p in senders if p)
+        cpu0 = sum(group_cpu_seconds(p.pid) for p in senders)
         t0 = time.time()
         send_s, answer = await stack.send(issue_id)
         stats = await stack.wait_sent(issue_id, timeout=max(600, run.subscribers / 50))
@@ -139,8 +139,8 @@ async def dispatch_once(
         finished = stats.get("finished_at")
         end = datetime.fromisoformat(finished).timestamp() if finished else observed
         elapsed = max(end - t0, 1e-3)
-        cpu = sum(group_cpu_seconds(p.pid) for p in senders if p) - cpu0
-        rss = max(proc_status(p.pid, "VmHWM") for p in senders if p)
+        cpu = sum(group_cpu_seconds(p.pid) for p in senders) - cpu0
+        rss = max(proc_status(p.pid, "VmHWM") for p in senders)
         links = await tracked_links(url, issue_id)
         if run.tracking and not links:
             raise RuntimeError("tracking asked for, but the issue has no tracked links")
