@@ -24,7 +24,7 @@ from app.config import settings as env_settings
 from app.db import utcnow
 from app.errors import invalid
 from app.issues import layout_registry
-from app.media import service as media
+from app.media import urls as media
 from app.media.models import MediaFile, SiteSetting
 
 log = logging.getLogger("tidings.branding")

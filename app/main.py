@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import branding, branding_router, console, errors, var_dir
+from app import branding, branding_router, console, var_dir
 from app.accounts import router as accounts_api
 from app.bounces import router as bounces_api
 from app.bounces import webhooks_router as webhooks
@@ -35,7 +35,7 @@ from app.segments import router as segments_api
 from app.subscribers import audience_router, unsubscribe
 from app.subscribers import pages as subscribers_pages
 from app.subscribers import router as subscribers_api
-from app.web import docs, ops
+from app.web import docs, error_handlers, ops
 from app.web.server import install_access_log_redaction
 from app.webhooks import router as webhooks_api
 
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiters = {}
-    errors.install(app)
+    error_handlers.install(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(branding.BrandingRefresh)
     app.add_middleware(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent / "app"
@@ -84,3 +86,16 @@ def test_the_finder_sees_a_circle(tmp_path: Path) -> None:
     )
     (pkg / "c.py").write_text("import pkg.a\n")
     assert import_circles(pkg) == [{"pkg.a", "pkg.sub.b"}]
+
+
+def test_a_worker_loads_no_web_framework_and_no_image_library() -> None:
+    """`tidings worker` imports services, not the web layer: FastAPI, Starlette and Pillow
+    cost a dispatcher ~20 MB it never uses (issue 15's memory target)."""
+    probe = (
+        "import sys, app.cli, app.delivery.dispatcher\n"
+        "print(sorted(m for m in ('fastapi', 'starlette', 'PIL') if m in sys.modules))"
+    )
+    done = subprocess.run(  # a fresh interpreter: this one has imported the app already
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -15,6 +15,8 @@ from app.errors import NotFound, TooLarge
 from app.media import images
 from app.media.models import MediaFile
 from app.media.storage import MediaStore
+from app.media.urls import email_url as email_url  # re-exported: callers ask the service
+from app.media.urls import url_for as url_for
 
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -90,13 +92,3 @@ async def delete(*, session: AsyncSession, store: MediaStore, media_id: int) -> 
     for key in (media.key, media.email_key):
         if key:
             await store.delete(key)
-
-
-def url_for(settings: Settings, key: str) -> str:
-    """The public, absolute URL of a stored file, as written into emails."""
-    return f"{settings.public_url.rstrip('/')}/media/{key}"
-
-
-def email_url(settings: Settings, media: MediaFile) -> str:
-    """The URL to put in an email: the column-width copy when there is one."""
-    return url_for(settings, media.email_key or media.key)
