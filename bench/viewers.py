@@ -9,10 +9,11 @@ the spread of each side is reported beside the drop.
 
 A viewer is what a browser with `app/console/static/progress.js` does: its own console
 account signed in through the login form (so its own session cookie), the report page
-loaded once, then `GET /admin/issues/{id}/progress.json` with the console's headers, the
-next one a second after each answer, until the issue is no longer sending. The server
-answers all viewers from one snapshot per issue refreshed once a second
-(`app/issues/progress.py`), so what each viewer adds is its request and session lookup.
+loaded once, then its progress stream (`GET /admin/issues/{id}/progress`, server-sent
+events, opened again whenever the server ends one) until the issue is no longer sending.
+The server pushes all viewers one snapshot per issue refreshed once a second
+(`app/issues/progress.py`) and checks each viewer's session once per stream, so what a
+viewer adds is writing one small event a second.
 
 The end of a round is watched by the bench with a primary-key read of `issues` on a
 connection of its own (twice a second), not through the app, so the bench itself is not
@@ -22,6 +23,7 @@ a viewer; the end time is the issue's `finished_at`.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import statistics
 import tempfile
@@ -85,24 +87,32 @@ async def _sign_in(base: str, email: str) -> httpx.AsyncClient:
 
 
 async def _watch(client: httpx.AsyncClient, issue_id: int, stop: asyncio.Event) -> list[float]:
-    """One open report page: loaded once, then progress.json a second after each answer."""
+    """One open report page: loaded once, then its progress stream followed as progress.js
+    follows it (server-sent events, opened again when the server ends one, until the issue
+    stops moving). One entry per update: how late it came, in ms (the first of a stream:
+    from opening it; the next ones: past the one-second tick)."""
     page = await client.get(f"/admin/issues/{issue_id}/report")
     page.raise_for_status()
-    meta = _CSRF_META.search(page.text)
-    headers = {"X-CSRF-Token": meta[1] if meta else "", "Accept": "application/json"}
-    latencies: list[float] = []
-    while not stop.is_set():
-        start = time.perf_counter()
-        r = await client.get(f"/admin/issues/{issue_id}/progress.json", headers=headers)
-        latencies.append((time.perf_counter() - start) * 1000)
-        r.raise_for_status()
-        if r.json()["status"] not in LIVE:
-            break
-        try:
-            await asyncio.wait_for(stop.wait(), 1.0)
-        except TimeoutError:
-            pass
-    return latencies
+    late: list[float] = []
+    live = True
+    while live and not stop.is_set():
+        last = time.perf_counter()
+        gap = 0.0  # the first event of a stream is due at once
+        async with client.stream("GET", f"/admin/issues/{issue_id}/progress",
+                                 headers={"Accept": "text/event-stream"}) as r:  # fmt: skip
+            r.raise_for_status()
+            async for line in r.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                now = time.perf_counter()
+                late.append(max(0.0, (now - last - gap) * 1000))
+                last, gap = now, 1.0
+                if json.loads(line[6:])["status"] not in LIVE:
+                    live = False
+                    break
+                if stop.is_set():
+                    break
+    return late
 
 
 async def _wait_finished(url: str, stack: Stack, issue_id: int, timeout: float) -> float:
@@ -280,8 +290,8 @@ def _report(results: Results, rounds: list[dict[str, Any]], subscribers: int) ->
             "msg/s",
             "",
             None,
-            f"spread {spread(b):.1f}%; {sum(r['polls'] for r in polls):,} progress.json"
-            f" polls, p95 {p95:.0f} ms",
+            f"spread {spread(b):.1f}%; {sum(r['polls'] for r in polls):,} progress updates"
+            f" (server-sent events), p95 {p95:.0f} ms late",
         )
     )
     results.add(

@@ -4,8 +4,11 @@ and the report with its per-recipient log (filters, CSV) and the archive choice.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
+import time
 from collections.abc import AsyncIterator
 from email.utils import parseaddr
 from typing import Annotated, Any
@@ -127,6 +130,31 @@ async def progress_json(issue_id: IssueId, request: Request, user: ConsoleUser) 
     """progress.js: sent, failed, bounced, rate, ETA; one shared query per second per issue."""
     board = progress.board(request.app.state)
     return JSONResponse(await board.read(request.app.state.sessionmaker, issue_id))
+
+
+@router.get("/issues/{issue_id}/progress")
+async def progress_stream(issue_id: IssueId, request: Request, user: ConsoleUser) -> Response:
+    """progress.js's live figures as server-sent events: the session is checked once, then
+    each viewer gets the shared snapshot once a second for the price of writing it (no
+    request, no session lookup per second). The stream ends when the send does, the viewer
+    leaves, or after STREAM_SECONDS (EventSource reconnects), so no server waits on it."""
+    board = progress.board(request.app.state)
+    maker = request.app.state.sessionmaker
+    first = await board.read(maker, issue_id)  # an unknown issue: 404 before the stream
+
+    async def events() -> AsyncIterator[bytes]:
+        snapshot, deadline = first, time.monotonic() + progress.STREAM_SECONDS
+        while True:
+            yield b"retry: 2000\ndata: " + json.dumps(snapshot).encode() + b"\n\n"
+            if snapshot["status"] not in progress.LIVE or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(progress.TICK)
+            if await request.is_disconnected():
+                return
+            snapshot = await board.read(maker, issue_id)
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 @router.post("/issues/{issue_id}/{action}")

@@ -19,6 +19,8 @@ from app.issues.lifecycle import EDITABLE
 from app.models import MESSAGES_ISSUE, Delivery, Issue
 
 TICK = 1.0
+LIVE = ("sending", "scheduled", "paused")  # statuses whose figures still move
+STREAM_SECONDS = 20.0  # a progress stream's life; the browser's EventSource reconnects
 
 
 class ProgressBoard:

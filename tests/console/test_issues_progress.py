@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
 from app.issues import progress
+from tests.console.conftest import ConsoleClient
 from tests.issues.factory import make_issue, make_list, make_subscriber
 
 pytestmark = pytest.mark.asyncio
@@ -49,3 +51,41 @@ async def test_ten_viewers_share_one_measurement(client: Any, console_as: Any) -
         assert len(progress_queries) == 1
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_the_progress_stream_pushes_the_shared_figures_and_ends(
+    client: Any, console_as: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Server-sent events: the session is checked once; each event is the shared snapshot;
+    the stream ends by itself (after STREAM_SECONDS while live, at once when finished)."""
+    monkeypatch.setattr(progress, "TICK", 0.05)
+    monkeypatch.setattr(progress, "STREAM_SECONDS", 0.3)
+    await make_list(client, "weekly")
+    for n in range(3):
+        await make_subscriber(client, f"s{n}@example.org", lists={"weekly": "confirmed"})
+    issue = await make_issue(client, lists=["weekly"])
+    url = f"/admin/issues/{issue['id']}/progress"
+    assert (await client.post(f"/api/v1/issues/{issue['id']}/send", json={})).status_code == 202
+    assert (await client.post(f"/api/v1/issues/{issue['id']}/pause")).status_code == 200
+    viewer = await console_as("viewer")
+    answer = await viewer.get(url)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert answer.headers["cache-control"] == "no-store" and "retry: 2000" in answer.text
+    events = _events(answer.text)
+    assert len(events) >= 2, answer.text  # pushed while live, until the stream's life ended
+    assert {(e["status"], e["recipients"], e["queued"]) for e in events} == {("paused", 3, 3)}
+
+    assert (await client.post(f"/api/v1/issues/{issue['id']}/cancel")).status_code == 200
+    progress.board(client.app.state).forget(issue["id"])
+    done = _events((await viewer.get(url)).text)
+    assert [e["status"] for e in done] == ["cancelled"]  # one event: the figures stay put
+
+    assert (await viewer.get("/admin/issues/999999/progress")).status_code == 404
+    stranger = ConsoleClient(transport=viewer._transport, base_url=str(viewer.base_url))
+    refused = await stranger.get(url)
+    assert refused.status_code in (303, 401) and "data:" not in refused.text
+
+
+def _events(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
