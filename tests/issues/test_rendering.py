@@ -222,12 +222,17 @@ def test_text_part_is_readable_with_urls(issue) -> None:
     assert "<" not in text.replace("<script>", "")
 
 
+def undated(raw: bytes) -> bytes:
+    """The message without its Date header: two renders may straddle a second."""
+    return re.sub(rb"(?m)^Date: [^\r\n]*\r\n", b"", raw, count=1)
+
+
 def test_fast_path_equals_slow_path(issue) -> None:
     assert issue.fast
     for r in (recipient(), recipient(name='A & <b>"quoted"', attributes={})):
         fast = issue.render_message(r)
         slow = issue.render_message(r, force_slow=True)
-        assert fast == slow
+        assert undated(fast) == undated(slow)
 
 
 def test_control_flow_on_subscriber_takes_slow_path() -> None:
@@ -330,7 +335,7 @@ def test_personalised_subject_per_recipient(name: str) -> None:
     expected = f"Hi {HOSTILE_NAMES[name]}: {len(PERSONAL)} chars, issue 7"
     r = recipient(name=name)
     raw = compiled.render_message(r)
-    assert raw == compiled.render_message(r, force_slow=True)
+    assert undated(raw) == undated(compiled.render_message(r, force_slow=True))
     assert all(len(line) <= 78 and line.isascii() for line in subject_lines(raw))
     msg = parse(raw)
     assert msg["Subject"] == expected and "Bcc" not in msg
@@ -355,7 +360,7 @@ def test_personalised_subject_fails_soft_and_takes_slow_path() -> None:
         raw = slow.render_message(r)
         assert parse(raw)["Subject"] == expected and slow.render_subject(r) == expected
         assert f"<title>{expected}</title>" in parts(raw)[1]
-        assert raw == slow.render_message(r, force_slow=True)
+        assert undated(raw) == undated(slow.render_message(r, force_slow=True))
 
 
 def test_archive_and_body_see_the_rendered_subject() -> None:
