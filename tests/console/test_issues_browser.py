@@ -236,6 +236,9 @@ async def test_comms_officer_sends_an_issue_from_the_console(
     )
     held = await figure(page, "sent")
     assert 0 < held < RECIPIENTS
+    # Only the moves that make sense now: a paused send offers Resume, not Pause.
+    assert await page.get_by_role("button", name="Pause").count() == 0
+    assert await page.get_by_role("button", name="Resume").count() == 1
     await accessible(page)
     await asyncio.sleep(1.5)
     stats = (await live.api.get(f"/api/v1/issues/{issue_id}/stats")).json()
