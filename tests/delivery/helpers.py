@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from app import config
 from app.db import make_engine, utcnow
 from app.models import Delivery, MailingList, Subscriber, Subscription
 from tests.conftest import AppClient
@@ -118,3 +119,30 @@ async def wait_for(
             break
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def fan_out_in_batches(monkeypatch: Any, width: int) -> None:
+    """Every send of more than 10 recipients is fanned out in batches of `width` ids: the
+    apps' own settings (read from the environment when each app is made) and the module's
+    (for queue.claim called directly) alike."""
+    monkeypatch.setenv("TIDINGS_FANOUT_INLINE_LIMIT", "10")
+    monkeypatch.setenv("TIDINGS_FANOUT_BATCH", str(width))
+    monkeypatch.setattr(config.settings, "fanout_inline_limit", 10)
+    monkeypatch.setattr(config.settings, "fanout_batch", width)
+
+
+async def rows_and_people(url: str, issue_id: int) -> tuple[int, int]:
+    """(deliveries, distinct subscribers among them) of the issue."""
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            n, distinct = (
+                await conn.execute(
+                    select(func.count(), func.count(Delivery.subscriber_id.distinct())).where(
+                        Delivery.issue_id == issue_id
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return int(n), int(distinct)

@@ -13,9 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import insert, select, text
 
-from app import config
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.delivery import queue
 from app.delivery.dispatcher import Dispatcher
@@ -24,7 +23,16 @@ from app.delivery.transport import build_transports
 from app.issues import lifecycle
 from app.models import Delivery, Subscriber, Subscription
 from tests.conftest import AppClient
-from tests.delivery.helpers import new_issue, received, seed, send, status_of, wait_for
+from tests.delivery.helpers import (
+    fan_out_in_batches,
+    new_issue,
+    received,
+    seed,
+    send,
+    status_of,
+    wait_for,
+)
+from tests.delivery.helpers import rows_and_people as rows
 from tests.smtp import SMTPServer
 
 WIDTH = 25  # subscriber ids per batch
@@ -33,28 +41,7 @@ WIDTH = 25  # subscriber ids per batch
 @pytest.fixture
 def batched(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every send of more than 10 recipients is fanned out in batches of WIDTH ids."""
-    # The apps' own settings (read from the environment when each app is made) decide.
-    monkeypatch.setenv("TIDINGS_FANOUT_INLINE_LIMIT", "10")
-    monkeypatch.setenv("TIDINGS_FANOUT_BATCH", str(WIDTH))
-    monkeypatch.setattr(config.settings, "fanout_inline_limit", 10)
-    monkeypatch.setattr(config.settings, "fanout_batch", WIDTH)
-
-
-async def rows(db: str, issue_id: int) -> tuple[int, int]:
-    """(deliveries, distinct subscribers among them) of the issue."""
-    engine = make_engine(db)
-    try:
-        async with engine.connect() as conn:
-            n, distinct = (
-                await conn.execute(
-                    select(func.count(), func.count(Delivery.subscriber_id.distinct())).where(
-                        Delivery.issue_id == issue_id
-                    )
-                )
-            ).one()
-    finally:
-        await engine.dispose()
-    return int(n), int(distinct)
+    fan_out_in_batches(monkeypatch, WIDTH)
 
 
 async def fanout_row(db: str, issue_id: int) -> Any:

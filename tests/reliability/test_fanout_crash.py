@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
-from app import config
 from app.db import make_engine, make_sessionmaker
 from app.delivery import queue
 from app.delivery.fanout import issue_fanouts
-from app.models import Delivery
+from tests.delivery.helpers import fan_out_in_batches, rows_and_people
 from tests.reliability.harness import (
     WorkerProcess,
     all_received,
@@ -48,25 +47,15 @@ def smtp() -> SMTPServer:
 @pytest.fixture
 def batched(monkeypatch: pytest.MonkeyPatch) -> None:
     """The API process fans every send of more than 10 recipients out in batches."""
-    # The apps' own settings (read from the environment when each app is made) decide.
-    monkeypatch.setenv("TIDINGS_FANOUT_INLINE_LIMIT", "10")
-    monkeypatch.setenv("TIDINGS_FANOUT_BATCH", str(WIDTH))
-    monkeypatch.setattr(config.settings, "fanout_inline_limit", 10)
-    monkeypatch.setattr(config.settings, "fanout_batch", WIDTH)
+    fan_out_in_batches(monkeypatch, WIDTH)
 
 
 async def written(url: str, issue_id: int) -> tuple[int, int, int]:
     """(deliveries, distinct subscribers, cursor) of the issue."""
+    n, distinct = await rows_and_people(url, issue_id)
     engine = make_engine(url)
     try:
         async with engine.connect() as conn:
-            n, distinct = (
-                await conn.execute(
-                    select(func.count(), func.count(Delivery.subscriber_id.distinct())).where(
-                        Delivery.issue_id == issue_id
-                    )
-                )
-            ).one()
             cursor = await conn.scalar(
                 select(issue_fanouts.c.next_subscriber_id).where(
                     issue_fanouts.c.issue_id == issue_id
@@ -74,7 +63,7 @@ async def written(url: str, issue_id: int) -> tuple[int, int, int]:
             )
     finally:
         await engine.dispose()
-    return int(n), int(distinct), int(cursor)
+    return n, distinct, int(cursor)
 
 
 @pytest.mark.usefixtures("batched")
