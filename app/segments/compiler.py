@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.engagement.models import EngagementEvent
-from app.models import Bounce, Subscriber, Subscription
+from app.models import MESSAGES_ISSUE, Bounce, Delivery, Subscriber, Subscription
 from app.segments.attributes import attribute_clause
 from app.segments.rules import Path, RuleError, as_datetime, kind_of
 
@@ -97,6 +97,8 @@ def _bounced(node: dict[str, Any], ctx: Context) -> ColumnElement[bool]:
 
 
 def _engaged(node: dict[str, Any], ctx: Context) -> ColumnElement[bool]:
+    if node["engaged"] == "sent":
+        return _sent(node, ctx)
     # A person's events only (app/engagement): a click is an open whose pixel did not load.
     # Events name people only under TIDINGS_TRACKING=individual; otherwise nobody matches.
     kinds = ("open", "click") if node["engaged"] == "opened" else ("click",)
@@ -106,6 +108,19 @@ def _engaged(node: dict[str, Any], ctx: Context) -> ColumnElement[bool]:
         where.append(EngagementEvent.issue_id == node["issue"])
     if "within_days" in node:
         where.append(EngagementEvent.at >= ctx.now - timedelta(days=node["within_days"]))
+    return exists().where(*where)
+
+
+def _sent(node: dict[str, Any], ctx: Context) -> ColumnElement[bool]:
+    # Delivered, by the per-recipient log: known in every tracking mode. Transactional
+    # messages (the system issue) are no issue anyone was sent.
+    where = [Delivery.subscriber_id == Subscriber.id, Delivery.status == "sent"]
+    if node["issue"] != "any":
+        where.append(Delivery.issue_id == node["issue"])
+    else:
+        where.append(Delivery.issue_id != MESSAGES_ISSUE)
+    if "within_days" in node:
+        where.append(Delivery.sent_at >= ctx.now - timedelta(days=node["within_days"]))
     return exists().where(*where)
 
 

@@ -28,7 +28,8 @@ Path = tuple[str | int, ...]
 ATTRIBUTE_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "exists")
 FIELDS = ("email", "name", "created_at")
 LIST_STATUSES = ("confirmed", "pending", "unsubscribed")
-ENGAGEMENTS = ("opened", "clicked")
+# "sent": the issue was delivered to them (a delivery of it is `sent`), whatever they did.
+ENGAGEMENTS = ("opened", "clicked", "sent")
 BOUNCES = ("hard", "soft", "any")
 # Attribute names become a JSON path on SQLite ('$."name"'), so quotes and backslashes
 # are kept out; CSV headers such as "First Name" or "plan.tier" still fit.

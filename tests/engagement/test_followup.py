@@ -87,3 +87,33 @@ async def test_the_follow_up_is_exactly_the_delivered_who_did_not_open(app_facto
     assert started_send.json() == {"status": "sending", "recipients": 1}, started_send.text
     log = (await client.get(f"/api/v1/issues/{draft['id']}/deliveries")).json()["items"]
     assert [d["email"] for d in log] == ["bob@example.org"]
+
+
+async def test_who_joins_between_the_draft_and_its_send_is_not_sent_the_follow_up(
+    app_factory: Any,
+) -> None:
+    """The rule is read at the follow-up's send: a person on file before the first send,
+    who joins the list only after the draft was made, was never sent the issue."""
+    client = await app_factory(tracking="individual")
+    sent = await sent_issue(client, READERS)
+    started = utcnow()
+    await set_issue(client, sent.issue_id, status="sent", started_at=started)
+    gus = await make_subscriber(client, "gus@example.org", lists={})
+    async with client.app.state.sessionmaker() as s, s.begin():
+        await s.execute(update(Subscriber).where(Subscriber.id == gus).values(
+            created_at=started - timedelta(days=30)))  # fmt: skip
+    answer = await client.post(f"/api/v1/issues/{sent.issue_id}/follow-up")
+    assert answer.status_code == 201, answer.text
+    draft = answer.json()
+    news = [{"slug": "news", "status": "confirmed"}]
+    joined = await client.patch(f"/api/v1/subscribers/{gus}", json={"lists": news})
+    assert joined.status_code == 200, joined.text
+    members = (await client.get(f"/api/v1/subscribers/{gus}")).json()["lists"]
+    assert members == news
+    rules = (await client.get(f"/api/v1/segments/{draft['segment']}")).json()["rules"]
+    assert rules == {"all": [{"engaged": "sent", "issue": sent.issue_id},
+                             {"not": {"engaged": "opened", "issue": sent.issue_id}}]}  # fmt: skip
+    started_send = await client.post(f"/api/v1/issues/{draft['id']}/send")
+    assert started_send.json() == {"status": "sending", "recipients": 4}, started_send.text
+    log = (await client.get(f"/api/v1/issues/{draft['id']}/deliveries")).json()["items"]
+    assert sorted(d["email"] for d in log) == sorted(READERS)

@@ -6,9 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.db import utcnow
-from app.models import Bounce, Subscriber
+from app.models import MESSAGES_ISSUE, Bounce, Delivery, Subscriber
 from tests.conftest import AppClient
 from tests.issues.factory import make_list, make_subscriber
+
+# An issue id no test creates (deliveries carry no foreign key): its log is seeded below.
+SENT_ISSUE = 9001
 
 # email: (attributes, {list: status}, name)
 PEOPLE: dict[str, tuple[dict[str, Any], dict[str, str], str | None]] = {
@@ -37,7 +40,9 @@ PEOPLE: dict[str, tuple[dict[str, Any], dict[str, str], str | None]] = {
 
 
 async def seed(client: AppClient) -> dict[str, int]:
-    """The people above, two lists, and bounces: ann hard 3 days ago, bob soft 40 days ago."""
+    """The people above, two lists, bounces (ann hard 3 days ago, bob soft 40 days ago) and
+    deliveries: issue SENT_ISSUE sent to ann 3 days ago and bob 40 days ago, failed for cy;
+    a transactional message sent to dee (no issue)."""
     await make_list(client, "news")
     await make_list(client, "deals")
     ids = {}
@@ -68,5 +73,14 @@ async def seed(client: AppClient) -> dict[str, int]:
                     created_at=now - timedelta(days=days),
                 )
             )
+        deliveries = [
+            ("ann@example.org", SENT_ISSUE, "sent", 3),
+            ("bob@example.org", SENT_ISSUE, "sent", 40),
+            ("cy@example.org", SENT_ISSUE, "failed", 1),
+            ("dee@example.org", MESSAGES_ISSUE, "sent", 1),
+        ]
+        for email, issue_id, status, days in deliveries:
+            session.add(Delivery(issue_id=issue_id, subscriber_id=ids[email], status=status,
+                                 sent_at=now - timedelta(days=days)))  # fmt: skip
         await session.commit()
     return ids

@@ -11,7 +11,7 @@ from app.models import Subscriber
 from app.segments import service
 from tests.conftest import AppClient
 from tests.issues.factory import make_subscriber
-from tests.segments.fixtures import seed
+from tests.segments.fixtures import SENT_ISSUE, seed
 
 ANN, BOB, CY, DEE, EVE = "ann", "bob", "cy", "dee", "eve"
 
@@ -54,6 +54,10 @@ RULES: list[tuple[dict[str, Any], set[str]]] = [
     ({"bounced": "any"}, {ANN, BOB}),
     ({"bounced": "any", "within_days": 30}, {ANN}),
     ({"bounced": "soft", "within_days": 30}, set()),
+    ({"engaged": "sent", "issue": SENT_ISSUE}, {ANN, BOB}),  # cy's failed: not sent
+    ({"engaged": "sent", "issue": "any"}, {ANN, BOB}),  # dee's message is no issue
+    ({"engaged": "sent", "issue": "any", "within_days": 30}, {ANN}),
+    ({"not": {"engaged": "sent", "issue": SENT_ISSUE}}, {CY, DEE, EVE}),
     ({"not": {"attribute": "plan", "op": "eq", "value": "pro"}}, {BOB, CY, DEE, EVE}),
     ({"not": {"not": {"attribute": "age", "op": "gt", "value": 30}}}, {ANN, DEE}),
     (

@@ -127,7 +127,7 @@
         node.status, function (v) { node.status = v; changed(); }));
     }
     if (kind === "bounced" || kind === "engaged") {
-      var choices = kind === "bounced" ? ["hard", "soft", "any"] : ["opened", "clicked"];
+      var choices = kind === "bounced" ? ["hard", "soft", "any"] : ["opened", "clicked", "sent"];
       row.appendChild(select(label + ": " + kind, choices, node[kind],
         function (v) { node[kind] = v; changed(); }));
       if (kind === "engaged") {
