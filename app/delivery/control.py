@@ -49,6 +49,7 @@ class Control:
 
     def __init__(self, parts: Parts, *, feeder: Feeder) -> None:
         self.settings, self.sessionmaker = parts.settings, parts.sessionmaker
+        self._single = parts.single
         self.owner = parts.owner
         self._board, self._claims, self._servers = parts.board, parts.claims, parts.servers
         self._feeder = feeder
@@ -59,7 +60,11 @@ class Control:
         """Issue statuses every tick; scheduler, finished issues and upkeep every few ticks."""
         tick, self._tick = self._tick, self._tick + 1
         board, claims, settings = self._board, self._claims, self.settings
-        async with self.sessionmaker() as s, s.begin():
+        # Leases are renewed every third of their length.
+        renew = claims.holds_any() and tick % max(1, int(settings.lease_seconds / 3 / TICK)) == 0
+        # Four ticks in five read the statuses and nothing else: one statement, no transaction.
+        upkeep = renew or tick % EVERY_HALF_SECOND == 0
+        async with (self.sessionmaker if upkeep else self._single)() as s, s.begin():
             watched = claims.issues() | board.known()
             statuses = await queue.issue_statuses(session=s, held=watched)
             if tick % EVERY_HALF_SECOND == 0:
@@ -80,8 +85,7 @@ class Control:
                     log.warning(
                         "%d deliveries of a vanished dispatcher back in the queue", recovered
                     )
-            # Leases are renewed every third of their length.
-            if claims.holds_any() and tick % max(1, int(settings.lease_seconds / 3 / TICK)) == 0:
+            if renew:
                 await queue.extend_leases(
                     session=s, owner=self.owner, lease_seconds=settings.lease_seconds
                 )

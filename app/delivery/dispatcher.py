@@ -62,6 +62,7 @@ from app.delivery.items import Item
 from app.delivery.parts import Parts
 from app.delivery.queue import Result
 from app.delivery.signing import Signer, start_signer
+from app.delivery.statements import single_statements
 from app.delivery.transport import DeliveryError, Transport, build_transports
 from app.delivery.writer import Writer
 from app.models import MESSAGES_ISSUE, Worker
@@ -92,7 +93,8 @@ class Dispatcher:
         self._servers = Servers(transports, quota=settings.hourly_quota, sessionmaker=sessionmaker)
         self._sendq: asyncio.Queue[Item | None] = asyncio.Queue(max(2 * settings.concurrency, 4))
         self._streak: dict[int, int] = {}  # issue id -> consecutive failures (the senders')
-        parts = Parts(settings, sessionmaker, self.owner, self._board, self._claims, self._servers)
+        parts = Parts(settings, sessionmaker, single_statements(sessionmaker), self.owner,
+                      self._board, self._claims, self._servers)  # fmt: skip
         self._feeder = Feeder(parts, sendq=self._sendq, stopping=self.stopping)
         self._control = Control(parts, feeder=self._feeder)
         self._writer = Writer(parts)
@@ -210,7 +212,11 @@ class Dispatcher:
 
 async def run_worker(settings: Settings) -> None:
     """`tidings worker`: a dispatcher with no HTTP; SIGTERM/SIGINT drain it, then exit 0."""
-    engine = make_engine(settings.database_url)
+    # No ping before each use of a pooled connection: it is two round trips (a transaction
+    # begun and rolled back), and a dispatcher uses a connection some 50 times a second. A
+    # connection the database dropped fails its next statement instead; SQLAlchemy then
+    # empties the pool, and every part already retries a failed round trip.
+    engine = make_engine(settings.database_url, pool_pre_ping=False)
     transports = build_transports(settings.smtp_url, settings.var_dir)
     dispatcher = Dispatcher(
         settings=settings, sessionmaker=make_sessionmaker(engine), transports=transports

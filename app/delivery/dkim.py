@@ -35,6 +35,7 @@ OVERSIGNED: frozenset[bytes] = frozenset(
 # Only the runs that change (a tab, or two or more WSP): a lone space, the common case
 # between words, is left alone instead of being replaced by itself thousands of times.
 _WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")
+_SPACE_RUN = re.compile(rb"  +")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _FIELD_SPLIT = re.compile(rb"\r\n(?![ \t])")  # a CRLF not followed by WSP ends a field
 _MAX_LINE = 78  # RFC 5322's SHOULD; every line we write stays far below its 998 MUST
@@ -48,8 +49,13 @@ def canonical_body(body: bytes) -> bytes:
     # without one gets it, and its trailing WSP is then stripped like any other line's.
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    if b"\t" in body or b"  " in body:  # `in` is a C search; most bodies need no regex
-        body = _WSP_RUN.sub(b" ", body)
+    # Every WSP run becomes one space: each tab a space, then each run of spaces one. The
+    # pattern starts with a two-space literal, which the regex engine searches for in C;
+    # one that can start at any space (`\t[ \t]*| [ \t]+`, as for headers) is tried at
+    # every space of the body: 137 us for our 23 KB newsletter, against 22 us.
+    if b"\t" in body:
+        body = body.replace(b"\t", b" ")
+    body = _SPACE_RUN.sub(b" ", body)
     # Runs are single spaces now, so line-end WSP is exactly " \r\n": a plain replace.
     body = body.replace(b" \r\n", b"\r\n")
     end = len(body)
@@ -107,11 +113,15 @@ class DkimSigner:
             raise ValueError(f"DKIM signs with RSA or Ed25519 keys, not {type(key).__name__}")
         self._key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey = key
 
-    def sign(self, message: bytes) -> bytes:
-        """The message with a DKIM-Signature header prepended (relaxed/relaxed)."""
+    def sign(self, message: bytes, *, crlf: bool = False) -> bytes:
+        """The message with a DKIM-Signature header prepended (relaxed/relaxed).
+
+        `crlf`: the caller vouches the message has no bare LF (the dispatcher's renderer
+        writes CRLF only), which spares two scans of it (~28 us for 23 KB).
+        """
         # Sign, and return, the CRLF form that SMTP puts on the wire (count() is a C scan).
         wire = message
-        if message.count(b"\n") != message.count(b"\r\n"):
+        if not crlf and message.count(b"\n") != message.count(b"\r\n"):
             wire = _BARE_LF.sub(b"\r\n", message)
         fields, body = _split(wire)
         body_hash = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())

@@ -62,6 +62,7 @@ class Feeder:
         self, parts: Parts, *, sendq: asyncio.Queue[Item | None], stopping: asyncio.Event
     ) -> None:
         self.settings, self.sessionmaker = parts.settings, parts.sessionmaker
+        self._single = parts.single
         self.owner = parts.owner
         self._board, self._claims, self._servers = parts.board, parts.claims, parts.servers
         self._sendq, self._stopping = sendq, stopping
@@ -196,7 +197,7 @@ class Feeder:
         claims = self._claims
         try:
             compiled = await self._compiled_issue(issue_id)
-            async with self.sessionmaker() as s:
+            async with self._single() as s:
                 targets = await queue.load_targets(session=s, ids=ids)
         except (SQLAlchemyError, OSError):
             # The database is away: these stay ours and wait at the head of the line (a
@@ -245,7 +246,7 @@ class Feeder:
     ) -> None:
         assert self._signer is not None
         try:
-            signed = await self._signer.sign(datas)
+            signed = await self._signer.sign(datas, crlf=True)  # the renderer's
             await self._queue(issue_id, transport, items, signed)
         except SignAgain:  # a signing process died and the pool was restarted
             log.warning(

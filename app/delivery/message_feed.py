@@ -46,6 +46,7 @@ class MessageFeed:
     def __init__(self, parts: Parts, *, sendq: asyncio.Queue[Item | None],
                  stopping: asyncio.Event) -> None:  # fmt: skip
         self.settings, self.sessionmaker = parts.settings, parts.sessionmaker
+        self._single = parts.single  # a probe, then at most one claim: no transaction needed
         self.owner = parts.owner
         self._claims, self._servers = parts.claims, parts.servers
         self._sendq, self._stopping = sendq, stopping
@@ -74,7 +75,7 @@ class MessageFeed:
             await asyncio.gather(self._claiming, return_exceptions=True)
 
     async def _claim(self) -> list[int]:
-        async with self.sessionmaker() as s, s.begin():
+        async with self._single() as s, s.begin():
             ids = await message_claims.claim(session=s, owner=self.owner, limit=BATCH,
                                              lease_seconds=self.settings.lease_seconds)  # fmt: skip
         self._claims.claimed(MESSAGES_ISSUE, ids)

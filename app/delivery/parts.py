@@ -22,6 +22,7 @@ class Parts:
 
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
+    single: async_sessionmaker[AsyncSession]  # one-statement work (statements.single_statements)
     owner: str  # this dispatcher's lease owner (host:pid:random)
     board: Board
     claims: Claims

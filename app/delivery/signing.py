@@ -1,19 +1,25 @@
 """DKIM signing off the event loop, with several chunks in flight.
 
-Signing costs ~0.42 ms of CPU per 23 KB message (0.23 ms of it OpenSSL's RSA-2048, the
-rest canonicalisation and SHA-256 in dkim.py), twice what the dispatcher does besides.
+Signing costs ~0.33 ms of CPU per 23 KB message: 0.26 ms of it OpenSSL's RSA-2048, the
+rest canonicalisation and SHA-256 in dkim.py (~0.07 ms; it was ~0.23 ms before its body
+pass lost a regex tried at every space, and the bare-LF scans that the dispatcher's
+CRLF-only messages do not need).
 The feeder hands each rendered chunk to `Signer.sign` in a task of its own and goes on
 rendering the next chunk; the task queues the signed messages for the senders when they
 are ready. The feeder only waits when `MAX_IN_FLIGHT` chunks are already being signed,
 which bounds memory and what a pause has to release.
 
-Processes or threads? `cryptography` keeps the GIL while it signs (two signing threads
-sign no faster than one), so signing threads share one core with the event loop. They
-spare the trip of every message to a process and back, which costs about 0.2 ms of CPU
-a message on the two sides (pickling, pipes, the pool's helper threads). So:
+Processes or threads? `cryptography` 50 lets go of the GIL during the RSA operation
+(checked: two threads sign ~2x as fast as one, and a third thread runs Python meanwhile),
+so signing threads put the RSA work on every core; what keeps the GIL is the rest
+(canonicalisation: C passes over the bytes, ~0.07 ms). Threads spare the trip of every
+message to a process and back, about 0.2 ms of CPU a message on the two sides (pickling,
+pipes, the pool's helper threads); a process takes all of the signing off the event
+loop's core. So:
 
-- SQLite has one dispatcher, the embedded one: only processes give it a second core
-  (bench, 2 cores: 1,188 msg/s with processes, 856 with threads).
+- SQLite has one dispatcher, the embedded one, whose loop also renders and serves the
+  web: processes take all of the signing off that core (bench, 2 cores, measured with
+  the canonicalisation's old cost: 1,188 msg/s with processes, 856 with threads).
 - PostgreSQL spreads the work over `tidings worker` processes, one or more per core;
   there threads cost less CPU per message and win (2 workers: 1,147 vs 965 msg/s;
   4 workers: 1,553 vs 1,135). Run one worker per core when DKIM is on.
@@ -51,11 +57,11 @@ def _init_signer(domain: str, selector: str, key_file: str) -> None:
         _signer = DkimSigner(domain=domain, selector=selector, private_key_pem=f.read())
 
 
-def _sign_list(datas: list[bytes]) -> list[tuple[bytes, bool]]:
+def _sign_list(datas: list[bytes], crlf: bool = False) -> list[tuple[bytes, bool]]:
     """Per message: its DKIM-Signature header and True, or the whole signed message and False."""
     out = []
     for data in datas:
-        signed = _signer.sign(data)
+        signed = _signer.sign(data, crlf=crlf)
         # Only the new header goes back (the signer keeps a CRLF message as it is): half
         # the pickling and pipe traffic of a message.
         if signed.endswith(data):
@@ -122,15 +128,15 @@ class Signer:
                 if w.done() and not w.cancelled():
                     w.exception()
 
-    async def sign(self, datas: list[bytes]) -> list[bytes]:
-        """The messages signed, split across the pool, in their order."""
+    async def sign(self, datas: list[bytes], *, crlf: bool = False) -> list[bytes]:
+        """The messages signed, split across the pool, in their order (`crlf`: see DkimSigner)."""
         loop, pool = asyncio.get_running_loop(), self.pool
         parts = max(1, min(len(datas), self.workers))
         size = -(-len(datas) // parts)
         chunks = [datas[i : i + size] for i in range(0, len(datas), size)]
         try:
             signed = await asyncio.gather(
-                *(loop.run_in_executor(pool, _sign_list, c) for c in chunks)
+                *(loop.run_in_executor(pool, _sign_list, c, crlf) for c in chunks)
             )
         except (BrokenExecutor, OSError):  # OSError: the pool broke while we submitted
             # A signing process died. Every chunk in flight fails with it; the first to

@@ -34,6 +34,7 @@ class Writer:
 
     def __init__(self, parts: Parts) -> None:
         self.settings, self.sessionmaker = parts.settings, parts.sessionmaker
+        self._single = parts.single
         self.owner = parts.owner
         self._board, self._claims, self._servers = parts.board, parts.claims, parts.servers
         self._bounces: list[tuple[int, str, str]] = []  # (delivery id, email, reply)
@@ -83,8 +84,10 @@ class Writer:
         bounces, self._bounces = self._bounces, []
         pauses = self._board.pending()  # kept on the board until written: the tick reads them
         blocks = self._servers.take_unwritten()
+        # Results alone are one UPDATE, atomic by itself: no transaction round trips for it.
+        plain = not pauses and not blocks and claims.holds_any()
         try:
-            async with self.sessionmaker() as s, s.begin():
+            async with (self._single if plain else self.sessionmaker)() as s, s.begin():
                 for issue_id, reason in pauses.items():
                     await lifecycle.pause(s, issue_id, reason)
                 await queue.record(session=s, owner=self.owner, results=results)
