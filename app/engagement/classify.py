@@ -10,9 +10,8 @@ person opens: a person's open, with no device known.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from crawlerdetect import CrawlerDetect
 
@@ -29,14 +28,17 @@ _SCANNERS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One request to the pixel or a redirect, as it arrived."""
+class Hit(NamedTuple):
+    """One request to the pixel or a redirect, as it arrived.
+
+    Its fields are strings and numbers only: the recorder buffers `tuple(hit)`, which the
+    garbage collector stops tracking (recorder.py says why that matters).
+    """
 
     kind: str  # open | click
     issue_id: int
     delivery_id: int
-    index: int
+    link_idx: int  # 0 for the pixel
     at: float  # epoch seconds
     method: str
     user_agent: str
@@ -84,7 +86,7 @@ def judge(
 ) -> dict[str, Any]:
     """The verdict and its evidence: {"machine", "reasons", "device", ...}."""
     reasons: list[str] = []
-    if hit.index == 1 or trap:
+    if hit.link_idx == 1 or trap:
         reasons.append("hidden-link")
     if hit.method == "HEAD":
         reasons.append("head-request")

@@ -106,7 +106,7 @@ def _note(scope: Scope, state: Any, kind: str, values: tuple[int, int, int], url
         address = scope["client"][0] if scope.get("client") else "unknown"
     issue_id, delivery_id, index = values
     recorder(state).hit(Hit(
-        kind=kind, issue_id=issue_id, delivery_id=delivery_id, index=index, at=time.time(),
+        kind=kind, issue_id=issue_id, delivery_id=delivery_id, link_idx=index, at=time.time(),
         method=scope["method"], user_agent=agent.decode("latin-1"), address=address, url=url,
     ))  # fmt: skip
 

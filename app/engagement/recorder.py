@@ -12,6 +12,14 @@ oldest are dropped past MAX_PENDING).
 The flush shares the event loop with the redirects, so no stretch of it is long: hits
 are judged SLICE at a time with a yield between, rows are written by executemany in
 slices (rollups.py), and what is forgotten expires in arrival order, never by a scan.
+
+What is kept between flushes is plain tuples of strings and numbers (each hit, a message's
+recent clicks as (at, index) pairs, the counted keys), which CPython's garbage collector
+stops tracking at the first collection they live through. A tracked object per hit (the
+Hit itself, a deque per message), kept 30 s, made every full collection walk them all:
+100-300 ms with the loop held, the redirect's p99. They are kept only as long as a verdict
+can need them: clicks BURST_SECONDS, counted keys REPEAT_SECONDS before the oldest hit
+not yet judged.
 """
 
 from __future__ import annotations
@@ -41,9 +49,10 @@ FLUSH_AT = 500
 HOLD_SECONDS = 2.5
 MAX_PENDING = 200_000
 REPEAT_SECONDS = 10.0  # the same link of one message again from one address: one hit
-KEEP_SECONDS = 30.0  # how long a message's recent clicks and counted hits are remembered
 RECENT_PER_MESSAGE = 32
 SLICE = 100  # hits judged between two yields to the event loop (~0.5 ms)
+Row = tuple[Any, ...]  # a Hit as a plain tuple, as buffered (Hit._make reads it back)
+_AT = Hit._fields.index("at")
 
 
 class Recorder:
@@ -53,9 +62,10 @@ class Recorder:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self._digest_key = _key(settings.secret_key_value, "engagement-seen")
-        self.pending: deque[Hit] = deque(maxlen=MAX_PENDING)
-        # delivery -> its last clicks: bounded, so a flood on one token costs no more per hit
-        self.recent: dict[int, deque[Hit]] = {}
+        self.pending: deque[Row] = deque(maxlen=MAX_PENDING)
+        # delivery -> (at, index) of its last clicks: bounded, so a flood on one token
+        # costs no more per hit
+        self.recent: dict[int, tuple[tuple[float, int], ...]] = {}
         self.counted: dict[tuple[int, str, int, str], float] = {}  # when each was last counted
         self._expiry: deque[tuple[float, int]] = deque()  # (arrival, delivery) of recent
         self._counted_expiry: deque[tuple[float, tuple[int, str, int, str]]] = deque()
@@ -67,12 +77,10 @@ class Recorder:
 
     def hit(self, hit: Hit) -> None:
         """Note one hit (no I/O); the flushing task starts with the first."""
-        self.pending.append(hit)
+        self.pending.append(tuple(hit))
         if hit.kind == "click":
-            found = self.recent.get(hit.delivery_id)
-            if found is None:
-                found = self.recent[hit.delivery_id] = deque(maxlen=RECENT_PER_MESSAGE)
-            found.append(hit)
+            kept = self.recent.get(hit.delivery_id, ())[1 - RECENT_PER_MESSAGE :]
+            self.recent[hit.delivery_id] = (*kept, (hit.at, hit.link_idx))
             self._expiry.append((hit.at, hit.delivery_id))
         self.arrived += 1
         # Counted since the last flush, not pending: the held hits always number more.
@@ -112,8 +120,8 @@ class Recorder:
     async def flush(self, *, hold: float = HOLD_SECONDS) -> int:
         """Judge and write every hit older than `hold` seconds; how many were taken."""
         cutoff = time.time() - hold
-        batch: list[Hit] = []
-        while self.pending and self.pending[0].at <= cutoff:
+        batch: list[Row] = []
+        while self.pending and self.pending[0][_AT] <= cutoff:
             batch.append(self.pending.popleft())
         if not batch:
             self._forget()
@@ -128,16 +136,17 @@ class Recorder:
         return len(batch)
 
     def _forget(self) -> None:
-        """Drop recent clicks and counted hits past KEEP_SECONDS (or older than any held
-        hit's window), oldest first: each entry is looked at once, when it expires."""
-        horizon = time.time() - KEEP_SECONDS
-        if self.pending:
-            horizon = min(horizon, self.pending[0].at - classify.BURST_SECONDS)
+        """Drop what no verdict can need any more: clicks BURST_SECONDS and counted hits
+        REPEAT_SECONDS older than the oldest hit not yet judged (or now), oldest first:
+        each entry is looked at once, when it expires."""
+        oldest = min(time.time(), self.pending[0][_AT]) if self.pending else time.time()
+        horizon = oldest - classify.BURST_SECONDS
         while self._expiry and self._expiry[0][0] < horizon:
             delivery = self._expiry.popleft()[1]
             found = self.recent.get(delivery)
-            if found is not None and found[-1].at < horizon:
+            if found is not None and found[-1][0] < horizon:
                 del self.recent[delivery]
+        horizon = oldest - REPEAT_SECONDS
         while self._counted_expiry and self._counted_expiry[0][0] < horizon:
             at, key = self._counted_expiry.popleft()
             if self.counted.get(key) == at:
@@ -145,7 +154,7 @@ class Recorder:
 
     def _fresh(self, h: Hit) -> bool:
         """Whether the hit is not a repeat of one counted in the last REPEAT_SECONDS."""
-        key = (h.delivery_id, h.kind, h.index, h.address)
+        key = (h.delivery_id, h.kind, h.link_idx, h.address)
         last = self.counted.get(key)
         if last is not None and 0 <= h.at - last < REPEAT_SECONDS:
             return False  # the same link of one message again from one address: one hit
@@ -154,13 +163,14 @@ class Recorder:
         return True
 
     def _context(self, h: Hit) -> tuple[bool, bool]:
-        """(burst, trap): other links of the same message followed around the same moment."""
+        """(burst, trap): other links of the same message followed around the same moment.
+        The hit's own click among them changes neither (its index is its own, and a click
+        of the hidden link is judged so by its index)."""
         window = classify.BURST_SECONDS
-        clicks = [o for o in self.recent.get(h.delivery_id, ())
-                  if o is not h and abs(o.at - h.at) <= window]  # fmt: skip
-        return any(o.index != h.index for o in clicks), any(o.index == 1 for o in clicks)
+        near = [i for at, i in self.recent.get(h.delivery_id, ()) if abs(at - h.at) <= window]
+        return any(i != h.link_idx for i in near), 1 in near
 
-    async def _write(self, session: AsyncSession, batch: list[Hit]) -> None:
+    async def _write(self, session: AsyncSession, batch: list[Row]) -> None:
         mode = self.settings.tracking
         if mode == "off":
             return
@@ -168,7 +178,7 @@ class Recorder:
         judged = rollups.Judged(announce=await rollups.announcing(session))
         conn = await session.connection()  # Core: the rows as tuples, no ORM on the way
         for start in range(0, len(batch), SLICE):
-            part = batch[start : start + SLICE]
+            part = [Hit._make(row) for row in batch[start : start + SLICE]]
             rows = await conn.execute(
                 select(Delivery.id, Delivery.issue_id, Delivery.subscriber_id, Delivery.sent_at,
                        Subscriber.attributes)
@@ -197,12 +207,14 @@ class Recorder:
             verdict = ev["reasons"][0].split(":")[0] if ev["machine"] else ""
             at = datetime.fromtimestamp(h.at, UTC)
             bucket = at.replace(minute=0, second=0, microsecond=0)
-            cell = judged.counts.setdefault((h.issue_id, h.kind, h.index, bucket, verdict), [0, 0])
+            cell = judged.counts.setdefault(
+                (h.issue_id, h.kind, h.link_idx, bucket, verdict), [0, 0]
+            )
             cell[0] += 1
             person = row[2] if mode == "individual" else None
             if not ev["machine"]:
                 digest = self._digest(h.delivery_id)
-                judged.seen.setdefault((h.issue_id, h.kind, h.index, digest), cell)
+                judged.seen.setdefault((h.issue_id, h.kind, h.link_idx, digest), cell)
                 if h.kind == "click":
                     anyone = judged.counts.setdefault((h.issue_id, "click", -1, bucket, ""), [0, 0])
                     judged.seen.setdefault((h.issue_id, "click", -1, digest), anyone)
@@ -213,7 +225,7 @@ class Recorder:
             if person is not None:
                 judged.events.append({"issue_id": h.issue_id, "delivery_id": h.delivery_id,
                                       "subscriber_id": person, "kind": h.kind,
-                                      "link_idx": h.index, "at": at, "machine": ev["machine"],
+                                      "link_idx": h.link_idx, "at": at, "machine": ev["machine"],
                                       "evidence": ev})  # fmt: skip
 
     def _digest(self, delivery_id: int) -> str:
