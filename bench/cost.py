@@ -67,7 +67,8 @@ def measure_render(results: Results, *, recipients: int, dkim_key: Path) -> int:
     rs = bench_render.recipients(recipients)
     size = len(issue.render_message(rs[0]))
     total = cpu_us_per_call(issue.render_message, rs)
-    # _parts is the renderer's per-recipient fill without the MIME assembly.
+    # _parts is the renderer's per-recipient work before the bytes: the slot values (one
+    # Jinja render) and tokens; the rest (escaping, QP pieces, headers) is the MIME step.
     parts = getattr(issue, "_parts", None)
     render = cpu_us_per_call(parts, rs) if parts else None
     signer = DkimSigner(
@@ -83,8 +84,8 @@ def measure_render(results: Results, *, recipients: int, dkim_key: Path) -> int:
     }
     results.add(Row("cost", "message size as sent", size / 1024, "KB"))
     if render is not None:
-        results.add(Row("cost", "render (fill the compiled issue)", render, "us/msg"))
-        results.add(Row("cost", "MIME (headers, QP parts)", total - render, "us/msg"))
+        results.add(Row("cost", "render (slot values of the compiled issue)", render, "us/msg"))
+        results.add(Row("cost", "MIME (escaping, QP pieces, headers)", total - render, "us/msg"))
     results.add(Row("cost", "render + MIME", total, "us/msg", "< 100", total < 100, "CPU, 1 core"))
     results.add(Row("cost", "DKIM sign, RSA-2048 (app/delivery/dkim.py)", dkim_us, "us/msg"))
     try:

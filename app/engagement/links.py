@@ -83,7 +83,7 @@ class Tracking:
             page = page[: found.start()] + extra + page[found.start() :] if found else page + extra
         html_part, html_refs = split_slots(page, html=True)
         text_part, text_refs = split_slots(text, html=False)
-        return Assembled(html_part, html_refs, text_part, text_refs)
+        return Assembled(html_part, _tokens(html_refs), text_part, _tokens(text_refs))
 
     def _html_link(self, m: re.Match[str]) -> str:
         url = htmllib.unescape(m[2])
@@ -105,6 +105,11 @@ class Tracking:
         out = [tokens.make(secret, "open", issue, delivery_id, PIXEL)]
         clicks = range(TRAP, FIRST + len(self.urls)) if self.clicks else range(0)
         return out + tokens.series(secret, "click", issue, delivery_id, clicks)
+
+
+def _tokens(refs: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    # Our slots' values are tokens (URL-safe base64): the renderer puts them in as they are.
+    return [(tag, i, "token" if tag == TAG else kind) for tag, i, kind in refs]
 
 
 def _joined(chunks: list[str], refs: list[tuple[str, int, str]]) -> str:

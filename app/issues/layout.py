@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from markdown_it import MarkdownIt
 from app.issues import layout_registry
 from app.issues.layout_registry import StoredLayout
 from app.issues.memo import BoundedMemo
-from app.issues.mime import PartChunks
+from app.issues.mime import SOFT_BREAK, PartChunks, qp_piece
 from app.issues.nesting import TooDeep, check_depth
 from app.issues.plaintext import html_to_text
 from app.issues.sandbox import make_env
@@ -162,18 +162,58 @@ def _slotted(path: Path, tag: str, html: bool, dynamic: frozenset[str]) -> Slott
 
 @dataclass(frozen=True)
 class Assembled:
-    """Both parts cut into static chunks and references to slot values."""
+    """Both parts cut into static chunks and references to slot values.
+
+    Refs of kind "token" are the tracked links' tokens (app/engagement/links.py): URL-safe
+    base64 made by us, put in as they are, with nothing to escape in HTML or in QP.
+    """
 
     html: PartChunks
     html_refs: list[tuple[str, int, str]]
     text: PartChunks
     text_refs: list[tuple[str, int, str]]
+    # Each distinct (tag, index, kind) once, and which of them each part's slots take.
+    keys: list[tuple[str, int, str]] = field(init=False, repr=False)
+    html_ids: list[int] = field(init=False, repr=False)
+    text_ids: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        keys: dict[tuple[str, int, str], int] = {}
+        html_ids = [keys.setdefault(ref, len(keys)) for ref in self.html_refs]
+        text_ids = [keys.setdefault(ref, len(keys)) for ref in self.text_refs]
+        object.__setattr__(self, "keys", list(keys))
+        object.__setattr__(self, "html_ids", html_ids)
+        object.__setattr__(self, "text_ids", text_ids)
 
     def fill(self, values: dict[str, list[str]]) -> tuple[list[str], list[str]]:
         """Slot values escaped for where they land: HTML text, URL, CSS, or plain text."""
         html = [_escape(values[t][i], kind) for t, i, kind in self.html_refs]
         text = [_flat(values[t][i]) for t, i, _ in self.text_refs]
         return html, text
+
+    def encode(self, values: dict[str, list[str]]) -> tuple[bytes, bytes]:
+        """The text and HTML parts' QP bodies for these slot values (what fill() gives, encoded).
+
+        Each distinct slot and kind is encoded once, and each distinct value once per kind:
+        a name shown in four places of both parts is escaped and encoded twice, not eight
+        times.
+        """
+        memo: dict[tuple[str, str], bytes] = {}
+        pieces = []
+        for tag, index, kind in self.keys:
+            value = values[tag][index]
+            if kind == "token":
+                pieces.append(value.encode("ascii") + SOFT_BREAK)
+                continue
+            piece = memo.get((value, kind))
+            if piece is None:
+                flat = _flat(value) if kind == "text" else _escape(value, kind)
+                piece = memo[value, kind] = qp_piece(flat)
+            pieces.append(piece)
+        return (
+            self.text.joined([pieces[j] for j in self.text_ids]),
+            self.html.joined([pieces[j] for j in self.html_ids]),
+        )
 
 
 def _flat(value: str) -> str:
@@ -186,6 +226,8 @@ def _escape(value: str, kind: str) -> str:
         value = "#"  # a subscriber-supplied javascript: or data: link goes nowhere
     elif kind == "css":
         value = _NOT_CSS.sub("", value)
+    elif kind == "token":
+        return value
     return htmllib.escape(value, quote=True)
 
 

@@ -139,11 +139,18 @@ def soft_end(encoded: bytes) -> bytes:
     return head + last[:cut] + b"=\r\n" + last[cut:] + b"=\r\n"
 
 
-def qp_slot(value: str) -> bytes:
-    """A per-recipient value as a QP piece ending in a soft break."""
+SOFT_BREAK = b"=\r\n"
+
+
+def qp_piece(value: str) -> bytes:
+    """A per-recipient value (one line: layout.py flattened it) as a QP piece ending in a
+    soft break."""
     raw = value.encode("utf-8")
     if _PLAIN_QP.fullmatch(raw):  # the common case: short ASCII, nothing to escape
-        return raw + b"=\r\n" if raw else b""
+        return raw + SOFT_BREAK if raw else b""
+    encoded = binascii.b2a_qp(raw, istext=True)
+    if len(encoded) < 76 and b"\n" not in encoded:  # a short name with an accent, say
+        return encoded + SOFT_BREAK
     return soft_end(qp(value))
 
 
@@ -154,6 +161,8 @@ class PartChunks:
         self.chunks = list(chunks)  # static, slot, static, slot, ..., static
         statics = self.chunks[0::2]
         self.encoded = [soft_end(qp(c)) for c in statics[:-1]] + [qp(statics[-1])]
+        self._frame = [b""] * (2 * len(self.encoded) - 1)
+        self._frame[0::2] = self.encoded
 
     def text(self, values: Sequence[str]) -> str:
         """The part's decoded text for these slot values."""
@@ -162,12 +171,10 @@ class PartChunks:
             out += (value, static)
         return "".join(out)
 
-    def encoded_with(self, values: Sequence[str]) -> bytes:
-        """The part's QP body for these slot values."""
-        enc = self.encoded
-        out = [enc[0]]
-        for value, static in zip(values, enc[1:], strict=True):
-            out += (qp_slot(value), static)
+    def joined(self, pieces: list[bytes]) -> bytes:
+        """The part's QP body with these QP pieces (one a slot, see qp_piece) in its slots."""
+        out = self._frame.copy()
+        out[1::2] = pieces  # a ValueError unless there is one piece a slot
         return b"".join(out)
 
 

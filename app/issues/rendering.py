@@ -33,29 +33,27 @@ from app.issues.mime import (
     simple_message,
     subject_header,
 )
-from app.issues.render_inputs import IssueContent, Recipient, sample_recipient, template_context
+from app.issues.render_inputs import (
+    IssueContent,
+    Recipient,
+    SubjectTemplate,
+    sample_recipient,
+    template_context,
+)
 from app.issues.templating import (
     DYNAMIC_NAMES,
     BodyError,
     HeaderError,
+    SlotBatch,
     SlottedTemplate,
-    SubjectTemplate,
     is_template,
 )
 from app.issues.templating import trial_render as _trial
 
 TRACKING_TAG = "K"  # the slots of app/engagement/links.py: pixel and tracked links
 
-__all__ = [
-    "BodyError",
-    "CompiledIssue",
-    "HeaderError",
-    "IssueContent",
-    "Recipient",
-    "compile_issue",
-    "render_system_email",
-    "validate_issue",
-]
+__all__ = ["BodyError", "CompiledIssue", "HeaderError", "IssueContent", "Recipient",
+           "compile_issue", "render_system_email", "validate_issue"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 _SLOW_CACHE_MAX = 256  # distinct bodies a control-flow template yields (e.g. vip or not)
@@ -165,6 +163,9 @@ class CompiledIssue:
         }
         self._templates = (self._layout.html, self._layout.text, self._body)
         self._fixed = [t.render_skeleton(self._static) if t.fast else None for t in self._templates]
+        # Per recipient, the fast templates' slots are one Jinja render (templating.py).
+        fast = [t for t, f in zip(self._templates, self._fixed, strict=True) if f is not None]
+        self._batch = SlotBatch(fast)
         self._cache: dict[tuple[str, ...], _layout.Assembled] = {}
         self.fast = all(t.fast for t in self._templates) and (
             self._subject is None or self._subject.fast
@@ -192,17 +193,17 @@ class CompiledIssue:
 
     def _parts(
         self, r: Recipient, *, force_slow: bool = False
-    ) -> tuple[_layout.Assembled, list[str], list[str], str]:
+    ) -> tuple[_layout.Assembled, dict[str, list[str]], str]:
+        """This recipient's assembled variant, its slot values by tag, and the subject."""
         personal = template_context(r, self._raw_issue, self.archive_url)
         subject = self._subject_in(personal, force_slow)
         issue = self._issue if self._subject is None else {**self._issue, "subject": subject}
         ctx = {**self._static, **personal, "issue": issue}
         skeletons: list[str] = []
-        values: dict[str, list[str]] = {}
+        values = {} if force_slow else self._batch.eval(ctx)
         for template, fixed in zip(self._templates, self._fixed, strict=True):
             if fixed is not None and not force_slow:
                 skeletons.append(fixed)
-                values[template.tag] = template.eval_slots(ctx)
                 continue
             try:
                 skeleton, vals = template.render_recording(ctx)
@@ -223,8 +224,7 @@ class CompiledIssue:
         if self.tracking is not None and r.tracked and r.delivery_id is not None:
             assembled = self._tracked_variant(key, assembled)
             values[TRACKING_TAG] = self.tracking.values(r.delivery_id)
-        html, text = assembled.fill(values)
-        return assembled, html, text, subject
+        return assembled, values, subject
 
     def _tracked_variant(
         self, key: tuple[str, ...], assembled: _layout.Assembled
@@ -239,13 +239,13 @@ class CompiledIssue:
 
     def render_html(self, r: Recipient) -> str:
         """The HTML part for this recipient (previews)."""
-        assembled, html, _, _ = self._parts(r)
-        return assembled.html.text(html)
+        assembled, values, _ = self._parts(r)
+        return assembled.html.text(assembled.fill(values)[0])
 
     def render_text(self, r: Recipient) -> str:
         """The plain-text part for this recipient (previews)."""
-        assembled, _, text, _ = self._parts(r)
-        return assembled.text.text(text)
+        assembled, values, _ = self._parts(r)
+        return assembled.text.text(assembled.fill(values)[1])
 
     def render_archive_html(self) -> str:
         """The public web version: a neutral subscriber, no unsubscribe token."""
@@ -257,14 +257,15 @@ class CompiledIssue:
 
     def render_message(self, r: Recipient, *, force_slow: bool = False) -> bytes:
         """The full RFC 5322 message (CRLF, QP parts, no DKIM), ready for SMTP DATA."""
-        assembled, html, text, subject = self._parts(r, force_slow=force_slow)
+        assembled, values, subject = self._parts(r, force_slow=force_slow)
+        text, html = assembled.encode(values)
         return self._skeleton.message(
             subject_line=subject_header(subject) if self._subject else None,
             to=format_address(r.name, r.email),
             message_id=r.message_id,
             unsubscribe_url=r.unsubscribe_url,
-            text=assembled.text.encoded_with(text),
-            html=assembled.html.encoded_with(html),
+            text=text,
+            html=html,
         )
 
 

@@ -14,7 +14,7 @@ import logging
 import re
 import string
 from _string import formatter_field_name_split
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
@@ -156,13 +156,9 @@ class SlottedTemplate:
                 exprs.append(out.nodes[i])
                 out.nodes[i] = nodes.Const(marker(tag, len(exprs) - 1))
         self.skeleton = env.from_string(skeleton)
-        slot_env = make_env(autoescape=False)
-        slot_ast = nodes.Template([nodes.Output([e]) for e in exprs])
-        slot_ast.set_environment(slot_env)
-        self.slots = slot_env.from_string(slot_ast)
+        self.exprs: list[nodes.Expr] = exprs
         self.slot_count = len(exprs)
-        self._slot_env, self._exprs = slot_env, exprs
-        self._single: dict[int, Template] = {}
+        self.batch = SlotBatch([self])
 
         # Slow path: every expression touching subscriber data is recorded, not printed.
         recording = env.parse(source)
@@ -179,29 +175,74 @@ class SlottedTemplate:
 
     def eval_slots(self, context: Mapping[str, Any]) -> list[str]:
         """The slot values for one recipient; a failing slot renders empty instead of raising."""
-        try:
-            values = list(self.slots.generate(context))
-            if len(values) == self.slot_count:
-                return values
-        except Exception:  # noqa: BLE001 - one subscriber's odd data must not stop a send
-            log.warning("slot evaluation failed; rendering slots one by one", exc_info=True)
-        return [self._one_slot(i, context) for i in range(self.slot_count)]
-
-    def _one_slot(self, index: int, context: Mapping[str, Any]) -> str:
-        if index not in self._single:
-            single = nodes.Template([nodes.Output([self._exprs[index]])])
-            single.set_environment(self._slot_env)
-            self._single[index] = self._slot_env.from_string(single)
-        try:
-            return self._single[index].render(context)
-        except Exception:  # noqa: BLE001 - documented: a failing slot renders empty
-            return ""
+        return self.batch.eval(context)[self.tag]
 
     def render_recording(self, context: Mapping[str, Any]) -> tuple[str, list[str]]:
         """Full per-recipient render (slow path): text with markers, and the marker values."""
         record = _Recorder(self.tag)
         text = self.recording.render(context, **{_RECORDER: record})
         return text, record.values
+
+
+class SlotBatch:
+    """The slot expressions of several fast templates, evaluated as one Jinja render.
+
+    Each render starts a context (~5 us before the first expression) and an issue has
+    three slotted templates (the layout's HTML and text, the body): here they are one. An
+    expression written several times (the reader's name in each section) is evaluated
+    once, as expressions over the recipient are pure; those with a call or the random
+    filter stay apart. A failing render is redone one expression at a time, the failing
+    ones empty, as a template's own slots always were.
+    """
+
+    def __init__(self, templates: Sequence[SlottedTemplate]):
+        self.env = make_env(autoescape=False)
+        self.exprs: list[nodes.Expr] = []
+        self.places: list[tuple[str, list[int]]] = []  # per template: its tag, where each slot is
+        seen: dict[object, int] = {}
+        for template in templates:
+            places = []
+            for expr in template.exprs:
+                key = repr(expr) if _pure(expr) else object()
+                if key not in seen:
+                    seen[key] = len(self.exprs)
+                    self.exprs.append(expr)
+                places.append(seen[key])
+            self.places.append((template.tag, places))
+        self.template = self._compile(self.exprs)
+        self._single: dict[int, Template] = {}
+
+    def _compile(self, exprs: list[nodes.Expr]) -> Template:
+        ast = nodes.Template([nodes.Output([e]) for e in exprs])
+        ast.set_environment(self.env)
+        return self.env.from_string(ast)
+
+    def eval(self, context: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Each template's slot values (by tag) for one recipient; never raises."""
+        try:
+            values = list(self.template.generate(context))
+        except Exception:  # noqa: BLE001 - one subscriber's odd data must not stop a send
+            log.warning("slot evaluation failed; rendering slots one by one", exc_info=True)
+            values = []
+        if len(values) != len(self.exprs):
+            values = [self._one(i, context) for i in range(len(self.exprs))]
+        return {tag: [values[p] for p in places] for tag, places in self.places}
+
+    def _one(self, index: int, context: Mapping[str, Any]) -> str:
+        if index not in self._single:
+            self._single[index] = self._compile([self.exprs[index]])
+        try:
+            return self._single[index].render(context)
+        except Exception:  # noqa: BLE001 - documented: a failing slot renders empty
+            return ""
+
+
+def _pure(expr: nodes.Expr) -> bool:
+    found = [expr, *expr.find_all((nodes.Call, nodes.Filter))]
+    return not any(
+        isinstance(n, nodes.Call) or (isinstance(n, nodes.Filter) and n.name == "random")
+        for n in found
+    )
 
 
 class _Recorder(TrustedCall):
@@ -234,66 +275,3 @@ def trial_render(fn: Callable[[], object]) -> None:
 def is_template(source: str) -> bool:
     """Whether a one-line source (a subject) uses Jinja at all; plain text stays literal."""
     return "{{" in source or "{%" in source
-
-
-class SubjectTemplate:
-    """A subject line as a template: the body's slot machinery, filled into one string.
-
-    Errors are HeaderErrors naming the subject, so the API's 422 points at that field. The
-    caller cleans the result for the header; per recipient this never raises.
-    """
-
-    def __init__(self, source: str, static: Mapping[str, Any]):
-        try:
-            self.template = SlottedTemplate(
-                source, tag="H", autoescape=False, dynamic=DYNAMIC_NAMES
-            )
-            self.fast = self.template.fast
-            skeleton = self.template.render_skeleton(static) if self.fast else ""
-        except BodyError as exc:
-            raise HeaderError(f"subject: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - any failure here is the author's to fix
-            raise HeaderError(f"subject fails to render: {exc}") from None
-        self._chunks = SLOT_RE.split(skeleton)
-        # A template that reads no subscriber data renders the same for everyone.
-        self.constant = skeleton if self.fast and not self.template.slot_count else None
-
-    def render(
-        self,
-        context: Mapping[str, Any],
-        *,
-        neutral: Mapping[str, Any] | None = None,
-        force_slow: bool = False,
-    ) -> str:
-        """The subject for one recipient: failing slots render empty, as in bodies.
-
-        A failing slow-path template falls back to the `neutral` context, then to "".
-        """
-        if self.fast and not force_slow:
-            return _fill(self._chunks, self.template.eval_slots(context))
-        for ctx in (context, neutral or context):
-            try:
-                return _fill(*self._recorded(ctx))
-            except Exception:  # noqa: BLE001 - one subscriber's odd data must not stop a send
-                log.warning("subject failed for one recipient", exc_info=True)
-        return ""
-
-    def check(self, context: Mapping[str, Any]) -> str:
-        """Render strictly, every expression evaluated, for validation with a sample subscriber."""
-        try:
-            return _fill(*self._recorded(context))
-        except Exception as exc:  # noqa: BLE001 - any failure here is the author's to fix
-            raise HeaderError(f"subject fails to render: {exc}") from None
-
-    def _recorded(self, context: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-        text, values = self.template.render_recording(context)
-        return SLOT_RE.split(text), values
-
-
-def _fill(parts: list[str], values: list[str]) -> str:
-    """Text split by SLOT_RE (static, tag, index, static, ...) with the slot values put back."""
-    out = [parts[0]]
-    for k in range(1, len(parts), 3):
-        index = int(parts[k + 1])
-        out += (values[index] if index < len(values) else "", parts[k + 2])
-    return "".join(out)
