@@ -32,7 +32,7 @@ from app.middleware import (
 )
 from app.migrate import head_revision
 from app.segments import router as segments_api
-from app.subscribers import audience_router, unsubscribe
+from app.subscribers import audience_router, signup_fast, unsubscribe
 from app.subscribers import pages as subscribers_pages
 from app.subscribers import router as subscribers_api
 from app.web import docs, error_handlers, ops
@@ -123,8 +123,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    for p in ("/api/v1/subscribers/import", "/admin/imports")},
     )  # fmt: skip
     app.add_middleware(RelativeSlashRedirect, router=app.router)
-    # Outermost, so the last one added: /o/ and /r/ are answered ahead of every middleware.
+    # Outermost, so the last ones added: /o/ and /r/, and the JSON sign-up, are answered
+    # ahead of every middleware.
     engagement_links.install(app)
+    signup_fast.install(app)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(docs.router)

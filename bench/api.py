@@ -1,13 +1,21 @@
-"""The HTTP API under load: wrk against a real `tidings serve` (one uvicorn process).
+"""The HTTP API under load: wrk against a real `tidings serve` (1 or N uvicorn processes).
 
+`tidings serve` is started by bench/stack.py: one process, or `--workers N` (uvicorn's
+supervisor and N worker processes, each with its own app, pool and group commit).
 wrk and the server share the machine's cores, so the figures are a floor, not the
 server's ceiling. The public rate limit is raised out of the way for the run
 (TIDINGS_PUBLIC_RATE_LIMIT), since wrk comes from a single address.
+
+Where the CPU went during each wrk run is measured from /proc and getrusage: the server's
+process group, the PostgreSQL backends of the run's database, and wrk itself, each as
+CPU µs per request; what is left of 2 cores is other work on the machine or idle time.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import tempfile
 from pathlib import Path
@@ -20,6 +28,7 @@ from bench.infra import (
     Processes,
     create_pg_database,
     drop_pg_database,
+    group_cpu_seconds,
     require,
 )
 from bench.report import Results, Row
@@ -58,10 +67,40 @@ end
 )
 
 
+def backend_cpu_seconds(database: str) -> float:
+    """CPU time of the live PostgreSQL backends connected to `database`."""
+    total = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if database.encode() not in cmdline.read_bytes():
+                continue
+            fields = (cmdline.parent / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wrk(
-    url: str, script: str, *, seconds: int, headers: dict[str, str] | None = None
+    url: str,
+    script: str,
+    *,
+    seconds: int,
+    headers: dict[str, str] | None = None,
+    cpu_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run wrk (2 threads, 64 connections) and return its figures."""
+    """Run wrk (2 threads, 64 connections) and return its figures.
+
+    `cpu_of`: name -> a function giving that part's CPU seconds so far; each part's CPU
+    per request during the run comes back as `cpu_us[name]`, wrk's own as `cpu_us["wrk"]`.
+    """
+    parts = {"wrk": _children_cpu, **(cpu_of or {})}
+    before = {k: f() for k, f in parts.items()}
     binary = require("/usr/bin/wrk", WRK_HINT)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
@@ -76,6 +115,9 @@ def wrk(
         raise RuntimeError(f"wrk gave no figures: {out.stderr.strip()[:200]}")
     figures = json.loads(line.removeprefix("WRKJSON "))
     figures["rps"] = figures["requests"] / figures["seconds"]
+    n = max(1, figures["requests"])
+    figures["cpu_us"] = {k: (f() - before[k]) / n * 1e6 for k, f in parts.items()}
+    figures["load"] = os.getloadavg()[0]
     return dict(figures)
 
 
@@ -109,7 +151,14 @@ async def measure_api(
         script = LUA_SUBSCRIBE.replace("RUN", str(abs(hash(tmp)) % 10**6)).replace(
             "LIST", LIST_SLUG
         )
-        figures["subscribe"] = wrk(base + "/api/v1/subscribe", script, seconds=seconds)
+        assert stack.server is not None
+        cpu_of = {"server": lambda: group_cpu_seconds(stack.server.pid)}  # type: ignore[union-attr]
+        if backend == "postgres":
+            database = url.rpartition("/")[2]
+            cpu_of["postgres"] = lambda: backend_cpu_seconds(database)
+        figures["subscribe"] = wrk(
+            base + "/api/v1/subscribe", script, seconds=seconds, cpu_of=cpu_of
+        )
         figures["list"] = wrk(
             base + "/api/v1/subscribers?limit=100",
             LUA_COMMON,
@@ -128,6 +177,8 @@ async def measure_api(
         f = figures[key]
         pg_subscribe = backend.startswith("postgres") and key == "subscribe"
         bad = f"; {f['errors']:,} errors/non-2xx" if f["errors"] else ""
+        cpu = ", ".join(f"{k} {v:,.0f}" for k, v in f.get("cpu_us", {}).items())
+        cpu = f"; CPU us/request: {cpu}; load {f['load']:.1f}" if key == "subscribe" else ""
         results.add(
             Row(
                 "api",
@@ -136,7 +187,7 @@ async def measure_api(
                 "req/s",
                 ">= 1500" if pg_subscribe else "",
                 f["rps"] >= 1500 and not f["errors"] if pg_subscribe else None,
-                f"{shared}{bad}",
+                f"{shared}{bad}{cpu}",
             )
         )
         results.add(
@@ -151,3 +202,27 @@ async def measure_api(
             )
         )
     return figures
+
+
+if __name__ == "__main__":  # pragma: no cover - a tool
+    import asyncio
+    import sys
+
+    from bench.infra import start_sink
+
+    async def main(counts: list[int], seconds: int) -> None:
+        """`python -m bench.api [SECONDS [PROCESSES ...]]`: PostgreSQL only, e.g. `10 1 2`."""
+        procs = Processes()
+        try:
+            sink = start_sink(procs)
+            results = Results(options={})
+            for n in counts:
+                await measure_api(results, procs=procs, sink_port=sink, backend="postgres",
+                                  seconds=seconds, processes=n)  # fmt: skip
+            for row in results.rows:
+                print(f"{row.what}: {row.value:,.1f} {row.unit}  {row.note}")
+        finally:
+            procs.stop_all()
+
+    args = [int(a) for a in sys.argv[1:]]
+    asyncio.run(main(args[1:] or [1, 2], args[0] if args else 10))

@@ -10,6 +10,7 @@ from typing import Any
 from app import branding, i18n, tokens
 from app.config import Settings
 from app.delivery.transport import DeliveryError, Envelope, Mailer
+from app.subscribers import confirm_mail
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +67,44 @@ def confirmation_envelope(
 ) -> Envelope:  # fmt: skip
     """The confirmation message for one subscriber, in the lists' language, ready for a transport.
 
-    `language` is the lists' (app.i18n.language_of); the installation's when None.
+    `language` is the lists' (app.i18n.language_of); the installation's when None. Filled
+    into the message compiled once per language, lists and branding (confirm_mail.py).
     """
-    from app.issues.rendering import render_system_email
-
     lang = language if language and i18n.is_shipped(language) else i18n.default_language(settings)
     organisation = branding.current(settings).email_context()
-    data = render_system_email(
+    sender = parseaddr(settings.from_)[1] or f"newsletter@{settings.sender_domain}"
+    compiled = confirm_mail.compiled(
+        from_addr=settings.from_,
+        domain=sender.rpartition("@")[2] or "localhost",  # as render_system_email's Message-ID
+        lang=lang,
+        lists=list_names,
+        organisation=organisation,
+        words=lambda: confirmation_text(
+            lang, organisation=organisation["name"], list_names=list_names
+        ),
+    )
+    url = confirm_url(settings, subscriber_id)
+    if compiled.ok:
+        data = compiled.message(to_email=email, to_name=name or "", url=url)
+    else:  # a template without the link in both parts: rendered whole, as it always was
+        data = _rendered(settings, email=email, name=name, url=url, lang=lang,
+                         organisation=organisation, list_names=list_names)  # fmt: skip
+    return Envelope(sender=sender, recipients=(email,), data=data)
+
+
+def _rendered(
+    settings: Settings, *, email: str, name: str | None, url: str, lang: str,
+    organisation: dict[str, Any], list_names: list[str],
+) -> bytes:  # fmt: skip
+    from app.issues.rendering import render_system_email
+
+    return render_system_email(
         "confirm",
         to_email=email,
         to_name=name or "",  # the To header has no display name then
         from_addr=settings.from_,
         context={
-            "confirm_url": confirm_url(settings, subscriber_id),
+            "confirm_url": url,
             "lists": list_names,
             "organisation": organisation,
             "lang": lang,
@@ -87,8 +113,6 @@ def confirmation_envelope(
             ),
         },
     )
-    sender = parseaddr(settings.from_)[1] or f"newsletter@{settings.sender_domain}"
-    return Envelope(sender=sender, recipients=(email,), data=data)
 
 
 def subscriptions_language(settings: Settings, subscriber: Any) -> str:

@@ -13,7 +13,6 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from app import i18n
 from app.config import Settings
@@ -21,7 +20,6 @@ from app.db import core_transaction, transaction
 from app.delivery.transport import Mailer
 from app.errors import Invalid
 from app.i18n import N_
-from app.models import MailingList
 from app.security import rate_limited
 from app.subscribers.emails import confirmation_envelope, send_confirmation
 from app.subscribers.pages import render_form
@@ -110,11 +108,8 @@ async def _sign_up(request: Request, raw: Any, background: BackgroundTasks) -> t
             attributes=data.attributes,
             check_deliverability=settings.check_deliverability,
         )
-        # The lists' language, for the confirmation email and the thank-you page.
-        languages = await conn.scalars(
-            select(MailingList.language).where(MailingList.slug.in_(data.lists))
-        )
-        language = i18n.language_of(languages.all(), i18n.default_language(settings))
+    # The lists' language (read by the lookup), for the confirmation and the thank-you page.
+    language = i18n.language_of(signup.languages, i18n.default_language(settings))
     if signup.subscriber_id is not None:
         confirm_later(
             settings,

@@ -1,11 +1,12 @@
 """The public sign-up: the hot path of the API, so Core statements and few round trips.
 
-One SELECT resolves the lists, the person (if known), their memberships of those lists
-and whether the address is suppressed; then one upsert of the person and one of the
-memberships, and the commit. Known and unknown addresses run the same statements and
-write alike (an upsert that meets a known address still writes its row), so the time of
-the answer does not tell a stranger whether an address is on file. The ORM version cost
-~5 round trips and ~4 ms of CPU per sign-up, most of it building and tracking objects.
+One SELECT resolves the lists (with their language, which the confirmation speaks), the
+person (if known), their memberships of those lists and whether the address is
+suppressed; then one upsert of the person and one of the memberships. Known and unknown
+addresses run the same statements and write alike (an upsert that meets a known address
+still writes its row), so the time of the answer does not tell a stranger whether an
+address is on file. The caller commits: the route one sign-up a transaction, the fast
+path (signup_fast.py) several concurrent ones in one (group commit, signup_batch.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _LOOKUP = (
         MailingList.name,
         MailingList.double_opt_in,
         MailingList.public,
+        MailingList.language,
         Subscriber.id.label("subscriber_id"),
         Subscriber.email,
         Subscriber.name.label("person_name"),
@@ -98,6 +100,7 @@ class SignUp:
     email: str = ""
     name: str | None = None
     list_names: list[str] = field(default_factory=list)
+    languages: list[str | None] = field(default_factory=list)  # of the lists, for language_of
 
 
 async def public_subscribe(
@@ -168,6 +171,7 @@ async def public_subscribe(
         await conn.execute(membership_upsert, writes)
         await triggers.enrol(conn, joined)
         await membership_moved(conn, person, moves)
+    languages = [m.language for m in lists]
     if not to_confirm:
-        return SignUp(status=answer)
-    return SignUp(answer, subscriber_id, person["email"], person["name"], to_confirm)
+        return SignUp(status=answer, languages=languages)
+    return SignUp(answer, subscriber_id, person["email"], person["name"], to_confirm, languages)
