@@ -17,7 +17,7 @@ without engagement.endpoints.FastPath does; by default FastPath is installed.
 started (gc.freeze()), as `tidings serve` would with that line in its lifespan.
 `--probe` prints, every 5 s, the event loop's stalls over 10 ms (with the CPU time the
 loop thread spent in them: near the stall, our own code; near zero, the process was
-descheduled or waited for the GIL) and the collector's pauses by generation.
+descheduled or waited for the GIL) and the CPU time of the collector's pauses.
 """
 
 from __future__ import annotations
@@ -132,14 +132,14 @@ def _wrk_scripts(var: Path, secret: str, rate: int, threads: int) -> tuple[Path,
 
 async def _probe() -> None:
     """Print the loop's stalls and the collector's pauses of the last 5 s, every 5 s."""
-    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}  # CPU ms of each collection
     began: list[float] = [0.0]
 
     def timed(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            began[0] = time.perf_counter()
+            began[0] = time.thread_time()
         else:
-            pauses[info["generation"]].append((time.perf_counter() - began[0]) * 1000)
+            pauses[info["generation"]].append((time.thread_time() - began[0]) * 1000)
 
     gc.callbacks.append(timed)
     stalls: list[tuple[float, float]] = []
@@ -153,12 +153,13 @@ async def _probe() -> None:
         if time.monotonic() >= report:
             report += 5
             worst = max(stalls, default=(0.0, 0.0))
-            held = sum(s for s, _ in stalls)
+            held, ours = sum(s for s, _ in stalls), sum(c for _, c in stalls)
             collector = ", ".join(
                 f"gen{g} {len(ms)}x max {max(ms, default=0):.0f} ms" for g, ms in pauses.items()
             )
-            print(f"probe: {len(stalls)} stalls > {STALL_MS:g} ms (sum {held:.0f} ms,"
-                  f" worst {worst[0]:.0f} ms with {worst[1]:.0f} ms CPU); gc: {collector}",
+            print(f"probe: {len(stalls)} stalls > {STALL_MS:g} ms (sum {held:.0f} ms, {ours:.0f}"
+                  f" ms of it CPU; worst {worst[0]:.0f} ms, {worst[1]:.0f} ms CPU); gc CPU:"
+                  f" {collector}",
                   flush=True)  # fmt: skip
             stalls.clear()
             for ms in pauses.values():

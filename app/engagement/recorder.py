@@ -11,7 +11,8 @@ oldest are dropped past MAX_PENDING).
 
 The flush shares the event loop with the redirects, so no stretch of it is long: hits
 are judged SLICE at a time with a yield between, rows are written by executemany in
-slices (rollups.py), and what is forgotten expires in arrival order, never by a scan.
+slices (rollups.py), what is forgotten expires in arrival order, never by a scan, and
+crawlerdetect's patterns are compiled in a thread when the task starts.
 
 What is kept between flushes is plain tuples of strings and numbers (each hit, a message's
 recent clicks as (at, index) pairs, the counted keys), which CPython's garbage collector
@@ -90,6 +91,7 @@ class Recorder:
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        await asyncio.to_thread(classify.warm)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), FLUSH_SECONDS)
