@@ -57,7 +57,8 @@ def canonical_body(body: bytes) -> bytes:
         body = body.replace(b"\t", b" ")
     body = _SPACE_RUN.sub(b" ", body)
     # Runs are single spaces now, so line-end WSP is exactly " \r\n": a plain replace.
-    body = body.replace(b" \r\n", b"\r\n")
+    if b" \r\n" in body:  # a search is ~4 us over 23 KB, a replace ~17 us even with none
+        body = body.replace(b" \r\n", b"\r\n")
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2

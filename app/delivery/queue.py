@@ -21,12 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import config
 from app.db import utcnow
 from app.delivery import fanout
+from app.delivery.statements import claim_statement
 from app.delivery.statements import is_pg as _pg
 from app.delivery.statements import timed as _sql
 
 # A batched send (fanout.py) gets its next batch written when fewer than this many claims'
 # worth of its deliveries are due: enough to keep the workers busy while it is written.
 AHEAD_CLAIMS = 10
+_ISSUE_SENDING = (
+    " AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status IN ('sending', 'active'))"
+)
 
 
 async def cancel_deliveries(*, session: AsyncSession, issue_id: int) -> int:
@@ -62,25 +66,8 @@ async def claim(
     width = fanout_batch or config.settings.fanout_batch  # the app's setting, from the feeder
     ahead = min(max(limit * AHEAD_CLAIMS, 1), max(width // 4, 1))
     await fanout.expand(session=session, issue_id=issue_id, now=now, ahead=ahead, width=width)
-    # SKIP LOCKED: concurrent workers each take different rows without waiting.
-    # SQLite has one writer at a time (the embedded dispatcher), so no lock clause is needed.
-    lock = " FOR UPDATE SKIP LOCKED" if _pg(session) else ""
-    # A plan that no statistics can turn: ORDER BY the index's last column walks the queue
-    # index, and `= ANY(ARRAY(...))` makes the outer UPDATE look ids up by primary key. With
-    # `IN (...)`, fresh statistics after a fan-out (every row 'queued') made PostgreSQL hash
-    # the whole table per claim: 2.0 -> 8.6 ms a batch at 20,000 rows, growing with the send.
-    ids = ("id = ANY(ARRAY(", "))") if lock else ("id IN (", ")")
     rows = await session.execute(
-        _sql(
-            "UPDATE deliveries SET status = 'sending', lease_owner = :owner,"  # noqa: S608 (constants only)
-            f" lease_expires_at = :lease, attempts = attempts + 1 WHERE {ids[0]}"
-            "SELECT id FROM deliveries WHERE issue_id = :i AND status = 'queued'"
-            " AND next_attempt_at <= :now"
-            " AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status IN ('sending', 'active'))"
-            f" ORDER BY next_attempt_at LIMIT :n{lock}{ids[1]} RETURNING id",
-            "now",
-            "lease",
-        ),
+        claim_statement(_pg(session), guard=_ISSUE_SENDING),
         {
             "owner": owner,
             "lease": now + timedelta(seconds=lease_seconds),
