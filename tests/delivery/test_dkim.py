@@ -112,6 +112,15 @@ def test_dkimpy_verifies_our_signature(
     assert tag(signed, b"bh") == tag(theirs, b"bh")
 
 
+def test_a_message_vouched_crlf_is_signed_as_any_other(signer: DkimSigner, dns: Any) -> None:
+    # The dispatcher's renderer writes CRLF only and says so (crlf=True: no bare-LF scans).
+    message = MESSAGES["20 KB"]
+    signed = signer.sign(message, crlf=True)
+    assert signed.endswith(message)
+    assert dkim.verify(signed, dnsfunc=dns)
+    assert tag(signed, b"bh") == tag(signer.sign(message), b"bh")
+
+
 def header(signed: bytes) -> bytes:
     """The DKIM-Signature field, unfolded."""
     field = re.match(rb"DKIM-Signature:(.*?)\r\n(?![ \t])", signed, re.S)
@@ -145,7 +154,8 @@ def test_tags_and_line_lengths(signer: DkimSigner) -> None:
 BODIES = [
     b"", b"\r\n", b"a\r\n", b"a b c\r\n", b"a \t b  \r\n\r\n \r\n", b" x\r\n\ty\t\r\n",
     b"\r\n\r\nz\r\n\r\n", b"a\t \t b \r\n \t \r\nc\t\r\n", b"x \r\n \r\n\t\r\n",
-    b"=20 \r\n  lead\r\n",
+    b"=20 \r\n  lead\r\n", b"<p>\r\n        <a>  x</a>   \r\n", b"a" + b" " * 17 + b"b\r\n",
+    b"no runs\r\nat all\r\n", b"tab\t\tthen  spaces \t \r\n.\r\n",
 ]  # fmt: skip
 
 
