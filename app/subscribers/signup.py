@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, exists, select
+from sqlalchemy import String, any_, bindparam, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,33 +26,46 @@ from app.models import MailingList, Subscriber, Subscription, Suppression
 from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
 from app.subscribers.service import normalize_or_invalid
-from app.webhooks.events import emit, membership_moved
+from app.webhooks.events import emit, membership_moved, subscribed_events
 
-_LOOKUP = (
-    select(
-        MailingList.id,
-        MailingList.slug,
-        MailingList.name,
-        MailingList.double_opt_in,
-        MailingList.public,
-        MailingList.language,
-        Subscriber.id.label("subscriber_id"),
-        Subscriber.email,
-        Subscriber.name.label("person_name"),
-        Subscriber.status.label("person"),
-        Subscription.status.label("membership"),
-        exists()
-        .where(Suppression.email_hash == bindparam("hash"))
-        .label("suppressed"),  # fmt: skip
+
+def _lookups(postgres: bool) -> tuple[Any, Any]:
+    """The lists asked for, each with every known person of the batch (or none) and her
+    membership of it; and which of the addresses are suppressed, by hash. Both run whoever
+    the people are. On PostgreSQL the lists of values are arrays (`= ANY`), so one
+    statement text, prepared once, serves every batch size.
+    """
+
+    def among(column: Any, name: str) -> Any:
+        if postgres:
+            return column == any_(bindparam(name, type_=postgresql.ARRAY(String)))
+        return column.in_(bindparam(name, expanding=True))
+
+    lookup = (
+        select(
+            MailingList.id,
+            MailingList.slug,
+            MailingList.name,
+            MailingList.double_opt_in,
+            MailingList.public,
+            MailingList.language,
+            Subscriber.id.label("subscriber_id"),
+            Subscriber.email_key.label("key"),
+            Subscriber.email,
+            Subscriber.name.label("person_name"),
+            Subscriber.status.label("person"),
+            Subscription.status.label("membership"),
+        )
+        .select_from(MailingList)
+        .outerjoin(Subscriber, among(Subscriber.email_key, "keys"))
+        .outerjoin(
+            Subscription,
+            (Subscription.subscriber_id == Subscriber.id)
+            & (Subscription.list_id == MailingList.id),
+        )
+        .where(among(MailingList.slug, "slugs"))
     )
-    .select_from(MailingList)
-    .outerjoin(Subscriber, Subscriber.email_key == bindparam("key"))
-    .outerjoin(
-        Subscription,
-        (Subscription.subscriber_id == Subscriber.id) & (Subscription.list_id == MailingList.id),
-    )
-    .where(MailingList.slug.in_(bindparam("slugs", expanding=True)))
-)
+    return lookup, select(Suppression.email_hash).where(among(Suppression.email_hash, "hashes"))
 
 
 def _person_upsert(dialect: Any) -> Any:
@@ -60,7 +73,7 @@ def _person_upsert(dialect: Any) -> Any:
     stmt = dialect.insert(Subscriber)
     return stmt.on_conflict_do_update(
         index_elements=[Subscriber.email_key], set_={"email_key": stmt.excluded.email_key}
-    ).returning(Subscriber.id)
+    ).returning(Subscriber.id, Subscriber.email_key)
 
 
 def _membership_upsert(dialect: Any) -> Any:
@@ -81,7 +94,7 @@ def _membership_upsert(dialect: Any) -> Any:
                 else_=Subscription.unsubscribed_at,
             ),
         },
-    )
+    ).returning(Subscription.list_id)  # RETURNING: a batch's rows go as one statement
 
 
 # Built once per backend: constructing them per request cost more than running them.
@@ -89,6 +102,7 @@ _UPSERTS = {
     name: (_person_upsert(dialect), _membership_upsert(dialect))
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+_LOOKUPS = {"postgresql": _lookups(True), "sqlite": _lookups(False)}
 
 
 @dataclass
@@ -101,6 +115,29 @@ class SignUp:
     name: str | None = None
     list_names: list[str] = field(default_factory=list)
     languages: list[str | None] = field(default_factory=list)  # of the lists, for language_of
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One sign-up as asked, its address validated (`refused` says why not)."""
+
+    address: str
+    key: str
+    refused: Invalid | None
+    name: str | None
+    slugs: list[str]
+    attributes: dict[str, Any]
+
+
+def ask(
+    email: str, name: str | None, slugs: list[str], attributes: dict[str, Any], *,
+    check_deliverability: bool,
+) -> Ask:  # fmt: skip
+    try:
+        address, key = normalize_or_invalid(email, check_deliverability=check_deliverability)
+    except Invalid as exc:
+        return Ask("", "", exc, name, list(dict.fromkeys(slugs)), attributes)
+    return Ask(address, key, None, name, list(dict.fromkeys(slugs)), attributes)
 
 
 async def public_subscribe(
@@ -118,60 +155,100 @@ async def public_subscribe(
     anyone's address). A blocklisted address gets the same answer and no email. An address on
     the suppression list, or a list the person left, is only taken back through the
     confirmation link, even on a single opt-in list (memberships.next_status, actor "public").
-    The caller commits.
+    An unknown list is reported before a bad address. The caller commits.
     """
-    wanted = list(dict.fromkeys(slugs))
-    refused: Invalid | None = None
-    try:
-        address, key = normalize_or_invalid(email, check_deliverability=check_deliverability)
-    except Invalid as exc:
-        address, key, refused = "", "", exc  # an unknown list is reported first
-    params = {"key": key, "hash": suppression_hash(key), "slugs": wanted}
-    rows = {r.slug: r for r in await conn.execute(_LOOKUP, params) if r.public}
-    missing = [s for s in wanted if s not in rows]
-    if missing:
-        names = ", ".join(repr(s) for s in missing)
-        raise Invalid(f"no public list with slug {names}", loc=("body", "lists"))
-    if refused is not None:
-        raise refused
-    lists = [rows[s] for s in wanted]
-    answer = "pending" if any(m.double_opt_in for m in lists) else "confirmed"
-    first = lists[0]
-    blocked = first.person == "blocklisted"
+    one = ask(email, name, slugs, attributes, check_deliverability=check_deliverability)
+    (outcome,) = await subscribe_many(conn, [one])
+    if isinstance(outcome, Invalid):
+        raise outcome
+    return outcome
+
+
+async def subscribe_many(conn: AsyncConnection, asks: list[Ask]) -> list[SignUp | Invalid]:
+    """public_subscribe for several people at once, set-based: each one's outcome, in order.
+
+    Two lookups, one upsert of the people and one of the memberships for the lot. A refused
+    sign-up (Invalid) writes nothing and the others go on. The keys must be distinct (a
+    second sign-up of an address waits for the next batch: signup_batch.py).
+    """
+    keys = [a.key for a in asks if a.refused is None]
+    slugs = sorted({s for a in asks for s in a.slugs})
+    lists: dict[str, Any] = {}
+    people: dict[str, Any] = {}
+    held: dict[tuple[str, int], str] = {}
+    lookup, suppression = _LOOKUPS[conn.dialect.name]
+    for r in await conn.execute(lookup, {"keys": keys, "slugs": slugs}):
+        if r.public:
+            lists.setdefault(r.slug, r)
+        if r.subscriber_id is not None:
+            people.setdefault(r.key, r)
+            if r.membership is not None:
+                held[r.key, r.id] = r.membership
+    hashes = {suppression_hash(k): k for k in keys}
+    suppressed = {hashes[h] for h in await conn.scalars(suppression, {"hashes": list(hashes)})}
+    outcomes: list[SignUp | Invalid] = []
+    accepted: list[tuple[int, Ask]] = []
+    for a in asks:
+        missing = [s for s in a.slugs if s not in lists]
+        if missing:
+            names = ", ".join(repr(s) for s in missing)
+            outcomes.append(Invalid(f"no public list with slug {names}", loc=("body", "lists")))
+        elif a.refused is not None:
+            outcomes.append(a.refused)
+        else:
+            accepted.append((len(outcomes), a))
+            outcomes.append(SignUp(status=""))  # filled below
+    if not accepted:
+        return outcomes
     now = utcnow()
     person_upsert, membership_upsert = _UPSERTS[conn.dialect.name]
-    subscriber_id = await conn.scalar(
-        person_upsert,
-        {"email": address, "email_key": key, "name": name, "attributes": attributes,
-         "status": "active", "created_at": now, "updated_at": now},
-    )  # fmt: skip
-    known = first.subscriber_id is not None
-    person = {"id": subscriber_id, "email": first.email if known else address,
-              "name": first.person_name if known else name}  # fmt: skip
-    await emit(conn, "subscriber.created", person, when=not known)
-    to_confirm: list[str] = []
+    rows = [{"email": a.address, "email_key": a.key, "name": a.name, "attributes": a.attributes,
+             "status": "active", "created_at": now, "updated_at": now}
+            for _, a in sorted(accepted, key=lambda x: x[1].key)]  # one lock order  # fmt: skip
+    ids = {key: sid for sid, key in await conn.execute(person_upsert, rows)}
+    created: list[dict[str, Any]] = []
     writes: list[dict[str, Any]] = []
     joined: list[tuple[int, int, datetime]] = []  # confirmed now: welcome sequences start
-    moves: memberships.Moves = []  # announced to webhooks
-    for m in lists:
-        if blocked and m.membership is None:
-            continue  # no new memberships for a blocklisted address; the old ones rewritten
-        asked = "pending" if m.double_opt_in or first.suppressed else "confirmed"
-        moved = None if blocked else memberships.next_status(m.membership, asked, actor="public")
-        status = moved or m.membership or asked
-        if moved == "confirmed":
-            joined.append((subscriber_id, m.id, now))
-            moves.append((moved, m.slug))
-        if status == "pending" and not blocked:
-            to_confirm.append(m.name)  # again if she lost the first link
-        writes.append({"subscriber_id": subscriber_id, "list_id": m.id, "created_at": now,
-                       "confirmed_at": None, "unsubscribed_at": None,
-                       **memberships.stamps(status, now)})  # fmt: skip
+    moved: list[tuple[dict[str, Any], memberships.Moves]] = []  # announced to webhooks
+    for i, a in accepted:
+        known = people.get(a.key)
+        sid = ids[a.key]
+        person = {"id": sid, "email": known.email if known else a.address,
+                  "name": known.person_name if known else a.name}  # fmt: skip
+        if known is None:
+            created.append(person)
+        blocked = known is not None and known.person == "blocklisted"
+        chosen = [lists[s] for s in a.slugs]
+        to_confirm: list[str] = []
+        moves: memberships.Moves = []
+        for m in chosen:
+            was = held.get((a.key, m.id))
+            if blocked and was is None:
+                continue  # no new memberships for a blocklisted address; the old ones rewritten
+            asked = "pending" if m.double_opt_in or a.key in suppressed else "confirmed"
+            move = None if blocked else memberships.next_status(was, asked, actor="public")
+            status = move or was or asked
+            if move == "confirmed":
+                joined.append((sid, m.id, now))
+                moves.append((move, m.slug))
+            if status == "pending" and not blocked:
+                to_confirm.append(m.name)  # again if she lost the first link
+            writes.append({"subscriber_id": sid, "list_id": m.id, "created_at": now,
+                           "confirmed_at": None, "unsubscribed_at": None,
+                           **memberships.stamps(status, now)})  # fmt: skip
+        moved.append((person, moves))
+        answer = "pending" if any(m.double_opt_in for m in chosen) else "confirmed"
+        languages = [m.language for m in chosen]
+        outcomes[i] = (SignUp(answer, sid, person["email"], person["name"], to_confirm, languages)
+                       if to_confirm else SignUp(status=answer, languages=languages))  # fmt: skip
+    if created and "subscriber.created" in await subscribed_events(conn):
+        for person in created:
+            await emit(conn, "subscriber.created", person)
     if writes:
+        writes.sort(key=lambda w: (w["subscriber_id"], w["list_id"]))
         await conn.execute(membership_upsert, writes)
         await triggers.enrol(conn, joined)
-        await membership_moved(conn, person, moves)
-    languages = [m.language for m in lists]
-    if not to_confirm:
-        return SignUp(status=answer, languages=languages)
-    return SignUp(answer, subscriber_id, person["email"], person["name"], to_confirm, languages)
+        for person, moves in moved:
+            if moves:
+                await membership_moved(conn, person, moves)
+    return outcomes

@@ -1,21 +1,21 @@
 """Group commit for public sign-ups: the ones that arrive together share one transaction.
 
-Under load the sign-up is bound by CPU, and a good part of it is per transaction, not per
-sign-up: checking a connection out of the pool (and pinging it), BEGIN, COMMIT with its
-WAL flush, returning the connection. `GroupCommit.submit` queues a sign-up; a batch takes
-everything queued (up to MAX_BATCH) and runs each through signup.public_subscribe, one
-after the other on one connection, then commits once. Nobody waits on purpose: when the
-process is idle a batch is one sign-up, started at once; while MAX_IN_FLIGHT batches are
-running, arrivals queue and go in the next batch, so the batches grow with the load.
+Under load the sign-up is bound by CPU, in this process and in PostgreSQL, and most of it
+is per statement and per transaction, not per sign-up: checking a connection out of the
+pool (and pinging it), BEGIN, each statement's round trip and its triggers (the list
+counts), COMMIT with its WAL flush. `GroupCommit.submit` queues a sign-up; a batch takes
+what is queued (up to MAX_BATCH, each address once) and writes it set-based through
+signup.subscribe_many, two lookups and two upserts for the lot, then commits once. Nobody
+waits on purpose: when the process is idle a batch is one sign-up, started at once; while
+MAX_IN_FLIGHT batches are running, arrivals queue for the next, so batches grow with load.
 
 Each caller is answered when its batch's COMMIT has returned, so its 2xx follows the
 commit as ever. A sign-up refused for its input (Invalid: an unknown list, an address
-that is not one) wrote nothing, so the batch carries on without it and that caller gets
+that is not one) writes nothing, so the batch goes on without it and that caller gets
 its Invalid. Any other failure rolls the batch back and every caller in it gets
 BatchFailed: the fast path then hands each one to the ordinary route, which runs it alone
-in a transaction of its own, so one bad sign-up never fails the others. Two sign-ups of
-one address in one batch run in order in one transaction: the second finds the first's
-rows, as it would a moment later.
+in a transaction of its own, so one bad sign-up never fails the others. A second sign-up
+of an address already in the batch waits for the next one, so it finds the first's rows.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db import core_transaction
 from app.errors import Invalid
 from app.subscribers.schemas import SubscribeIn
-from app.subscribers.signup import SignUp, public_subscribe
+from app.subscribers.signup import Ask, SignUp, ask, subscribe_many
 
 MAX_BATCH = 64  # sign-ups per transaction: a failed batch costs at most this many re-runs
 MAX_IN_FLIGHT = 2  # one batch builds its statements while the other waits on the database
@@ -48,21 +48,36 @@ class GroupCommit:
         self.check_deliverability = check_deliverability
         # SQLite takes one writer at a time: a second batch would only wait for its lock.
         self.max_in_flight = 1 if engine.dialect.name == "sqlite" else MAX_IN_FLIGHT
-        self.queue: list[tuple[SubscribeIn, Outcome]] = []
+        self.queue: list[tuple[Ask, Outcome]] = []
         self.in_flight: set[asyncio.Task[None]] = set()
+        self.busy: set[str] = set()  # the addresses of the batches in flight
         self.batches = 0  # committed: for tests and the benchmark's notes
         self.committed = 0
 
     async def submit(self, data: SubscribeIn) -> SignUp:
         """Write and commit one sign-up; Invalid for bad input, BatchFailed otherwise."""
+        one = ask(data.email, data.name, data.lists, data.attributes,
+                  check_deliverability=self.check_deliverability)  # fmt: skip
+        if one.refused is not None:
+            raise one.refused
         outcome: Outcome = asyncio.get_running_loop().create_future()
-        self.queue.append((data, outcome))
+        self.queue.append((one, outcome))
         self._start()
         return await outcome
 
     def _start(self) -> None:
         while self.queue and len(self.in_flight) < self.max_in_flight:
-            batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
+            batch: list[tuple[Ask, Outcome]] = []
+            later: list[tuple[Ask, Outcome]] = []
+            for item in self.queue:  # an address twice: the second in a later batch
+                if len(batch) < MAX_BATCH and item[0].key not in self.busy:
+                    self.busy.add(item[0].key)
+                    batch.append(item)
+                else:
+                    later.append(item)
+            self.queue = later
+            if not batch:
+                return  # all queued addresses are being written: the next _done starts them
             task = asyncio.create_task(self._run(batch), name="tidings-signup-batch")
             self.in_flight.add(task)
             task.add_done_callback(self._done)
@@ -71,19 +86,16 @@ class GroupCommit:
         self.in_flight.discard(task)
         self._start()
 
-    async def _run(self, batch: list[tuple[SubscribeIn, Outcome]]) -> None:
-        results: list[SignUp | Invalid] = []
+    async def _run(self, batch: list[tuple[Ask, Outcome]]) -> None:
+        try:
+            await self._write(batch)
+        finally:
+            self.busy.difference_update(a.key for a, _ in batch)
+
+    async def _write(self, batch: list[tuple[Ask, Outcome]]) -> None:
         try:
             async with core_transaction(self.engine) as conn:
-                for data, _ in batch:
-                    try:
-                        results.append(await public_subscribe(
-                            conn=conn, email=data.email, name=data.name, slugs=data.lists,
-                            attributes=data.attributes,
-                            check_deliverability=self.check_deliverability,
-                        ))  # fmt: skip
-                    except Invalid as exc:  # raised before it wrote anything
-                        results.append(exc)
+                results = await subscribe_many(conn, [a for a, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - every caller hears of it, nothing is lost
             for _, outcome in batch:
                 if not outcome.done():

@@ -140,3 +140,29 @@ async def test_rate_limit_counts_each_request_once_and_answers_as_the_route(pair
         fast, route = await _both(pair, **request_)
         assert fast == route and fast[0] == 429, fast
     assert _batched(pair[0]) == 4
+
+
+async def test_concurrent_sign_ups_each_get_their_own_answer(pair: Pair, smtpd: SMTPServer) -> None:
+    """Many at once (group commit): repeats of one address, a refused one among them."""
+    fast = pair[0]
+    await _seed(fast)
+    bodies = [{"email": f"c{i}@example.com", "lists": ["news"]} for i in range(12)]
+    bodies += [{"email": "same@example.com", "lists": ["news", "open"]}] * 4
+    bodies += [{"email": "c0@example.com", "lists": ["nope"]}] * 2
+    fast.app.state.settings.public_rate_limit = 1000  # one client, 18 requests
+    fast.app.state.rate_limiters.clear()
+    async with httpx.AsyncClient(base_url=fast.url) as http:
+        answers = await asyncio.gather(*(http.post("/api/v1/subscribe", json=b) for b in bodies))
+    got = [(r.status_code, r.json().get("status")) for r in answers]
+    assert got == [(202, "pending")] * 16 + [(422, None)] * 2
+    assert _batched(fast) == 16
+    async with httpx.AsyncClient(base_url=fast.url, headers=ADMIN) as http:
+        page = (await http.get("/api/v1/subscribers", params={"limit": 100})).json()["items"]
+    assert sorted(p["email"] for p in page) == sorted(
+        [f"c{i}@example.com" for i in range(12)] + ["same@example.com"]
+    )
+    same = next(p for p in page if p["email"] == "same@example.com")
+    assert sorted((m["slug"], m["status"]) for m in same["lists"]) == [
+        ("news", "pending"), ("open", "confirmed"),
+    ]  # fmt: skip
+    assert await _received(smtpd, "same@example.com", 4) == 4  # each asked, each a link
