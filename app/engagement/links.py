@@ -51,6 +51,9 @@ class Tracking:
     clicks: bool
     urls: dict[str, int] = field(default_factory=dict)  # URL -> index (2..)
     frozen: bool = False
+    _series: dict[int, tuple[tokens.Series, tokens.Series]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def _own(self, url: str) -> bool:
         if not url.startswith(self.site_url):
@@ -101,10 +104,13 @@ class Tracking:
 
     def values(self, delivery_id: int) -> list[str]:
         """One recipient's slot values: the pixel's token, then each link's."""
-        secret, issue = self.secret, self.issue_id
-        out = [tokens.make(secret, "open", issue, delivery_id, PIXEL)]
-        clicks = range(TRAP, FIRST + len(self.urls)) if self.clicks else range(0)
-        return out + tokens.series(secret, "click", issue, delivery_id, clicks)
+        count = FIRST + len(self.urls) if self.clicks else TRAP
+        made = self._series.get(count)
+        if made is None:  # once, or again only while the link table still grows
+            clicks = tokens.Series(self.secret, "click", range(TRAP, count))
+            made = self._series[count] = (tokens.Series(self.secret, "open", range(1)), clicks)
+        pixel, clicks = made
+        return pixel(self.issue_id, delivery_id) + clicks(self.issue_id, delivery_id)
 
 
 def _tokens(refs: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:

@@ -172,18 +172,26 @@ class Assembled:
     html_refs: list[tuple[str, int, str]]
     text: PartChunks
     text_refs: list[tuple[str, int, str]]
-    # Each distinct (tag, index, kind) once, and which of them each part's slots take.
+    # The pieces made per message: each distinct (tag, index, kind) but tokens, then each
+    # token tag's values; and which piece each slot of each part takes.
     keys: list[tuple[str, int, str]] = field(init=False, repr=False)
+    token_tags: list[tuple[str, int]] = field(init=False, repr=False)  # (tag, count)
     html_ids: list[int] = field(init=False, repr=False)
     text_ids: list[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        keys: dict[tuple[str, int, str], int] = {}
-        html_ids = [keys.setdefault(ref, len(keys)) for ref in self.html_refs]
-        text_ids = [keys.setdefault(ref, len(keys)) for ref in self.text_refs]
-        object.__setattr__(self, "keys", list(keys))
-        object.__setattr__(self, "html_ids", html_ids)
-        object.__setattr__(self, "text_ids", text_ids)
+        refs = self.html_refs + self.text_refs
+        keys = list(dict.fromkeys(r for r in refs if r[2] != "token"))
+        counts: dict[str, int] = {}  # each token tag's values that slots take: 0..count-1
+        for tag, index, _ in (r for r in refs if r[2] == "token"):
+            counts[tag] = max(counts.get(tag, 0), index + 1)
+        place = {key: n for n, key in enumerate(keys)}
+        for tag, count in counts.items():
+            place.update({(tag, i, "token"): n for n, i in enumerate(range(count), len(place))})
+        for name, value in (("keys", keys), ("token_tags", list(counts.items())),
+                            ("html_ids", [place[r] for r in self.html_refs]),
+                            ("text_ids", [place[r] for r in self.text_refs])):  # fmt: skip
+            object.__setattr__(self, name, value)
 
     def fill(self, values: dict[str, list[str]]) -> tuple[list[str], list[str]]:
         """Slot values escaped for where they land: HTML text, URL, CSS, or plain text."""
@@ -194,22 +202,19 @@ class Assembled:
     def encode(self, values: dict[str, list[str]]) -> tuple[bytes, bytes]:
         """The text and HTML parts' QP bodies for these slot values (what fill() gives, encoded).
 
-        Each distinct slot and kind is encoded once, and each distinct value once per kind:
-        a name shown in four places of both parts is escaped and encoded twice, not eight
-        times.
-        """
+        Each distinct value is encoded once per kind: a name in four places of both parts
+        twice, not eight times."""
         memo: dict[tuple[str, str], bytes] = {}
         pieces = []
         for tag, index, kind in self.keys:
             value = values[tag][index]
-            if kind == "token":
-                pieces.append(value.encode("ascii") + SOFT_BREAK)
-                continue
             piece = memo.get((value, kind))
             if piece is None:
                 flat = _flat(value) if kind == "text" else _escape(value, kind)
                 piece = memo[value, kind] = qp_piece(flat)
             pieces.append(piece)
+        for tag, count in self.token_tags:
+            pieces += [token.encode("ascii") + SOFT_BREAK for token in values[tag][:count]]
         return (
             self.text.joined([pieces[j] for j in self.text_ids]),
             self.html.joined([pieces[j] for j in self.html_ids]),

@@ -22,7 +22,6 @@ from app.issues.templating import HeaderError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
-_PLAIN_QP = re.compile(rb"[\x21-\x3c\x3e-\x7e]{0,70}")  # printable, no '=', no spaces
 _MAX_NAME = 200
 _MAX_SUBJECT = 500  # the API's bound on a subject's source
 _FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
@@ -70,6 +69,8 @@ def _encoded_words(text: str, first: int = 45) -> str:
     the first word, which shares its line with the field name. UTF-8 sequences stay whole.
     """
     data = text.encode("utf-8")
+    if len(data) <= first:  # a name, mostly: one word
+        return f"=?utf-8?b?{binascii.b2a_base64(data, newline=False).decode()}?="
     words, start, limit = [], 0, first
     while len(data) - start > limit:
         end = start + limit
@@ -145,11 +146,10 @@ SOFT_BREAK = b"=\r\n"
 def qp_piece(value: str) -> bytes:
     """A per-recipient value (one line: layout.py flattened it) as a QP piece ending in a
     soft break."""
-    raw = value.encode("utf-8")
-    if _PLAIN_QP.fullmatch(raw):  # the common case: short ASCII, nothing to escape
-        return raw + SOFT_BREAK if raw else b""
-    encoded = binascii.b2a_qp(raw, istext=True)
-    if len(encoded) < 76 and b"\n" not in encoded:  # a short name with an accent, say
+    if not value:
+        return b""
+    encoded = binascii.b2a_qp(value.encode("utf-8"), istext=True)
+    if len(encoded) < 76:  # the common case: shorter than a line, so it holds no soft break
         return encoded + SOFT_BREAK
     return soft_end(qp(value))
 
