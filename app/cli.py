@@ -64,7 +64,10 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="messages in flight at once")] = 0,
 ) -> None:
     """Run a dispatcher with no HTTP; any number may share one PostgreSQL database."""
+    from app import metrics
     from app.delivery.dispatcher import run_worker
+
+    metrics.exported = False  # no /metrics here: nothing would read what it counted
 
     settings = Settings()
     _logging(settings)

@@ -88,14 +88,39 @@ def test_the_finder_sees_a_circle(tmp_path: Path) -> None:
     assert import_circles(pkg) == [{"pkg.a", "pkg.sub.b"}]
 
 
+# What a `tidings worker` must not import, and what each would cost it (issue 15's memory
+# target: < 100 MB peak RSS): the web layer and Pillow (~20 MB), httpx with the rich and
+# pygments its command line pulls in (~6 MB, loaded at a webhook's first call),
+# cryptography (~9 MB, loaded to sign DKIM or unseal a webhook's secret), Babel (~1 MB,
+# and ~10 MB of locale data for a date: i18n.LONG_DATES) and the Prometheus client.
+NOT_IN_A_WORKER = (
+    "fastapi", "starlette", "PIL", "httpx", "cryptography", "babel", "prometheus_client",
+)  # fmt: skip
+
+
 def test_a_worker_loads_no_web_framework_and_no_image_library() -> None:
-    """`tidings worker` imports services, not the web layer: FastAPI, Starlette and Pillow
-    cost a dispatcher ~20 MB it never uses (issue 15's memory target)."""
+    """`tidings worker` imports services, not the web layer, nor what only some sends use."""
     probe = (
         "import sys, app.cli, app.delivery.dispatcher\n"
-        "print(sorted(m for m in ('fastapi', 'starlette', 'PIL') if m in sys.modules))"
+        f"print(sorted(m for m in {NOT_IN_A_WORKER!r} if m in sys.modules))"
     )
     done = subprocess.run(  # a fresh interpreter: this one has imported the app already
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_long_dates_are_babels() -> None:
+    """The long dates a worker formats without Babel (app/i18n.py) are Babel's, every month,
+    for every shipped language; a language added later is formatted by Babel itself."""
+    from datetime import date
+
+    from babel import Locale, dates
+
+    from app import i18n
+
+    assert set(i18n.LANGUAGES) <= set(i18n.LONG_DATES)
+    for lang in i18n.LANGUAGES:
+        locale = Locale.parse("en_GB" if lang == i18n.SOURCE_LANGUAGE else lang)
+        for day in (date(2026, month, 1 + month * 2) for month in range(1, 13)):
+            assert i18n.format_date(day, lang) == dates.format_date(day, "long", locale=locale)

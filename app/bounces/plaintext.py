@@ -19,7 +19,7 @@ from email.utils import getaddresses
 from flufl.bounce import all_failures
 
 from app.bounces.events import BounceEvent, Context, clean_address, decoded, event_key, when
-from app.bounces.sns import parse_ses
+from app.bounces.ses import parse_ses
 from app.replies import best_status, classify
 
 ADDR = r"[A-Za-z0-9._%+'=#&/-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"

@@ -1,4 +1,4 @@
-"""Provider webhooks: SendGrid, Postmark and Mailgun payloads and signatures (SES is in sns.py)."""
+"""Provider webhooks: SendGrid, Postmark and Mailgun payloads and signatures (SES: ses.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.bounces.events import BounceEvent, event_key, message_id_in, verp_token
-from app.bounces.sns import SignatureError, iso_time, parse_ses, verify_sns
+from app.bounces.ses import iso_time, parse_ses
+from app.bounces.sns import SignatureError, verify_sns
 from app.replies import classify
 
 __all__ = [

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-
-import httpx
+from typing import TYPE_CHECKING
 
 from app.errors import invalid
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_URL = 2000
 
@@ -27,6 +29,8 @@ class Refused(Exception):
 
 def parse(url: str) -> httpx.URL:
     """The URL if its shape is callable (http or https with a host); Refused otherwise."""
+    import httpx  # here, not at the top: see sender.py's docstring
+
     if len(url) > MAX_URL:
         raise Refused(f"the URL is longer than {MAX_URL} characters")
     try:

@@ -6,6 +6,10 @@ due ones under a lease, and calls them with bounded concurrency (and at most a f
 once per webhook, so one slow receiver cannot take every slot). A call never follows a
 redirect, is bounded by connect and read timeouts and an overall deadline, and goes to
 the address that was checked a moment before (DNS rebinding).
+
+httpx is imported when the first call is made, not with this module: every dispatcher
+runs a sender, and most have no webhook to call; httpx (with the rich and pygments its
+command line pulls in) would cost each of them ~6 MB for nothing (issue 15's memory).
 """
 
 from __future__ import annotations
@@ -17,21 +21,23 @@ import logging
 import ssl
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.webhooks import addresses, outbox, signing
 from app.webhooks.outbox import Claim, Outcome, Policy
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger("tidings.webhooks")
 
 # About 27.6 hours in all: retried for at least the 24 hours the contract asks.
 DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 POLICY = Policy(delays=DELAYS, disable_after=timedelta(hours=24), disable_failures=10)
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+READ_TIMEOUT, CONNECT_TIMEOUT = 10.0, 5.0  # seconds, the default httpx.Timeout of a call
 DEADLINE = 30.0  # a whole call, however slowly the body drips in
 BODY_KEPT = 1000  # characters of a response body kept in the log
 LEASE = timedelta(seconds=120)  # longer than DEADLINE: a live call never loses its lease
@@ -52,6 +58,8 @@ async def call(
     allow_private: bool, deadline: float = DEADLINE,
 ) -> Outcome:  # fmt: skip
     """One signed POST to `url`, at an address checked just now; never raises."""
+    import httpx
+
     started = time.monotonic()
     try:
         async with asyncio.timeout(deadline):
@@ -108,11 +116,14 @@ def _ms(started: float) -> int:
 
 
 def make_client(
-    timeout: httpx.Timeout = TIMEOUT, verify: ssl.SSLContext | None = None
+    timeout: httpx.Timeout | None = None, verify: ssl.SSLContext | None = None
 ) -> httpx.AsyncClient:
     """No keep-alive (a pooled connection would skip the address check), no proxies."""
+    import httpx
+
     return httpx.AsyncClient(
-        timeout=timeout, follow_redirects=False, trust_env=False,
+        timeout=timeout or httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+        follow_redirects=False, trust_env=False,
         verify=verify or ssl.create_default_context(),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=0),
     )  # fmt: skip
@@ -124,7 +135,7 @@ class WebhookSender:
     def __init__(
         self, *, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], owner: str,
         policy: Policy = POLICY, concurrency: int = 16, per_webhook: int = 4, poll: float = 0.5,
-        stopping: asyncio.Event | None = None, timeout: httpx.Timeout = TIMEOUT,
+        stopping: asyncio.Event | None = None, timeout: httpx.Timeout | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:  # fmt: skip
         self.settings, self.sessionmaker, self.owner = settings, sessionmaker, owner
@@ -133,7 +144,8 @@ class WebhookSender:
         self.stopping = stopping or asyncio.Event()  # the dispatcher's: stops with it
         self.inflight: dict[asyncio.Task[None], int] = {}  # task -> webhook id
         self.freed = asyncio.Event()  # a call ended: its slot (and its webhook's) is free
-        self.client = client or make_client(timeout)
+        self.timeout = timeout
+        self._client = client  # made at the first call (see the module's docstring)
         # SQLite has one writer: queued here, the calls' writes wait their turn in memory
         # instead of in SQLite's busy handler, which sleeps up to 100 ms per try.
         self.writes: contextlib.AbstractAsyncContextManager[Any] = (
@@ -169,7 +181,14 @@ class WebhookSender:
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*self.inflight, return_exceptions=True)
-            await self.client.aclose()
+            if self._client is not None:
+                await self._client.aclose()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = make_client(self.timeout)
+        return self._client
 
     async def _pause(self) -> None:
         # Until a call ends (a slot is free: claim at once) or `poll` passes (new work);

@@ -6,6 +6,10 @@ v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with the bytes of the sec
 sign, so it is stored encrypted (AES-GCM, key derived from TIDINGS_SECRET_KEY): a copy of
 the database alone does not reveal it; the secret key does, as it already forges
 unsubscribe links.
+
+cryptography is imported at the first seal or unseal: every dispatcher imports this
+module through its webhook sender, and one with no webhook to call (nor DKIM to sign)
+need not load it (~8 MB, issue 15's memory).
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import hashlib
 import hmac
 import os
 import secrets
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 PREFIX = "whsec_"
 _INFO = b"tidings webhook secrets v1"
@@ -37,6 +41,10 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def _aead(secret_key: str) -> AESGCM:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO)
     return AESGCM(hkdf.derive(secret_key.encode()))
 
