@@ -16,8 +16,14 @@ run: $(STAMP)
 	$(BIN)/tidings migrate
 	$(BIN)/tidings serve
 
+# The suite runs in TEST_WORKERS pytest-xdist processes (each its own session: its own
+# databases, SMTP server and ports); worksteal hands the slow files' tests to idle workers.
+# PYTEST_ARGS='-n0 tests/x.py' or '-p no:xdist tests/x.py' runs in one process.
+TEST_WORKERS ?= 3
+XDIST = $(if $(findstring no:xdist,$(PYTEST_ARGS)),,-n $(TEST_WORKERS) --dist worksteal)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

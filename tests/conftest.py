@@ -2,7 +2,9 @@
 
 Every test that asks for `client` runs twice, on SQLite and on PostgreSQL. Each backend
 gets a fresh database of its own for the session (so parallel runs never collide), built
-by the real Alembic migrations; each test starts from empty tables.
+by the real Alembic migrations; each test starts from empty tables. Under pytest-xdist
+(`make test`) every worker is a session of its own: its own databases, SMTP server and
+free ports, so workers share nothing but the PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def _asyncpg_dsn(url: str) -> str:
 async def create_pg_database() -> str:
     """A fresh, empty PostgreSQL database; returns its SQLAlchemy URL."""
     name = f"tidings_test_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=30)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -76,7 +78,7 @@ async def create_pg_database() -> str:
 
 async def drop_pg_database(url: str) -> None:
     name = make_url(url).database
-    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=30)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
