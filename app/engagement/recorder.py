@@ -53,7 +53,7 @@ REPEAT_SECONDS = 10.0  # the same link of one message again from one address: on
 RECENT_PER_MESSAGE = 32
 SLICE = 100  # hits judged between two yields to the event loop (~0.5 ms)
 Row = tuple[Any, ...]  # a Hit as a plain tuple, as buffered (Hit._make reads it back)
-_AT = Hit._fields.index("at")
+_AT, _DELIVERY = Hit._fields.index("at"), Hit._fields.index("delivery_id")
 
 
 class Recorder:
@@ -180,14 +180,16 @@ class Recorder:
         judged = rollups.Judged(announce=await rollups.announcing(session))
         conn = await session.connection()  # Core: the rows as tuples, no ORM on the way
         for start in range(0, len(batch), SLICE):
-            part = [Hit._make(row) for row in batch[start : start + SLICE]]
+            part = batch[start : start + SLICE]
             rows = await conn.execute(
                 select(Delivery.id, Delivery.issue_id, Delivery.subscriber_id, Delivery.sent_at,
                        Subscriber.attributes)
                 .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(Delivery.id.in_({h.delivery_id for h in part}))
+                .where(Delivery.id.in_({r[_DELIVERY] for r in part}))
             )  # fmt: skip
-            self._judge(part, {r[0]: r for r in rows}, mode, judged)
+            # Made after the await: no tracked object per hit waits across it.
+            hits = [Hit._make(r) for r in part]
+            self._judge(hits, {r[0]: r for r in rows}, mode, judged)
             await asyncio.sleep(0)  # let the redirects waiting meanwhile answer
         await rollups.write(session, judged)
 
