@@ -64,10 +64,15 @@ def recipients(n: int) -> list[Recipient]:
 
 
 def per_recipient(fn, rs: list[Recipient]) -> float:
-    start = time.perf_counter()
-    for r in rs:
-        fn(r)
-    return (time.perf_counter() - start) / len(rs) * 1e6
+    """CPU microseconds per recipient, the best of three passes: on a shared machine the
+    wall time of one pass mostly tells how long this process waited for a core."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        for r in rs:
+            fn(r)
+        best = min(best, (time.process_time() - start) / len(rs) * 1e6)
+    return best
 
 
 def main() -> None:
@@ -116,7 +121,7 @@ def main() -> None:
     msg = fast.render_message(rs[0])
     dkim_us = per_recipient(lambda r: signer.sign(msg), rs[:200])
     print(f"message size              {size / 1024:8.1f} KB   (compile once: {compile_ms:.1f} ms)")
-    print(f"fast path   render+MIME   {fast_us:8.1f} us/recipient")
+    print(f"fast path   render+MIME   {fast_us:8.1f} us/recipient (CPU, best of 3 passes)")
     print(f"slow path   render+MIME   {slow_us:8.1f} us/recipient  (control flow on subscriber)")
     print(f"personal subject, fast    {personal_us:8.1f} us/recipient  (non-ASCII name, RFC 2047)")
     print(f"EmailMessage baseline     {base_us:8.1f} us/recipient")
