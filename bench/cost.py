@@ -53,12 +53,16 @@ def newsletter_content() -> IssueContent:
     )
 
 
-def cpu_us_per_call(fn: Any, items: list[Any]) -> float:
-    """CPU microseconds per call of fn over items."""
-    start = time.process_time()
-    for item in items:
-        fn(item)
-    return (time.process_time() - start) / len(items) * 1e6
+def cpu_us_per_call(fn: Any, items: list[Any], passes: int = 1) -> float:
+    """CPU microseconds per call of fn over items, the best of `passes` passes (others'
+    processes on the same cores slow a pass down; the best one is the cost)."""
+    best = float("inf")
+    for _ in range(passes):
+        start = time.process_time()
+        for item in items:
+            fn(item)
+        best = min(best, (time.process_time() - start) / len(items) * 1e6)
+    return best
 
 
 def measure_render(results: Results, *, recipients: int, dkim_key: Path) -> int:
@@ -66,11 +70,11 @@ def measure_render(results: Results, *, recipients: int, dkim_key: Path) -> int:
     issue = newsletter()
     rs = bench_render.recipients(recipients)
     size = len(issue.render_message(rs[0]))
-    total = cpu_us_per_call(issue.render_message, rs)
+    total = cpu_us_per_call(issue.render_message, rs, passes=3)
     # _parts is the renderer's per-recipient work before the bytes: the slot values (one
     # Jinja render) and tokens; the rest (escaping, QP pieces, headers) is the MIME step.
     parts = getattr(issue, "_parts", None)
-    render = cpu_us_per_call(parts, rs) if parts else None
+    render = cpu_us_per_call(parts, rs, passes=3) if parts else None
     signer = DkimSigner(
         domain="example.org", selector="bench", private_key_pem=dkim_key.read_bytes()
     )
@@ -122,7 +126,7 @@ def _tracked_cost(rs: list[Any]) -> float:
         newsletter_content(), archive_url=f"{site}/archive/1", site_url=site, tracking=tracking
     )
     tracked = [replace(r, delivery_id=1000 + i, tracked=True) for i, r in enumerate(rs)]
-    return cpu_us_per_call(issue.render_message, tracked)
+    return cpu_us_per_call(issue.render_message, tracked, passes=3)
 
 
 async def _smtp_loop(
