@@ -124,7 +124,7 @@ async def test_the_access_log_never_holds_a_token(live: Live) -> None:
     access.addHandler(handler)
     token = "mfrggzdfmztwq2lknnwg23tpobyxe43uov3ho6dzpi"
     try:
-        async with httpx.AsyncClient(base_url=live.url) as client:
+        async with httpx.AsyncClient(base_url=live.url, timeout=30) as client:
             for path in (f"/u/{token}", f"/subscribe/confirm/{token}", f"/preferences/{token}",
                          f"/webhooks/dsn?secret={token}"):  # fmt: skip
                 await client.get(path)
@@ -162,7 +162,7 @@ async def test_redirects_never_name_the_host_the_client_sent(
 async def test_no_redirect_leads_to_another_site(live: Live) -> None:
     def raw_get(path: bytes) -> bytes:
         request = b"GET " + path + b" HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
-        with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+        with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
             s.sendall(request)
             data = b""
             while chunk := s.recv(65536):

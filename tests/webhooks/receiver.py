@@ -36,7 +36,7 @@ class Receiver:
     plan: list[Any] = field(default_factory=list)
     default: Any = "ok"
     calls: list[Call] = field(default_factory=list)
-    slow_seconds: float = 2.0
+    slow_seconds: float = 5.0  # well past the tests' QUICK_TIMEOUT
     tls_host: str | None = None  # serve HTTPS with a certificate for this name
     cert_pem: bytes = b""
     sni: list[str | None] = field(default_factory=list)
