@@ -1,17 +1,20 @@
 """Serve the app on loopback with tracked links of many deliveries, for wrk against /r/{token}.
 
 Run: python bench/engagement_redirect.py [port] [--routed] [--mode aggregate|individual|off]
-         [--db sqlite|postgresql] [--rate 3000] [--threads 2] [--gc-freeze] [--probe]
+         [--db sqlite|postgresql] [--rate 3000] [--threads 2] [--pixel] [--gc-freeze]
+         [--probe]
      wrk -t2 -c16 -d15s --latency -s WRK_SCRIPT http://127.0.0.1:PORT      (saturated)
      wrk -t2 -c16 -d15s --latency -s PACED_SCRIPT http://127.0.0.1:PORT    (--rate req/s)
 
 It prints two wrk scripts. Each request is a token of another of DELIVERIES deliveries and
-another link, so every hit is new to the recorder and a flush writes real rollups, uniques
-and, in individual mode, events. The first sends as fast as the server answers; the
-second paces them at --rate requests/s in all (a schedule per wrk thread, so run it with
--t equal to --threads), which is the p99 at the target rate rather than at saturation.
-`--routed` serves /r/ through the whole middleware stack and the router, as an app
-without engagement.endpoints.FastPath does; by default FastPath is installed.
+another link, so the recorder judges real hits and a flush writes real rollups, uniques
+and, in individual mode, events (past 2,000 req/s a token comes round again within 10 s:
+a repeat, judged and dropped). The first sends as fast as the server answers; the second
+paces them at --rate requests/s in all (a schedule per wrk thread, so run it with -t
+equal to --threads): the p99 at the target rate rather than at saturation. `--pixel`
+makes both ask for the open pixel (/o/) instead. `--routed` serves /r/ through the whole
+middleware stack and the router, as an app without engagement.endpoints.FastPath does;
+by default FastPath is installed.
 `--db postgresql` seeds a fresh database at TIDINGS_BENCH_POSTGRES_URL's server.
 `--gc-freeze` moves start-up's objects out of the collector's reach once the app has
 started (gc.freeze()), as `tidings serve` would with that line in its lifespan.
@@ -107,9 +110,12 @@ end
 """
 
 
-def _wrk_scripts(var: Path, secret: str, rate: int, threads: int) -> tuple[Path, Path]:
-    paths = [f"/r/{tokens.make(secret, 'click', 1, d, 2 + d % LINKS)}"
-             for d in range(1, DELIVERIES + 1)]  # fmt: skip
+def _wrk_scripts(var: Path, secret: str, rate: int, threads: int, pixel: bool) -> tuple[Path, Path]:
+    if pixel:
+        paths = [f"/o/{tokens.make(secret, 'open', 1, d, 0)}" for d in range(1, DELIVERIES + 1)]
+    else:
+        paths = [f"/r/{tokens.make(secret, 'click', 1, d, 2 + d % LINKS)}"
+                 for d in range(1, DELIVERIES + 1)]  # fmt: skip
     common = (
         "local paths = {\n" + ",\n".join(f'"{p}"' for p in paths) + "\n}\n"
         "local i = 0\n"
@@ -198,6 +204,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=3000, help="the paced script's req/s")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t of the paced script")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after start-up")
+    parser.add_argument("--pixel", action="store_true", help="the scripts ask for /o/, not /r/")
     parser.add_argument("--probe", action="store_true", help="print loop stalls and gc pauses")
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="tidings-redirect-"))
@@ -212,7 +219,8 @@ def main() -> None:
     if not args.routed:
         endpoints.install(app)
     _instrument(app, url, freeze=args.gc_freeze, probe=args.probe)
-    saturated, paced = _wrk_scripts(var, settings.secret_key_value, args.rate, args.threads)
+    saturated, paced = _wrk_scripts(var, settings.secret_key_value, args.rate, args.threads,
+                                    args.pixel)  # fmt: skip
     print(f"wrk script: {saturated}", flush=True)
     print(f"paced script: {paced} ({args.rate} req/s in all: wrk -t{args.threads})", flush=True)
     token = tokens.make(settings.secret_key_value, "click", 1, 1, 3)
