@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import ipaddress
 import json
@@ -140,6 +141,7 @@ def client_address(request: Request) -> str:
     return hops[0] if hops else peer
 
 
+@functools.lru_cache(maxsize=4096)  # parsing an address costs more than the limiter's work
 def limit_key(address: str) -> str:
     """The key a per-address limit counts under: an IPv4 address, or an IPv6 /64.
 

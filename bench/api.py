@@ -156,6 +156,9 @@ async def measure_api(
         if backend == "postgres":
             database = url.rpartition("/")[2]
             cpu_of["postgres"] = lambda: backend_cpu_seconds(database)
+        sink = next((p for p in procs.running if f"127.0.0.1:{sink_port}" in p.args), None)
+        if sink is not None:  # each sign-up's confirmation lands there
+            cpu_of["smtp-sink"] = lambda: group_cpu_seconds(sink.pid)  # type: ignore[union-attr]
         figures["subscribe"] = wrk(
             base + "/api/v1/subscribe", script, seconds=seconds, cpu_of=cpu_of
         )

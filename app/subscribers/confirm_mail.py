@@ -19,6 +19,7 @@ from collections.abc import Callable
 from email.utils import make_msgid
 from typing import Any
 
+from app.branding import Branding
 from app.issues.layout import load_system
 from app.issues.mime import (
     MessageSkeleton,
@@ -83,20 +84,22 @@ _compiled: OrderedDict[tuple[Any, ...], CompiledConfirmation] = OrderedDict()
 
 
 def compiled(
-    *, from_addr: str, domain: str, lang: str, lists: list[str], organisation: dict[str, Any],
-    words: Callable[[], dict[str, str]],
+    *, from_addr: str, domain: str, lang: str, lists: list[str], brand: Branding,
+    words: Callable[[dict[str, Any]], dict[str, str]],
 ) -> CompiledConfirmation:  # fmt: skip
     """The compiled confirmation for these inputs, made on first use (LRU of _MAX_COMPILED).
 
-    `words` gives the translated text (emails.confirmation_text), asked for only then: it
-    follows from the language, the organisation's name and the lists, all in the key.
+    `words(organisation)` gives the translated text (emails.confirmation_text), asked for
+    only then: it follows from the language, the branding and the lists, all in the key.
     """
-    key = (from_addr, domain, lang, tuple(lists), tuple(sorted(organisation.items())))
+    key = (from_addr, domain, lang, tuple(lists), brand)  # Branding: frozen, compared by value
     found = _compiled.get(key)
     if found is not None:
         _compiled.move_to_end(key)
         return found
-    context = {"lists": lists, "organisation": organisation, "lang": lang, "text": words()}
+    organisation = brand.email_context()
+    context = {"lists": lists, "organisation": organisation, "lang": lang,
+               "text": words(organisation)}  # fmt: skip
     found = _compiled[key] = CompiledConfirmation(
         from_addr=from_addr, domain=domain, context=context
     )

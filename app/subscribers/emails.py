@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from email.utils import parseaddr
 from typing import Any
@@ -71,15 +72,15 @@ def confirmation_envelope(
     into the message compiled once per language, lists and branding (confirm_mail.py).
     """
     lang = language if language and i18n.is_shipped(language) else i18n.default_language(settings)
-    organisation = branding.current(settings).email_context()
-    sender = parseaddr(settings.from_)[1] or f"newsletter@{settings.sender_domain}"
+    brand = branding.current(settings)
+    sender = _sender(settings.from_, settings.sender_domain)
     compiled = confirm_mail.compiled(
         from_addr=settings.from_,
         domain=sender.rpartition("@")[2] or "localhost",  # as render_system_email's Message-ID
         lang=lang,
         lists=list_names,
-        organisation=organisation,
-        words=lambda: confirmation_text(
+        brand=brand,
+        words=lambda organisation: confirmation_text(
             lang, organisation=organisation["name"], list_names=list_names
         ),
     )
@@ -88,8 +89,14 @@ def confirmation_envelope(
         data = compiled.message(to_email=email, to_name=name or "", url=url)
     else:  # a template without the link in both parts: rendered whole, as it always was
         data = _rendered(settings, email=email, name=name, url=url, lang=lang,
-                         organisation=organisation, list_names=list_names)  # fmt: skip
+                         organisation=brand.email_context(), list_names=list_names)  # fmt: skip
     return Envelope(sender=sender, recipients=(email,), data=data)
+
+
+@functools.lru_cache(maxsize=16)
+def _sender(from_: str, sender_domain: str) -> str:
+    """The envelope sender of system emails: TIDINGS_FROM's address."""
+    return parseaddr(from_)[1] or f"newsletter@{sender_domain}"
 
 
 def _rendered(
@@ -124,7 +131,8 @@ def subscriptions_language(settings: Settings, subscriber: Any) -> str:
 async def send_confirmation(mailer: Mailer, envelope: Envelope) -> bool:
     """Send it within SEND_TIMEOUT; a failure is logged, never raised: the sign-up stands."""
     try:
-        await asyncio.wait_for(mailer.send(envelope), timeout=SEND_TIMEOUT)
+        async with asyncio.timeout(SEND_TIMEOUT):  # no task of its own, unlike wait_for
+            await mailer.send(envelope)
     except (DeliveryError, OSError, TimeoutError) as exc:
         log.warning("confirmation email not sent (%s): %s", type(exc).__name__, exc)
         return False

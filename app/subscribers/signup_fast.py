@@ -3,11 +3,12 @@
 The common sign-up went through nine middlewares, FastAPI's routing and dependency
 resolution, about 1.5 ms of CPU before our code ran. `SignupFastPath` answers it first,
 keeping every rule of the route (public.subscribe): the body limit (a declared length
-over it, or a body that grows past it, is the route's), the body deadline (408, as
-BodyTimeoutMiddleware answers), the per-client rate limit (the same limiter: its verdict
-is handed on, app.security.VERDICTS, so nothing is counted twice), JSON parsing,
-SubscribeIn, the same answer whether the address was known or not, 202 {"status"}. The
-write goes through group commit (signup_batch.py): the 202 is sent after its COMMIT.
+over it, or a body that grows past it, is the route's), the body deadline (the route is
+handed what arrived, then the BodyTimeout that BodyTimeoutMiddleware would raise), the
+per-client rate limit (the same limiter: its verdict is handed on, app.security.VERDICTS,
+so nothing is counted twice), JSON parsing, SubscribeIn, the same answer whether the
+address was known or not, 202 {"status"}. The write goes through group commit
+(signup_batch.py): the 202 is sent after its COMMIT.
 
 Anything else goes on to the route with the body replayed, so its answers stay the
 route's own byte for byte: forms, other content types, a 429, invalid JSON, a validation
@@ -83,8 +84,8 @@ class SignupFastPath:
         read: list[Message] = []
         try:
             body = await _read(receive, read, settings.max_body_bytes, settings.body_timeout)
-        except TimeoutError:
-            await _timed_out(send, settings.body_timeout)
+        except TimeoutError:  # the route answers it as BodyTimeoutMiddleware has it answered
+            await self.app(scope, _replay(read, _too_late(settings.body_timeout)), send)
             return
         signup = None if body is None else await _signed_up(state, body)
         if signup is None:
@@ -149,13 +150,13 @@ def _replay(read: list[Message], receive: Receive) -> Receive:
     return replay
 
 
-async def _timed_out(send: Send, seconds: float) -> None:
-    """The answer BodyTimeoutMiddleware gives a body that did not arrive in time."""
-    detail = json.dumps({"detail": BodyTimeout(seconds).detail}).encode()
-    await send({"type": "http.response.start", "status": 408, "headers": [
-        (b"content-type", b"application/json"), (b"connection", b"close"),
-    ]})  # fmt: skip
-    await send({"type": "http.response.body", "body": detail})
+def _too_late(seconds: float) -> Receive:
+    """`receive` for a body past its deadline: what BodyTimeoutMiddleware's would raise."""
+
+    async def receive() -> Message:
+        raise BodyTimeout(seconds)
+
+    return receive
 
 
 async def _confirm(state: Any, signup: SignUp) -> None:

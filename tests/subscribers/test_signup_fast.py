@@ -166,3 +166,35 @@ async def test_concurrent_sign_ups_each_get_their_own_answer(pair: Pair, smtpd: 
         ("news", "pending"), ("open", "confirmed"),
     ]  # fmt: skip
     assert await _received(smtpd, "same@example.com", 4) == 4  # each asked, each a link
+
+
+async def _raw(server: ThreadedServer, head: bytes, body: bytes) -> bytes:
+    """Send a request whose body stops short, and read what the server answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(head + body)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    return answer
+
+
+async def test_a_body_that_stops_short_gets_the_same_408(
+    make_settings: Callable[..., Settings],
+) -> None:
+    fast = ThreadedServer(make_settings(body_timeout=0.5)).start()
+    route = ThreadedServer(make_settings(body_timeout=0.5))
+    route.app.user_middleware = [
+        m for m in route.app.user_middleware if m.cls is not SignupFastPath
+    ]
+    route.start()
+    try:
+        head = (b"POST /api/v1/subscribe HTTP/1.1\r\nHost: t\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")  # fmt: skip
+        answers = [await _raw(s, head, b'{"email": ') for s in (fast, route)]
+    finally:
+        route.stop()
+        fast.stop()
+    varying = (b"date:", b"server:")
+    cut = [b"\r\n".join(h for h in a.split(b"\r\n") if not h.lower().startswith(varying))
+           for a in answers]  # fmt: skip
+    assert cut[0] == cut[1] and cut[0].startswith(b"HTTP/1.1 408 "), answers
