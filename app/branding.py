@@ -158,27 +158,30 @@ class BrandingRefresh:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] not in _OPS_PATHS:
-            await self._refresh(scope["app"].state)
+            await refresh_if_stale(scope["app"].state)
         await self.app(scope, receive, send)
 
-    async def _refresh(self, state: Any) -> None:
-        maker = getattr(state, "sessionmaker", None)
-        settings = state.settings
-        if maker is None or (_fresh(settings) and layout_registry.fresh(settings.database_url)):
-            return
-        try:
-            async with maker() as session:
-                await asyncio.wait_for(self._load(session, settings), timeout=2)
-        except Exception:  # noqa: BLE001 - a refresh must never fail the request it precedes
-            log.warning("branding and stored layouts not refreshed", exc_info=True)
-            # Keep what we have for another period: no retry on every request of an outage.
-            _remember(settings, current(settings))
-            layout_registry.postpone(settings.database_url)
 
-    async def _load(self, session: AsyncSession, settings: Settings) -> None:
-        if not _fresh(settings):
-            await refresh(session=session, settings=settings)
-        await layout_registry.refresh(session=session, key=settings.database_url)
+async def refresh_if_stale(state: Any) -> None:
+    """What the middleware does before a request; for paths answered ahead of it."""
+    maker = getattr(state, "sessionmaker", None)
+    settings = state.settings
+    if maker is None or (_fresh(settings) and layout_registry.fresh(settings.database_url)):
+        return
+    try:
+        async with maker() as session:
+            await asyncio.wait_for(_load(session, settings), timeout=2)
+    except Exception:  # noqa: BLE001 - a refresh must never fail the request it precedes
+        log.warning("branding and stored layouts not refreshed", exc_info=True)
+        # Keep what we have for another period: no retry on every request of an outage.
+        _remember(settings, current(settings))
+        layout_registry.postpone(settings.database_url)
+
+
+async def _load(session: AsyncSession, settings: Settings) -> None:
+    if not _fresh(settings):
+        await refresh(session=session, settings=settings)
+    await layout_registry.refresh(session=session, key=settings.database_url)
 
 
 # Health checks and metrics answer without touching the database for this.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -80,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher_task: asyncio.Task[Any] | None = None
         if settings.embedded_worker:
             dispatcher_task = _start_embedded_dispatcher(app)
+        if not gc.get_freeze_count():  # once per process, after its first start-up:
+            gc.collect()  # its ~200k objects (modules, routes, models) stay out of every
+            gc.freeze()  # later full collection (one was ~130 ms of CPU: /r/'s p99 tail)
         try:
             yield
         finally:

@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 PATH = "/api/v1/subscribe"
 _ANSWERS = {s: json.dumps({"status": s}, separators=(",", ":")).encode() for s in
             ("pending", "confirmed")}  # fmt: skip
-_refresher = branding.BrandingRefresh(None)
 
 
 def _json_body_declared(scope: Scope) -> tuple[bool, int]:
@@ -163,7 +162,7 @@ async def _confirm(state: Any, signup: SignUp) -> None:
     """The confirmation, after the answer (public.confirm_later's work, here inline)."""
     settings = state.settings
     try:
-        await _refresher._refresh(state)  # branding and layouts, as the middleware would
+        await branding.refresh_if_stale(state)  # as the middleware would
         envelope = confirmation_envelope(
             settings, subscriber_id=signup.subscriber_id or 0, email=signup.email,
             name=signup.name, list_names=signup.list_names,
