@@ -71,9 +71,19 @@ async def test_550_user_unknown_fails_at_once_and_is_a_hard_bounce(
     assert rows[bad].attempts == 1
     assert "550" in rows[bad].last_error and "5.1.1" in rows[bad].last_error
     engine = make_engine(db)
-    try:
+
+    async def bounce_rows() -> list[Any]:
         async with engine.connect() as conn:
-            bounces = (await conn.execute(select(Bounce.__table__))).all()
+            return list((await conn.execute(select(Bounce.__table__))).all())
+
+    async def recorded() -> bool:
+        return bool(await bounce_rows())
+
+    try:
+        # The writer hands an SMTP hard bounce to the bounce policy just after the failure
+        # is written, and that write may be the one that finished the issue: wait for it.
+        await wait_for(recorded, 10, "the SMTP hard bounce to be recorded")
+        bounces = await bounce_rows()
     finally:
         await engine.dispose()
     assert [(b.type, b.source, b.delivery_id) for b in bounces] == [("hard", "smtp", rows[bad].id)]
