@@ -74,6 +74,7 @@ async def test_cookies_are_secure_behind_https(app_factory: Callable[..., Any]) 
 
 def test_user_command_adds_lists_and_removes(db: str, tmp_path: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("TIDINGS_DATABASE_URL", db)
+    monkeypatch.setenv("TIDINGS_VAR_DIR", str(tmp_path / "var"))  # not ./var, shared by workers
     monkeypatch.setenv("TIDINGS_PUBLIC_URL", "http://news.test")
     runner = CliRunner()
     r = runner.invoke(cli, ["user", "add", "Owner@Example.org", "--role", "owner"])
@@ -95,11 +96,14 @@ def test_user_command_adds_lists_and_removes(db: str, tmp_path: Any, monkeypatch
     assert "ed@example.org" not in runner.invoke(cli, ["user", "list"]).output
 
 
-def test_serve_says_how_to_create_the_owner(db: str, monkeypatch: Any, capsys: Any) -> None:
+def test_serve_says_how_to_create_the_owner(
+    db: str, tmp_path: Any, monkeypatch: Any, capsys: Any
+) -> None:
     from app.cli import _owner_hint
     from app.config import Settings
 
     monkeypatch.setenv("TIDINGS_DATABASE_URL", db)
+    monkeypatch.setenv("TIDINGS_VAR_DIR", str(tmp_path / "var"))
     _owner_hint(Settings())
     assert "tidings user add you@example.org --role owner" in capsys.readouterr().out
     CliRunner().invoke(cli, ["user", "add", "o@example.org", "--role", "owner"])
