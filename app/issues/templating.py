@@ -15,7 +15,7 @@ import re
 import string
 from _string import formatter_field_name_split
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.environment import Template
@@ -173,7 +173,7 @@ class SlottedTemplate:
         """The template with slot markers, for the fast path; rendered once per issue."""
         return self.skeleton.render(context)
 
-    def eval_slots(self, context: dict[str, Any]) -> list[str]:
+    def eval_slots(self, context: Mapping[str, Any]) -> list[str]:
         """The slot values for one recipient; a failing slot renders empty instead of raising."""
         return self.batch.eval(context)[self.tag]
 
@@ -217,12 +217,14 @@ class SlotBatch:
         ast.set_environment(self.env)
         return self.env.from_string(ast)
 
-    def eval(self, context: dict[str, Any]) -> dict[str, list[str]]:
+    def eval(self, context: Mapping[str, Any]) -> dict[str, list[str]]:
         """Each template's slot values (by tag) for one recipient; never raises."""
         template = self.template
         try:
             # generate() without its two copies of the context: it is only read here.
-            values = list(template.root_render_func(template.new_context(context, shared=True)))
+            # Jinja reads a shared context only through [] and `in`: any Mapping will do.
+            shared = template.new_context(cast("dict[str, Any]", context), shared=True)
+            values = list(template.root_render_func(shared))
         except Exception:  # noqa: BLE001 - one subscriber's odd data must not stop a send
             log.warning("slot evaluation failed; rendering slots one by one", exc_info=True)
             values = []
@@ -230,7 +232,7 @@ class SlotBatch:
             values = [self._one(i, context) for i in range(len(self.exprs))]
         return {tag: [values[p] for p in places] for tag, places in self.places}
 
-    def _one(self, index: int, context: dict[str, Any]) -> str:
+    def _one(self, index: int, context: Mapping[str, Any]) -> str:
         if index not in self._single:
             self._single[index] = self._compile([self.exprs[index]])
         try:
