@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -62,6 +63,7 @@ from app.delivery.items import Item
 from app.delivery.parts import Parts
 from app.delivery.queue import Result
 from app.delivery.signing import Signer, start_signer
+from app.delivery.smtp import local_hostname
 from app.delivery.statements import single_statements
 from app.delivery.transport import DeliveryError, Transport, build_transports
 from app.delivery.writer import Writer
@@ -111,6 +113,9 @@ class Dispatcher:
         if self.signer is not None:  # registered means ready: no send waits for the pool
             await self.signer.ready()
         await heartbeat(self.sessionmaker, self.owner)
+        # Looked up once before the senders start: twenty connections racing into the first
+        # lookup each started a thread for the same answer.
+        await local_hostname()
         feeder = asyncio.create_task(self._feeder.run(self.signer), name="feeder")
         senders = [asyncio.create_task(self._send_loop()) for _ in range(self.settings.concurrency)]
         side = [asyncio.create_task(self._control_loop()), asyncio.create_task(self._writer.run())]
@@ -224,6 +229,11 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, dispatcher.stop)
+    # Start-up's objects (modules, mappers, compiled statements) out of every later full
+    # collection of the collector: a send makes many short-lived objects, and each full
+    # collection would walk the whole start-up heap again.
+    gc.collect()
+    gc.freeze()
     log.info("worker %s started", dispatcher.owner)
     try:
         await dispatcher.run()
