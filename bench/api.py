@@ -37,6 +37,10 @@ from bench.stack import Stack, make_env
 
 # Each wrk thread has its own Lua state: a thread number plus a counter makes every
 # address unique across threads and runs. done() prints the figures as one JSON line.
+# wrk's connections: 64 by default (issue 6's and listmonk's runs), TIDINGS_BENCH_WRK_C to
+# see the latency at a lower concurrency.
+CONNECTIONS = int(os.environ.get("TIDINGS_BENCH_WRK_C", "64"))
+
 LUA_COMMON = """
 local threads = {}
 function setup(thread)
@@ -94,7 +98,7 @@ def wrk(
     headers: dict[str, str] | None = None,
     cpu_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run wrk (2 threads, 64 connections) and return its figures.
+    """Run wrk (2 threads, CONNECTIONS connections) and return its figures.
 
     `cpu_of`: name -> a function giving that part's CPU seconds so far; each part's CPU
     per request during the run comes back as `cpu_us[name]`, wrk's own as `cpu_us["wrk"]`.
@@ -104,7 +108,7 @@ def wrk(
     binary = require("/usr/bin/wrk", WRK_HINT)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-    argv = [binary, "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", f.name]
+    argv = [binary, "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", f.name]
     for k, v in (headers or {}).items():
         argv += ["-H", f"{k}: {v}"]
     out = subprocess.run(argv + [url], capture_output=True, text=True, timeout=seconds + 60)
@@ -174,7 +178,7 @@ async def measure_api(
         if backend == "postgres":
             await drop_pg_database(url)
     results.raw[f"api_{backend}_{processes}p"] = figures
-    shared = f"{processes} server process(es); wrk -t2 -c64 on the same 2 cores"
+    shared = f"{processes} server process(es); wrk -t2 -c{CONNECTIONS} on the same 2 cores"
     backend = backend if processes == 1 else f"{backend}, {processes} processes"
     for key, what in (("subscribe", "POST /api/v1/subscribe"), ("list", "GET /api/v1/subscribers")):
         f = figures[key]
