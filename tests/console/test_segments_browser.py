@@ -10,7 +10,7 @@ import pytest
 
 from tests.console.conftest import LiveConsole
 from tests.console.test_audience_browser import accessible
-from tests.segments.fixtures import seed
+from tests.segments.fixtures import SENT_ISSUE, seed
 
 pytestmark = pytest.mark.chromium
 
@@ -56,12 +56,20 @@ async def test_builder_counts_as_the_rule_changes_and_saves(
     await count.get_by_text("Not counted: rules › any › 0 › list: unknown list: nope").wait_for()
     await builder.get_by_label("Rule › 1: list slug").fill("news")
     await count.get_by_text("2 people match this rule now.").wait_for()
+    # Who was sent an issue, from its per-recipient log: ann and bob (cy's failed).
+    await builder.get_by_role("button", name="Add a condition to Rule").click()
+    await builder.get_by_label("Rule › 3: kind").select_option("engaged")
+    await builder.get_by_label("Rule › 3: engaged").select_option("sent")
+    await builder.get_by_label("Rule › 3: issue id or any").fill(str(SENT_ISSUE))
+    await count.get_by_text("3 people match this rule now.").wait_for()
+    assert json.loads(await page.locator("#f-rules").input_value())["any"][2] == {
+        "engaged": "sent", "issue": SENT_ISSUE}  # fmt: skip
     await accessible(page)
 
-    await page.get_by_label("Name", exact=True).fill("Pending or VIP")
+    await page.get_by_label("Name", exact=True).fill("Pending, VIP or sent")
     await page.get_by_role("button", name="Save segment").click()
-    await page.get_by_text("Segment 'Pending or VIP' saved.").wait_for()
+    await page.get_by_text("Segment 'Pending, VIP or sent' saved.").wait_for()
     await page.goto(f"{base}/admin/segments")
-    row = page.get_by_role("row", name="Pending or VIP")
-    assert "2" in await row.inner_text()
+    row = page.get_by_role("row", name="Pending, VIP or sent")
+    assert "3" in await row.inner_text()
     await accessible(page)
