@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import replies
@@ -141,8 +142,10 @@ async def record_hard_bounces(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     bounces: list[tuple[int, str, str]],
-) -> None:
-    """Hand SMTP-time hard bounces to the bounce policy, one transaction each."""
+) -> list[tuple[int, str, str]]:
+    """Hand SMTP-time hard bounces to the bounce policy, one transaction each; returns
+    those that could not be recorded, for the caller to try again."""
+    failed = []
     for delivery_id, email, error in bounces:
         event = BounceEvent(
             type="hard",
@@ -157,5 +160,15 @@ async def record_hard_bounces(
                     session=s, settings=settings, event=event, source="smtp",
                     delivery_id=delivery_id,
                 )  # fmt: skip
-        except Exception:
+        except Exception as exc:
             log.exception("recording the hard bounce of delivery %s failed", delivery_id)
+            if _transient(exc):  # the database, not the bounce: worth another try
+                failed.append((delivery_id, email, error))
+    return failed
+
+
+def _transient(exc: Exception) -> bool:
+    """A lost or refused connection, or a timeout: another try may succeed."""
+    return isinstance(exc, (OSError, TimeoutError, OperationalError, InterfaceError)) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )

@@ -91,9 +91,12 @@ class Writer:
                 for issue_id, reason in pauses.items():
                     await lifecycle.pause(s, issue_id, reason)
                 await queue.record(session=s, owner=self.owner, results=results)
-                if results and not claims.holds_any():
+                if results and not plain and not claims.holds_any():
                     # We hold nothing more: if no one else does, the issue is done now
-                    # rather than at the next control tick.
+                    # rather than at the next control tick. Never on the autocommit session
+                    # (chosen while we still held claims; senders may have emptied them
+                    # during the write): the status and its issue.finished event must
+                    # commit together, so that case is left to the tick.
                     await lifecycle.finish_sending(session=s)
                 for name, seconds in blocks.items():
                     await ratelimit.block(session=s, key=name, seconds=seconds)
@@ -110,5 +113,9 @@ class Writer:
         for label, n in counted.items():
             metrics.count_messages(label, n)  # nothing where no /metrics is served
         if bounces:
-            await record_hard_bounces(self.sessionmaker, self.settings, bounces)
+            # Those not recorded (a dropped connection, an outage) are tried again at the
+            # next flush; each is keyed by its delivery, so a retry records it once.
+            self._bounces.extend(
+                await record_hard_bounces(self.sessionmaker, self.settings, bounces)
+            )
         return True

@@ -144,3 +144,31 @@ async def test_unsubscribed_or_blocklisted_during_the_send_are_skipped(
 
 async def _at_least(smtpd: SMTPServer, n: int) -> bool:
     return len(smtpd.received) >= n
+
+
+async def test_a_hard_bounce_the_database_could_not_take_is_given_back_for_another_try(
+    client: Any, db: str
+) -> None:
+    """The worker no longer pings pooled connections: the first use after a database
+    restart fails. A hard bounce met then is returned for the next flush, not dropped."""
+    from sqlalchemy import select
+
+    from app.db import make_sessionmaker
+    from app.delivery.control import record_hard_bounces
+    from app.models import Bounce
+    from tests.smtp import free_port
+
+    settings = client.app.state.settings
+    emails = await seed(db, 1)
+    bounce = (7, emails[0], "550 5.1.1 no such user")
+    down = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none",
+                       pool_pre_ping=False)  # fmt: skip
+    try:
+        left = await record_hard_bounces(make_sessionmaker(down), settings, [bounce])
+    finally:
+        await down.dispose()
+    assert left == [bounce]  # refused connection: kept
+    assert await record_hard_bounces(client.app.state.sessionmaker, settings, left) == []
+    async with client.app.state.sessionmaker() as s:
+        rows = (await s.scalars(select(Bounce.email).where(Bounce.type == "hard"))).all()
+    assert rows == [emails[0]]
