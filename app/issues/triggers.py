@@ -172,7 +172,9 @@ def _enrol_rows(conn: Connection, confirmed: list[tuple[int, int, datetime]]) ->
     groups: dict[tuple[int, datetime], list[int]] = {}
     for subscriber_id, list_id, at in confirmed:
         groups.setdefault((list_id, at), []).append(subscriber_id)
-    for (list_id, at), ids in groups.items():
+    # Lists, then their issues, in id order: each enrolment updates its issue's row, so two
+    # concurrent batches (the sign-up's group commit) lock issues in one order, no deadlock.
+    for (list_id, at), ids in sorted(groups.items()):
         enrol_group(conn, list_id, ids, at)
 
 
@@ -186,6 +188,7 @@ def enrol_group(conn: Connection, list_id: int, subscriber_ids: list[int], at: d
         select(issue_triggers.c.issue_id, issue_triggers.c.after_seconds)
         .join(Issue, Issue.id == issue_triggers.c.issue_id)
         .where(Issue.status == "active", issue_triggers.c.list_id == list_id)
+        .order_by(issue_triggers.c.issue_id)
     ).all()
     if not rules or not subscriber_ids:
         return 0

@@ -119,7 +119,7 @@ class GroupCommit:
 def group_commit(state: Any) -> GroupCommit:
     """This app's GroupCommit, made on first use (after the lifespan made the engine)."""
     found: GroupCommit | None = getattr(state, "signup_batches", None)
-    if found is None:
+    if found is None or found.engine is not state.engine:  # an app started again: its engine
         found = state.signup_batches = GroupCommit(
             state.engine, check_deliverability=state.settings.check_deliverability
         )

@@ -48,10 +48,11 @@ _ANSWERS = {s: json.dumps({"status": s}, separators=(",", ":")).encode() for s i
 
 def _json_body_declared(scope: Scope) -> tuple[bool, int]:
     """Whether the request says it is JSON, and its declared length (0 unknown, -1 invalid)."""
-    is_json, length = False, 0
+    is_json, length, typed = False, 0, False
     for name, value in scope["headers"]:
-        if name == b"content-type":
+        if name == b"content-type" and not typed:  # the first, as the route reads it
             is_json = value.split(b";")[0].strip().lower() == b"application/json"
+            typed = True
         elif name == b"content-length":
             length = int(value) if value.isdigit() else -1
     return is_json, length

@@ -96,6 +96,16 @@ UNUSUAL: list[tuple[str, dict[str, Any]]] = [
         {"data": {"email": "form@example.com", "list": "news"}, "headers": {"accept": "text/html"}},
     ),
     ("over the body limit", {"content": b"x" * 120_000, "headers": JSON}),
+    (  # the route reads the first Content-Type: a form, so this is no JSON sign-up
+        "two Content-Types",
+        {
+            "content": b'{"email": "two@example.com", "lists": ["news"]}',
+            "headers": [
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("content-type", "application/json"),
+            ],
+        },
+    ),  # fmt: skip
 ]
 
 
