@@ -9,6 +9,7 @@ A `tidings serve` exports them at /metrics, embedded dispatcher included.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what __getattr__ makes, typed for the callers
@@ -77,3 +78,17 @@ def count_messages(result: str, n: int) -> None:
     """Count `n` issue messages with this result, where /metrics can read them."""
     if exported:
         __getattr__("messages").labels(result).inc(n)
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_children(method: str, route: str, status: int) -> tuple[Any, Any]:
+    return (__getattr__("http_requests").labels(method, route, str(status)),
+            __getattr__("http_latency").labels(route))  # fmt: skip
+
+
+def count_request(method: str, route: str, status: int, seconds: float) -> None:
+    """One answered request, under the labels MetricsMiddleware counts by; the fast paths
+    (which answer ahead of it) call this too, with each label set's children bound once."""
+    requests, latency = _request_children(method, route, status)
+    requests.inc()
+    latency.observe(seconds)

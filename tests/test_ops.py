@@ -105,3 +105,22 @@ async def test_oversized_body_refused_with_413(client: AppClient) -> None:
         "/api/v1/lists", content=big, headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
+
+
+async def test_the_fast_paths_answers_are_counted_as_the_routes_would_be(
+    client: AppClient,
+) -> None:
+    """A sign-up and a redirect answered ahead of MetricsMiddleware still reach /metrics."""
+    await make_list(client, "news", double_opt_in=False, public=True)
+    signup = 'tidings_http_requests_total{method="POST",route="/api/v1/subscribe",status="202"}'
+    redirect = 'tidings_http_requests_total{method="GET",route="/r/{token}",status="404"}'
+    before = (await client.get("/metrics")).text
+    seen = {k: _metric(before, k) if k in before else 0.0 for k in (signup, redirect)}
+    answer = await client.post(
+        "/api/v1/subscribe", json={"email": "ops@example.org", "lists": ["news"]}
+    )
+    assert answer.status_code == 202, answer.text
+    assert (await client.get("/r/AAAAAQAAAAAAAAABAAO5geVnL6kgYnsk")).status_code == 404
+    after = (await client.get("/metrics")).text
+    assert _metric(after, signup) == seen[signup] + 1
+    assert _metric(after, redirect) == seen[redirect] + 1

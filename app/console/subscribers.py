@@ -23,11 +23,7 @@ from app.pagination import decode_cursor
 from app.pagination import page as cut_page
 from app.subscribers import service
 from app.subscribers.audience_router import csv_response
-from app.subscribers.emails import (
-    confirmation_envelope,
-    send_confirmation,
-    subscriptions_language,
-)
+from app.subscribers.emails import confirm, subscriptions_language
 from app.subscribers.schemas import SubscriberCreate
 
 router = APIRouter(prefix="/admin", tags=["console"])
@@ -172,7 +168,4 @@ def _send_confirmation_later(
         "language": subscriptions_language(settings, subscriber),
     }
 
-    async def build_and_send() -> None:
-        await send_confirmation(mailer, confirmation_envelope(settings, **args))
-
-    background.add_task(build_and_send)
+    background.add_task(confirm, settings, mailer, **args)

@@ -116,7 +116,6 @@ class FastPath:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.counted: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -130,15 +129,7 @@ class FastPath:
         status, headers, body = await answer(scope, purpose, path[3:])
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        key = (scope["method"], route, status)
-        counters = self.counted.get(key)
-        if counters is None:  # the children MetricsMiddleware would count under, bound once
-            counters = self.counted[key] = (
-                metrics.http_requests.labels(scope["method"], route, str(status)),
-                metrics.http_latency.labels(route),
-            )
-        counters[0].inc()
-        counters[1].observe(time.perf_counter() - start)
+        metrics.count_request(scope["method"], route, status, time.perf_counter() - start)
 
 
 def install(app: Any) -> None:

@@ -128,6 +128,21 @@ def subscriptions_language(settings: Settings, subscriber: Any) -> str:
     return i18n.language_of(languages, i18n.default_language(settings))
 
 
+async def confirm(
+    settings: Settings, mailer: Mailer, *, subscriber_id: int, email: str, name: str | None,
+    list_names: list[str], language: str | None = None,
+) -> None:  # fmt: skip
+    """Build one confirmation and send it: every sign-up path's work after its answer.
+
+    Run once the write is committed, so the link never names a row a rollback undid.
+    """
+    envelope = confirmation_envelope(
+        settings, subscriber_id=subscriber_id, email=email, name=name,
+        list_names=list_names, language=language,
+    )  # fmt: skip
+    await send_confirmation(mailer, envelope)
+
+
 async def send_confirmation(mailer: Mailer, envelope: Envelope) -> bool:
     """Send it within SEND_TIMEOUT; a failure is logged, never raised: the sign-up stands."""
     try:

@@ -21,7 +21,7 @@ from app.delivery.transport import Mailer
 from app.errors import Invalid
 from app.i18n import N_
 from app.security import rate_limited
-from app.subscribers.emails import confirmation_envelope, send_confirmation
+from app.subscribers.emails import confirm
 from app.subscribers.pages import render_form
 from app.subscribers.schemas import SubscribeIn, SubscribeOut
 from app.subscribers.signup import SignUp, public_subscribe
@@ -60,19 +60,12 @@ def confirm_later(
     settings: Settings, mailer: Mailer, background: BackgroundTasks, *, subscriber_id: int,
     email: str, name: str | None, list_names: list[str], language: str | None = None,
 ) -> None:  # fmt: skip
-    """Build and send the confirmation after the answer: neither holds the request.
-
-    Called once the write is committed, so the link never names a row a rollback undid.
-    """
-
-    async def build_and_send() -> None:
-        envelope = confirmation_envelope(
-            settings, subscriber_id=subscriber_id, email=email, name=name,
-            list_names=list_names, language=language,
-        )  # fmt: skip
-        await send_confirmation(mailer, envelope)
-
-    background.add_task(build_and_send)
+    """Build and send the confirmation after the answer (emails.confirm): neither holds the
+    request, and the request's write is committed by then."""
+    background.add_task(
+        confirm, settings, mailer, subscriber_id=subscriber_id, email=email, name=name,
+        list_names=list_names, language=language,
+    )  # fmt: skip
 
 
 async def _read_body(request: Request, *, is_form: bool) -> Any:

@@ -26,7 +26,7 @@ from app.models import MailingList, Subscriber, Subscription, Suppression
 from app.subscribers import memberships
 from app.subscribers.addresses import suppression_hash
 from app.subscribers.service import normalize_or_invalid
-from app.webhooks.events import emit, membership_moved, subscribed_events
+from app.webhooks.events import emit_each, membership_moved
 
 
 def _lookups(postgres: bool) -> tuple[Any, Any]:
@@ -241,9 +241,7 @@ async def subscribe_many(conn: AsyncConnection, asks: list[Ask]) -> list[SignUp 
         languages = [m.language for m in chosen]
         outcomes[i] = (SignUp(answer, sid, person["email"], person["name"], to_confirm, languages)
                        if to_confirm else SignUp(status=answer, languages=languages))  # fmt: skip
-    if created and "subscriber.created" in await subscribed_events(conn):
-        for person in created:
-            await emit(conn, "subscriber.created", person)
+    await emit_each(conn, "subscriber.created", created)
     if writes:
         writes.sort(key=lambda w: (w["subscriber_id"], w["list_id"]))
         await conn.execute(membership_upsert, writes)

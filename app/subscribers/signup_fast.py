@@ -35,7 +35,7 @@ from app import branding, i18n, metrics
 from app.errors import DomainError
 from app.middleware import BodyTimeout
 from app.security import VERDICTS, client_address, take_hit
-from app.subscribers.emails import confirmation_envelope, send_confirmation
+from app.subscribers.emails import confirm
 from app.subscribers.schemas import SubscribeIn
 from app.subscribers.signup import SignUp
 from app.subscribers.signup_batch import group_commit
@@ -63,7 +63,6 @@ class SignupFastPath:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.counters: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
@@ -96,19 +95,9 @@ class SignupFastPath:
             (b"content-length", b"%d" % len(answer)), (b"content-type", b"application/json"),
         ]})  # fmt: skip
         await send({"type": "http.response.body", "body": answer})
-        self._count(time.perf_counter() - start)
+        metrics.count_request("POST", PATH, 202, time.perf_counter() - start)
         if signup.subscriber_id is not None:
             await _confirm(state, signup)
-
-    def _count(self, seconds: float) -> None:
-        found = self.counters.get("202")
-        if found is None:  # the children MetricsMiddleware would count under, bound once
-            found = self.counters["202"] = (
-                metrics.http_requests.labels("POST", PATH, "202"),
-                metrics.http_latency.labels(PATH),
-            )
-        found[0].inc()
-        found[1].observe(seconds)
 
 
 async def _read(receive: Receive, read: list[Message], limit: int, seconds: float) -> bytes | None:
@@ -164,15 +153,13 @@ async def _confirm(state: Any, signup: SignUp) -> None:
     settings = state.settings
     try:
         await branding.refresh_if_stale(state)  # as the middleware would
-        envelope = confirmation_envelope(
-            settings, subscriber_id=signup.subscriber_id or 0, email=signup.email,
+        await confirm(
+            settings, state.mailer, subscriber_id=signup.subscriber_id or 0, email=signup.email,
             name=signup.name, list_names=signup.list_names,
             language=i18n.language_of(signup.languages, i18n.default_language(settings)),
         )  # fmt: skip
     except Exception:  # noqa: BLE001 - the sign-up stands; a background task would log it too
         log.exception("confirmation email not built")
-        return
-    await send_confirmation(state.mailer, envelope)
 
 
 def install(app: Any) -> None:

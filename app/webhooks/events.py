@@ -164,7 +164,8 @@ async def emit_people_sqlite(
 async def emit_each(
     conn: AsyncSession | AsyncConnection, event: str, items: list[dict[str, Any]]
 ) -> None:
-    """One `event` per item (issues finished together), in the caller's transaction."""
+    """One `event` per item (issues finished together, people who signed up together), in
+    the caller's transaction."""
     for data in items:
         await emit(conn, event, data)
 
