@@ -146,3 +146,23 @@ def test_tokens_are_bound_to_their_purpose(purpose: str) -> None:
             assert tokens.read(key, other, token, count=count) is None
     assert tokens.read(key, purpose, token[:-1], count=count) is None
     assert tokens.read(key + "x", purpose, token, count=count) is None
+
+
+def test_the_cached_hmac_is_rfc_2104_and_tokens_keep_their_bytes() -> None:
+    """tokens.hmac_sha256 (the key's pads cached) is HMAC-SHA256, and a token is the same
+    bytes as the plain hmac.new construction made: links already sent keep working."""
+    import base64
+    import hashlib
+    import hmac
+    import struct
+
+    for key in (b"", b"k", bytes(range(32)), bytes(range(64))):
+        for message in (b"", b"1.2", bytes(range(200))):
+            assert tokens.hmac_sha256(key, message) == hmac.new(key, message, "sha256").digest()
+    with mock.patch("time.time", return_value=1_790_000_000):
+        made = tokens.make("the-secret", "unsubscribe", 7, 9)
+    body = struct.pack(">I2Q", 1_790_000_000, 7, 9)
+    key = hashlib.sha256(b"tidings:unsubscribe:the-secret").digest()
+    mac = hmac.new(key, body, hashlib.sha256).digest()[:10]
+    assert made == base64.b32encode(body + mac).decode().rstrip("=").lower()
+    assert tokens.read("the-secret", "unsubscribe", made, count=2) == (7, 9)

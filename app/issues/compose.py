@@ -89,9 +89,14 @@ def tracking_for(settings: Settings, issue: Issue) -> Tracking | None:
                     secret=settings.secret_key_value, opens=opens, clicks=clicks)  # fmt: skip
 
 
+@lru_cache(maxsize=8)
+def _message_id_key(secret: str) -> bytes:
+    return hashlib.sha256(f"tidings:message-id:{secret}".encode()).digest()
+
+
 def _mac(settings: Settings, issue_id: int, delivery_id: int) -> str:
-    key = hashlib.sha256(f"tidings:message-id:{settings.secret_key_value}".encode()).digest()
-    return hmac.new(key, f"{issue_id}.{delivery_id}".encode(), hashlib.sha256).hexdigest()[:8]
+    key = _message_id_key(settings.secret_key_value)  # derived once, not per message
+    return tokens.hmac_sha256(key, f"{issue_id}.{delivery_id}".encode()).hex()[:8]
 
 
 def message_id(settings: Settings, *, issue_id: int, delivery_id: int) -> str:
