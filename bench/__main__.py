@@ -20,6 +20,7 @@ PARTS = (
     "wire",
     "cost",
     "dispatch",
+    "statements",
     "viewers",
     "profile",
     "fanout",
@@ -32,6 +33,7 @@ PARTS = (
 NEEDS = {  # the modules a part drives; a part whose module is not built yet is skipped
     "dispatch": ("app.delivery.dispatcher", "app.issues.router"),
     "profile": ("app.delivery.dispatcher", "app.issues.router"),
+    "statements": ("app.delivery.dispatcher", "app.issues.router"),
     "fanout": ("app.delivery.dispatcher", "app.issues.router"),
     "api": ("app.subscribers.router",),
     "import": ("app.subscribers.importer",),
@@ -73,6 +75,7 @@ def options(argv: list[str]) -> argparse.Namespace:
     args.api_seconds = 5 if q else 10
     args.import_limit = 60.0 if q else 180.0
     args.profile_subscribers = 5_000 if q else 20_000
+    args.statement_subscribers = 5_000 if q else 20_000
     args.source_count = 20_000 if q else 50_000
     return args
 
@@ -162,10 +165,18 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
         await part("wire", wire_part)  # again after the long part: how much the machine drifted
     summarise(results, dispatched, sum(rates) / len(rates) if rates else None)
     if no_pg:
-        for name in ("viewers", "profile", "fanout"):
+        for name in ("statements", "viewers", "profile", "fanout"):
             if name in wanted:
                 results.skip(name, str(no_pg))
     else:
+        from bench.statements import measure_statements
+
+        await part(
+            "statements",
+            lambda: measure_statements(
+                results, procs=procs, sink_port=sink, subscribers=args.statement_subscribers
+            ),
+        )
         from bench.viewers import measure_viewers
 
         await part(

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.cpu_split import CPUSplit, in_group, postgres_backends
 from bench.infra import (
     Processes,
     _asyncpg_dsn,
@@ -136,10 +137,12 @@ async def dispatch_once(
         senders = [p for p in everyone if p is not None]
         # CPU from the send call on: start-up (imports, the signing pool) is not sending.
         cpu0 = sum(group_cpu_seconds(p.pid) for p in senders)
+        split = CPUSplit(_parts(stack, url, sink_port)).start()
         t0 = time.time()
         send_s, answer = await stack.send(issue_id)
         stats = await stack.wait_sent(issue_id, timeout=max(600, run.subscribers / 50))
         observed = time.time()
+        parts_cpu = split.stop()
         # finished_at, when given, is more exact than the polling interval.
         finished = stats.get("finished_at")
         end = datetime.fromisoformat(finished).timestamp() if finished else observed
@@ -166,6 +169,10 @@ async def dispatch_once(
             "sender_cpu_s": cpu,
             "cpu_us_per_msg": cpu / max(stats.get("sent") or 1, 1) * 1e6,
             "peak_rss_mb": rss,
+            # Every part's CPU a message, the senders' included: what bounds the rate.
+            "cpu_split_us": {
+                k: v / max(stats.get("sent") or 1, 1) * 1e6 for k, v in parts_cpu.items()
+            },
             "app_rate": stats.get("messages_per_second"),
             "tracked_links": links,
         }
@@ -174,6 +181,21 @@ async def dispatch_once(
             await stack.stop()
         if run.backend == "postgres":
             await drop_pg_database(url)
+
+
+def _parts(stack: Stack, url: str, sink_port: int) -> dict[str, Any]:
+    """The CPU split's parts: the workers, the server, PostgreSQL's backends, smtp-sink."""
+    parts: dict[str, Any] = {}
+    if stack.workers:
+        groups = {p.pid for p in stack.workers if p is not None}
+        parts["workers"] = lambda _cmd, group: group in groups
+    if stack.server is not None:
+        parts["server"] = in_group(stack.server.pid)
+    if not url.startswith("sqlite"):
+        parts["postgres"] = postgres_backends(url.rsplit("/", 1)[1])
+    sink = f"127.0.0.1:{sink_port}"
+    parts["smtp-sink"] = lambda cmd, _group: "smtp-sink" in cmd and sink in cmd
+    return parts
 
 
 async def measure_dispatch(
@@ -203,7 +225,9 @@ async def measure_dispatch(
         target, ok = "", None
         note = (f"{ratio:.3f} x smtp-source; " if ratio else "") + (
             f"{figures['sent']:,}/{figures['recipients']:,} sent in {figures['seconds']:.1f} s, "
-            f"{figures['cpu_us_per_msg']:,.0f} us CPU/msg, RSS {figures['peak_rss_mb']:.0f} MB"
+            f"{figures['cpu_us_per_msg']:,.0f} us CPU/msg, RSS {figures['peak_rss_mb']:.0f} MB; "
+            "CPU us/msg by part: "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in figures["cpu_split_us"].items())
         )
         if figures["status"] != "sent" or figures["sent"] != figures["recipients"]:
             ok, note = False, f"NOT ALL SENT ({figures['status']}); " + note
