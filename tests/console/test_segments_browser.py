@@ -64,6 +64,15 @@ async def test_builder_counts_as_the_rule_changes_and_saves(
     await count.get_by_text("3 people match this rule now.").wait_for()
     assert json.loads(await page.locator("#f-rules").input_value())["any"][2] == {
         "engaged": "sent", "issue": SENT_ISSUE}  # fmt: skip
+    # Every control of a condition has its name on screen, not only for a screen reader.
+    unlabelled = await builder.locator(".seg-condition").evaluate_all(
+        """rows => rows.flatMap(r => [...r.querySelectorAll('input, select')])
+            .filter(c => !(c.closest('label.seg-field')?.innerText.trim()))
+            .map(c => c.getAttribute('aria-label'))"""
+    )
+    assert unlabelled == []
+    assert await builder.get_by_text("Within days (empty: ever)").count() == 1
+    assert await builder.get_by_text("Issue id or any", exact=True).is_visible()
     await accessible(page)
 
     await page.get_by_label("Name", exact=True).fill("Pending, VIP or sent")

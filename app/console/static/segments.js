@@ -48,6 +48,13 @@
     return i;
   }
 
+  // A control with its name shown above it: the aria-label (which names the condition
+  // too, "Rule › 2: comparison") is what a screen reader says; `text` is what a reader
+  // sees, a word of it, so the visible name is part of the spoken one (WCAG 2.5.3).
+  function field(text, control) {
+    return el("label", {"class": "seg-field"}, [el("span", {text: text}), control]);
+  }
+
   function button(text, label, onclick, cls) {
     var b = el("button", {type: "button", "class": cls || "secondary", text: text});
     if (label) { b.setAttribute("aria-label", label); }
@@ -101,44 +108,48 @@
   function conditionRow(node, label) {
     var kind = kindOf(node);
     var row = el("div", {"class": "seg-condition", role: "group", "aria-label": label});
-    row.appendChild(select(label + ": kind", Object.keys(KINDS), kind, function (k) {
+    function add(text, control) { row.appendChild(field(text, control)); }
+    add("Kind", select(label + ": kind", Object.keys(KINDS), kind, function (k) {
       replace(node, KINDS[k]());
     }));
     if (kind === "attribute") {
-      row.appendChild(input(label + ": attribute name", node.attribute,
+      add("Attribute name", input(label + ": attribute name", node.attribute,
         function (v) { node.attribute = v; changed(); }));
     }
     if (kind === "field") {
-      row.appendChild(select(label + ": field", ["email", "name", "created_at"], node.field,
+      add("Field", select(label + ": field", ["email", "name", "created_at"], node.field,
         function (v) { node.field = v; changed(); }));
     }
     if (kind === "attribute" || kind === "field") {
-      row.appendChild(select(label + ": comparison", OPS, node.op, function (v) {
+      add("Comparison", select(label + ": comparison", OPS, node.op, function (v) {
         node.op = v;
         if (v === "exists") { node.value = true; } else if (v === "in") { node.value = []; }
         render(); changed();
       }));
-      valueControls(node, label).forEach(function (c) { row.appendChild(c); });
+      var names = node.op === "exists" ? ["Is present"]
+        : node.op === "in" ? ["Values, comma-separated", "Value type"] : ["Value", "Value type"];
+      valueControls(node, label).forEach(function (c, i) { add(names[i], c); });
     }
     if (kind === "list") {
-      row.appendChild(input(label + ": list slug", node.list,
+      add("List slug", input(label + ": list slug", node.list,
         function (v) { node.list = v; changed(); }));
-      row.appendChild(select(label + ": status", ["confirmed", "pending", "unsubscribed"],
+      add("Status", select(label + ": status", ["confirmed", "pending", "unsubscribed"],
         node.status, function (v) { node.status = v; changed(); }));
     }
     if (kind === "bounced" || kind === "engaged") {
       var choices = kind === "bounced" ? ["hard", "soft", "any"] : ["opened", "clicked", "sent"];
-      row.appendChild(select(label + ": " + kind, choices, node[kind],
-        function (v) { node[kind] = v; changed(); }));
+      add(kind === "bounced" ? "Bounced" : "Engaged", select(label + ": " + kind, choices,
+        node[kind], function (v) { node[kind] = v; changed(); }));
       if (kind === "engaged") {
-        row.appendChild(input(label + ": issue id or any", node.issue, function (v) {
+        add("Issue id or any", input(label + ": issue id or any", node.issue, function (v) {
           node.issue = /^\d+$/.test(v) ? Number(v) : v; changed();
         }));
       }
-      row.appendChild(input(label + ": within days (empty: ever)", node.within_days, function (v) {
-        if (v === "") { delete node.within_days; } else { node.within_days = Number(v); }
-        changed();
-      }, "number"));
+      add("Within days (empty: ever)", input(label + ": within days (empty: ever)",
+        node.within_days, function (v) {
+          if (v === "") { delete node.within_days; } else { node.within_days = Number(v); }
+          changed();
+        }, "number"));
     }
     return row;
   }
@@ -154,12 +165,13 @@
     var kind = kindOf(node);
     var box = el("fieldset", {"class": "seg-group"});
     box.appendChild(el("legend", {text: label}));
-    box.appendChild(select(label + ": combine", ["all", "any", "not"], kind, function (k) {
+    var combine = select(label + ": combine", ["all", "any", "not"], kind, function (k) {
       var members = kind === "not" ? [node.not] : node[kind];
       replace(node, k === "not" ? {not: members[0]} : (function () {
         var g = {}; g[k] = members; return g;
       })());
-    }));
+    });
+    box.appendChild(field("Combine", combine));
     var members = kind === "not" ? [node.not] : node[kind];
     var list = el("div", {"class": "seg-members"});
     members.forEach(function (member, index) {
