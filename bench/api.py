@@ -40,6 +40,12 @@ from bench.stack import Stack, make_env
 # wrk's connections: 64 by default (issue 6's and listmonk's runs), TIDINGS_BENCH_WRK_C to
 # see the latency at a lower concurrency.
 CONNECTIONS = int(os.environ.get("TIDINGS_BENCH_WRK_C", "64"))
+# Seconds of sign-ups before the measured run, so its figures are the server's steady state.
+# A cold server spends its first sign-ups configuring the ORM's mappers, compiling and
+# preparing statements, rendering the confirmation template and opening connections, each
+# step blocking the event loop for 30-130 ms: at -c16, a 10 s run without this counted
+# ~50 answers of 200-400 ms, all in its first 0.3 s, and they were its p99.
+WARMUP = int(os.environ.get("TIDINGS_BENCH_WARMUP", "3"))
 
 LUA_COMMON = """
 local threads = {}
@@ -152,9 +158,8 @@ async def measure_api(
         stack = Stack(procs, env, f"api-{backend}-{processes}p", serve_processes=processes)
         await stack.start()
         base = f"http://127.0.0.1:{stack.port}"
-        script = LUA_SUBSCRIBE.replace("RUN", str(abs(hash(tmp)) % 10**6)).replace(
-            "LIST", LIST_SLUG
-        )
+        run = abs(hash(tmp)) % 10**6
+        script = LUA_SUBSCRIBE.replace("LIST", LIST_SLUG)
         assert stack.server is not None
         cpu_of = {"server": lambda: group_cpu_seconds(stack.server.pid)}  # type: ignore[union-attr]
         if backend == "postgres":
@@ -163,9 +168,13 @@ async def measure_api(
         sink = next((p for p in procs.running if f"127.0.0.1:{sink_port}" in p.args), None)
         if sink is not None:  # each sign-up's confirmation lands there
             cpu_of["smtp-sink"] = lambda: group_cpu_seconds(sink.pid)  # type: ignore[union-attr]
+        if WARMUP:  # other addresses than the measured run's (RUN is part of each one)
+            warm = script.replace("RUN", str(run + 1))
+            figures["subscribe_warmup"] = wrk(base + "/api/v1/subscribe", warm, seconds=WARMUP)
         figures["subscribe"] = wrk(
-            base + "/api/v1/subscribe", script, seconds=seconds, cpu_of=cpu_of
-        )
+            base + "/api/v1/subscribe", script.replace("RUN", str(run)), seconds=seconds,
+            cpu_of=cpu_of,
+        )  # fmt: skip
         figures["list"] = wrk(
             base + "/api/v1/subscribers?limit=100",
             LUA_COMMON,
@@ -178,7 +187,8 @@ async def measure_api(
         if backend == "postgres":
             await drop_pg_database(url)
     results.raw[f"api_{backend}_{processes}p"] = figures
-    shared = f"{processes} server process(es); wrk -t2 -c{CONNECTIONS} on the same 2 cores"
+    shared = (f"{processes} server process(es); wrk -t2 -c{CONNECTIONS} on the same 2 cores,"
+              f" after {WARMUP} s of warm-up")  # fmt: skip
     backend = backend if processes == 1 else f"{backend}, {processes} processes"
     for key, what in (("subscribe", "POST /api/v1/subscribe"), ("list", "GET /api/v1/subscribers")):
         f = figures[key]

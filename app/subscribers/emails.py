@@ -73,7 +73,7 @@ def confirmation_envelope(
     """
     lang = language if language and i18n.is_shipped(language) else i18n.default_language(settings)
     brand = branding.current(settings)
-    sender = _sender(settings.from_, settings.sender_domain)
+    sender = _sender(settings.from_)
     compiled = confirm_mail.compiled(
         from_addr=settings.from_,
         domain=sender.rpartition("@")[2] or "localhost",  # as render_system_email's Message-ID
@@ -94,9 +94,13 @@ def confirmation_envelope(
 
 
 @functools.lru_cache(maxsize=16)
-def _sender(from_: str, sender_domain: str) -> str:
-    """The envelope sender of system emails: TIDINGS_FROM's address."""
-    return parseaddr(from_)[1] or f"newsletter@{sender_domain}"
+def _sender(from_: str) -> str:
+    """The envelope sender of system emails: TIDINGS_FROM's address.
+
+    Keyed on TIDINGS_FROM alone: Settings.sender_domain parses it again on every read, and
+    it is "localhost" exactly when there is no address to take.
+    """
+    return parseaddr(from_)[1] or "newsletter@localhost"
 
 
 def _rendered(

@@ -2,11 +2,12 @@
 
 One SELECT resolves the lists (with their language, which the confirmation speaks), the
 person (if known), their memberships of those lists and whether the address is
-suppressed; then one upsert of the person and one of the memberships. Known and unknown
-addresses run the same statements and write alike (an upsert that meets a known address
-still writes its row), so the time of the answer does not tell a stranger whether an
-address is on file. The caller commits: the route one sign-up a transaction, the fast
-path (signup_fast.py) several concurrent ones in one (group commit, signup_batch.py).
+suppressed (a UNION ALL: one round trip); then one upsert of the person and one of the
+memberships. Known and unknown addresses run the same statements and write alike (an
+upsert that meets a known address still writes its row), so the time of the answer does
+not tell a stranger whether an address is on file. The caller commits: the route one
+sign-up a transaction, the fast path (signup_fast.py) several concurrent ones in one
+(group commit, signup_batch.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, case, select
+from sqlalchemy import String, any_, bindparam, case, cast, null, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,11 +30,12 @@ from app.subscribers.service import normalize_or_invalid
 from app.webhooks.events import emit_each, membership_moved
 
 
-def _lookups(postgres: bool) -> tuple[Any, Any]:
-    """The lists asked for, each with every known person of the batch (or none) and her
-    membership of it; and which of the addresses are suppressed, by hash. Both run whoever
-    the people are. On PostgreSQL the lists of values are arrays (`= ANY`), so one
-    statement text, prepared once, serves every batch size.
+def _lookup(postgres: bool) -> Any:
+    """One statement for the two questions of a batch, asked whoever the people are: the
+    lists asked for, each with every known person of the batch (or none) and her
+    membership of it; and, in rows of their own (`hash` set, the rest NULL), which of the
+    addresses are suppressed. One round trip, not two. On PostgreSQL the lists of values
+    are arrays (`= ANY`), so one statement text, prepared once, serves every batch size.
     """
 
     def among(column: Any, name: str) -> Any:
@@ -41,7 +43,7 @@ def _lookups(postgres: bool) -> tuple[Any, Any]:
             return column == any_(bindparam(name, type_=postgresql.ARRAY(String)))
         return column.in_(bindparam(name, expanding=True))
 
-    lookup = (
+    lists = (
         select(
             MailingList.id,
             MailingList.slug,
@@ -55,6 +57,7 @@ def _lookups(postgres: bool) -> tuple[Any, Any]:
             Subscriber.name.label("person_name"),
             Subscriber.status.label("person"),
             Subscription.status.label("membership"),
+            cast(null(), String).label("hash"),
         )
         .select_from(MailingList)
         .outerjoin(Subscriber, among(Subscriber.email_key, "keys"))
@@ -65,7 +68,10 @@ def _lookups(postgres: bool) -> tuple[Any, Any]:
         )
         .where(among(MailingList.slug, "slugs"))
     )
-    return lookup, select(Suppression.email_hash).where(among(Suppression.email_hash, "hashes"))
+    suppressed = select(*[null()] * 12, Suppression.email_hash).where(
+        among(Suppression.email_hash, "hashes")
+    )
+    return union_all(lists, suppressed)
 
 
 def _person_upsert(dialect: Any) -> Any:
@@ -102,7 +108,7 @@ _UPSERTS = {
     name: (_person_upsert(dialect), _membership_upsert(dialect))
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
-_LOOKUPS = {"postgresql": _lookups(True), "sqlite": _lookups(False)}
+_LOOKUPS = {"postgresql": _lookup(True), "sqlite": _lookup(False)}
 
 
 @dataclass
@@ -167,7 +173,7 @@ async def public_subscribe(
 async def subscribe_many(conn: AsyncConnection, asks: list[Ask]) -> list[SignUp | Invalid]:
     """public_subscribe for several people at once, set-based: each one's outcome, in order.
 
-    Two lookups, one upsert of the people and one of the memberships for the lot. A refused
+    One lookup, one upsert of the people and one of the memberships for the lot. A refused
     sign-up (Invalid) writes nothing and the others go on. The keys must be distinct (a
     second sign-up of an address waits for the next batch: signup_batch.py).
     """
@@ -176,16 +182,18 @@ async def subscribe_many(conn: AsyncConnection, asks: list[Ask]) -> list[SignUp 
     lists: dict[str, Any] = {}
     people: dict[str, Any] = {}
     held: dict[tuple[str, int], str] = {}
-    lookup, suppression = _LOOKUPS[conn.dialect.name]
-    for r in await conn.execute(lookup, {"keys": keys, "slugs": slugs}):
-        if r.public:
+    hashes = {suppression_hash(k): k for k in keys}
+    suppressed: set[str] = set()
+    params = {"keys": keys, "slugs": slugs, "hashes": list(hashes)}
+    for r in await conn.execute(_LOOKUPS[conn.dialect.name], params):
+        if r.hash is not None:
+            suppressed.add(hashes[r.hash])
+        elif r.public:
             lists.setdefault(r.slug, r)
         if r.subscriber_id is not None:
             people.setdefault(r.key, r)
             if r.membership is not None:
                 held[r.key, r.id] = r.membership
-    hashes = {suppression_hash(k): k for k in keys}
-    suppressed = {hashes[h] for h in await conn.scalars(suppression, {"hashes": list(hashes)})}
     outcomes: list[SignUp | Invalid] = []
     accepted: list[tuple[int, Ask]] = []
     for a in asks:
