@@ -11,17 +11,18 @@ no one is ever skipped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import config
 from app.db import utcnow
 from app.delivery import fanout
-from app.delivery.statements import claim_statement
+from app.delivery.statements import claim_statement, driver_fetch
 from app.delivery.statements import is_pg as _pg
 from app.delivery.statements import timed as _sql
 
@@ -119,40 +120,35 @@ class Target:
     eligible: bool
 
 
+_TARGETS = (
+    "SELECT d.id, d.issue_id, d.subscriber_id, d.attempts, s.email, s.name, s.attributes,"
+    " (s.status = 'active' AND EXISTS (SELECT 1 FROM subscriptions m JOIN issue_lists il"
+    " ON il.list_id = m.list_id AND il.issue_id = d.issue_id"
+    " WHERE m.subscriber_id = d.subscriber_id AND m.status = 'confirmed')) AS eligible"
+    " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id "
+)
+# SQLite: the ids as one JSON parameter; an expanding IN would bind (and SQLAlchemy
+# process) 50 values a chunk and compile a statement per chunk length.
+_TARGETS_SQLITE = text(_TARGETS + "IN (SELECT value FROM json_each(:ids))")  # noqa: S608
+
+
 async def load_targets(*, session: AsyncSession, ids: list[int]) -> list[Target]:
     """The recipients of these deliveries, each with whether they may still be sent to."""
     if not ids:
         return []
-    in_ids = "= ANY(:ids)" if _pg(session) else "IN :ids"
-    stmt = text(
-        "SELECT d.id, d.issue_id, d.subscriber_id, d.attempts, s.email, s.name, s.attributes,"  # noqa: S608 (constants only)
-        " (s.status = 'active' AND EXISTS (SELECT 1 FROM subscriptions m JOIN issue_lists il"
-        " ON il.list_id = m.list_id AND il.issue_id = d.issue_id"
-        " WHERE m.subscriber_id = d.subscriber_id AND m.status = 'confirmed')) AS eligible"
-        f" FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id {in_ids}"
-    )
-    if not _pg(session):
-        stmt = stmt.bindparams(bindparam("ids", expanding=True))
-    rows = await session.execute(stmt, {"ids": ids})
+    rows: Any = await driver_fetch(session, _TARGETS + "= ANY($1::bigint[])", ids)
+    if rows is None:
+        pg = _pg(session)
+        stmt = text(_TARGETS + "= ANY(:ids)") if pg else _TARGETS_SQLITE
+        rows = await session.execute(stmt, {"ids": ids if pg else json.dumps(ids)})
     out = []
-    for r in rows:
-        attrs = r.attributes
-        if isinstance(attrs, str):  # SQLite hands JSON back as text in a raw query
-            import json
-
+    for i, issue_id, subscriber_id, attempts, email, name, attrs, eligible in rows:
+        if isinstance(attrs, str):  # JSON as text: SQLite's raw queries, asyncpg's own
             attrs = json.loads(attrs)
         out.append(
-            Target(
-                r.id,
-                r.issue_id,
-                r.subscriber_id,
-                r.attempts,
-                r.email or "",
-                r.name or "",
-                attrs or {},
-                bool(r.eligible) and r.email is not None,
-            )  # fmt: skip
-        )
+            Target(i, issue_id, subscriber_id, attempts, email or "", name or "", attrs or {},
+                   bool(eligible) and email is not None)
+        )  # fmt: skip
     return out
 
 
@@ -179,58 +175,76 @@ _RECORD_SET = (
 )
 
 
+# One UPDATE of a batch's results, from its columns: on PostgreSQL as arrays (asyncpg's
+# own form on autocommit sessions, see driver_fetch; else SQLAlchemy's, whose text()
+# reads "::" as no parameter: CAST instead), on SQLite as one JSON array of rows.
+_RESULT = ("id", "status", "refund", "next_at", "err", "mid", "server", "sent_at")
+_RECORD_NAMES = ("ids", "statuses", "refunds", "next_ats", "errs", "mids", "servers", "sent_ats")
+_RECORD_TYPES = ("BIGINT", "TEXT", "INT", "TIMESTAMPTZ", "TEXT", "TEXT", "TEXT", "TIMESTAMPTZ")
+_RECORD_UPDATE = f"UPDATE deliveries AS d SET{_RECORD_SET} FROM "
+_RECORD_WHERE = " WHERE d.id = v.id AND {plus}d.lease_owner = {owner} AND d.status = 'sending'"
+_AS_V = f" AS v({', '.join(_RESULT)})"
+_RECORD_PG = (
+    _RECORD_UPDATE
+    + f"unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_RECORD_TYPES, 1))})"
+    + _AS_V
+    + _RECORD_WHERE.format(plus="", owner="$9")
+)
+_RECORD_PG_SA = text(
+    _RECORD_UPDATE
+    + "unnest("
+    + ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(_RECORD_NAMES, _RECORD_TYPES, strict=True))
+    + ")"
+    + _AS_V
+    + _RECORD_WHERE.format(plus="", owner=":owner")
+)
+_RECORD_SQLITE = text(
+    _RECORD_UPDATE  # noqa: S608 (constants only)
+    + "(SELECT "
+    + ", ".join(f"json_extract(value, '$[{i}]') AS {c}" for i, c in enumerate(_RESULT))
+    + " FROM json_each(:rows)) AS v"
+    # The unary plus keeps SQLite off the in-flight index, which would make every row this
+    # worker holds the outer loop, the JSON scanned for each (5 ms a message, measured).
+    + _RECORD_WHERE.format(plus="+", owner=":owner")
+)
+
+
 async def record(*, session: AsyncSession, owner: str, results: list[Result]) -> int:
     """Write a batch of results in one statement, only where this owner still holds the lease."""
     if not results:
         return 0
     if _pg(session):
-        stmt = text(
-            f"UPDATE deliveries AS d SET{_RECORD_SET} FROM unnest(CAST(:ids AS BIGINT[]),"
-            " CAST(:statuses AS TEXT[]), CAST(:refunds AS INT[]),"
-            " CAST(:next_ats AS TIMESTAMPTZ[]), CAST(:errs AS TEXT[]), CAST(:mids AS TEXT[]),"
-            " CAST(:servers AS TEXT[]), CAST(:sent_ats AS TIMESTAMPTZ[]))"
-            " AS v(id, status, refund, next_at, err, mid, server, sent_at)"
-            " WHERE d.id = v.id AND d.lease_owner = :owner AND d.status = 'sending'"
-        )
-        res = await session.execute(
-            stmt,
-            {
-                "ids": [r.id for r in results],
-                "statuses": [r.status for r in results],
-                "refunds": [r.refund for r in results],
-                "next_ats": [r.next_attempt_at for r in results],
-                "errs": [r.error for r in results],
-                "mids": [r.message_id for r in results],
-                "servers": [r.server for r in results],
-                "sent_ats": [r.sent_at for r in results],
-                "owner": owner,
-            },
-        )
+        columns = [
+            [r.id for r in results],
+            [r.status for r in results],
+            [r.refund for r in results],
+            [r.next_attempt_at for r in results],
+            [r.error for r in results],
+            [r.message_id for r in results],
+            [r.server for r in results],
+            [r.sent_at for r in results],
+        ]
+        written = await driver_fetch(session, _RECORD_PG + " RETURNING 1", *columns, owner)
+        if written is not None:
+            return len(written)
+        arrays = dict(zip(_RECORD_NAMES, columns, strict=True))
+        res = await session.execute(_RECORD_PG_SA, {**arrays, "owner": owner})
         return int(res.rowcount or 0)  # type: ignore[attr-defined]
-    # SQLite: one prepared statement executed per row, all in one transaction (no round trips).
-    stmt = _sql(
-        "UPDATE deliveries AS d SET"
-        + _RECORD_SET.replace("v.", ":v_").replace("d.", "")
-        + " WHERE id = :v_id AND lease_owner = :owner AND status = 'sending'",
-        "v_next_at",
-        "v_sent_at",
-    )
-    params = [
-        {
-            "v_id": r.id,
-            "v_status": r.status,
-            "v_refund": r.refund,
-            "v_next_at": r.next_attempt_at,
-            "v_err": r.error,
-            "v_mid": r.message_id,
-            "v_server": r.server,
-            "v_sent_at": r.sent_at,
-            "owner": owner,
-        }  # fmt: skip
+    # SQLite: the batch as one JSON parameter, unpacked by json_each; times as SQLAlchemy
+    # stores them (naive UTC, six-digit fractions) so that they compare as before.
+    rows = json.dumps([
+        [r.id, r.status, r.refund, _sqlite_time(r.next_attempt_at), r.error, r.message_id,
+         r.server, _sqlite_time(r.sent_at)]
         for r in results
-    ]
-    res = await session.execute(stmt, params)
+    ])  # fmt: skip
+    res = await session.execute(_RECORD_SQLITE, {"rows": rows, "owner": owner})
     return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 async def issue_statuses(*, session: AsyncSession, held: set[int]) -> dict[int, str]:
