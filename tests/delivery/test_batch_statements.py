@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.delivery import queue
@@ -40,15 +41,19 @@ async def _claimed(db: str, client: AppClient, n: int) -> tuple[int, list[int]]:
     return issue_id, list(ids)
 
 
+def _sessions(db: str, autocommit: bool) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """An unpinged engine, as a worker's, and its sessions: transactional or autocommit."""
+    engine = make_engine(db, pool_pre_ping=False)
+    maker = make_sessionmaker(engine)
+    return engine, single_statements(maker) if autocommit else maker
+
+
 @pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
 async def test_results_are_written_as_given_and_only_under_our_lease(
     client: AppClient, db: str, autocommit: bool
 ) -> None:
     issue_id, ids = await _claimed(db, client, 6)
-    engine = make_engine(db, pool_pre_ping=False)
-    maker = make_sessionmaker(engine)
-    if autocommit:
-        maker = single_statements(maker)
+    engine, maker = _sessions(db, autocommit)
     now = utcnow().replace(microsecond=123456)
     later = now + timedelta(minutes=5)
     try:
@@ -102,10 +107,7 @@ async def test_targets_say_who_may_still_be_sent_to(
     client: AppClient, db: str, autocommit: bool
 ) -> None:
     _, ids = await _claimed(db, client, 3)
-    engine = make_engine(db, pool_pre_ping=False)
-    maker = make_sessionmaker(engine)
-    if autocommit:
-        maker = single_statements(maker)
+    engine, maker = _sessions(db, autocommit)
     try:
         async with make_sessionmaker(engine)() as s, s.begin():
             first, second = (await s.scalars(select(Subscriber).order_by(Subscriber.id))).all()[:2]
