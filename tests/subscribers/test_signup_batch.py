@@ -1,6 +1,7 @@
 """The group commit's writers (app/subscribers/signup_batch.py): one connection each, held
 from batch to batch while sign-ups keep coming, given back when the queue is empty, and
-never used again after a batch failed on it."""
+never used again after a batch failed on it; and the fast path's confirmations, which
+refresh a stale branding once between them."""
 
 from __future__ import annotations
 
@@ -117,3 +118,24 @@ async def test_a_whole_batch_behind_a_stuck_writer_gets_a_second_one(
     release.set()
     assert isinstance(await first, SignUp)
     assert group.committed == signup_batch.MAX_BATCH + 1
+
+
+async def test_confirmations_that_find_the_branding_stale_refresh_it_once(
+    client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every confirmation in flight finds the snapshot stale at once: one refresh, not one each."""
+    from app import branding
+    from app.subscribers import signup_fast
+
+    real = branding._load
+    loads: list[int] = []
+
+    async def counted(session: Any, settings: Any) -> None:
+        loads.append(1)
+        await real(session, settings)
+
+    monkeypatch.setattr(branding, "_load", counted)
+    branding.reset()  # stale, as every REFRESH_SECONDS
+    await asyncio.gather(*(signup_fast._refreshed(client.app.state) for _ in range(20)))
+    assert len(loads) == 1
+    assert branding.current(client.app.state.settings) is not None
