@@ -27,7 +27,8 @@ def _key(secret: str, purpose: str) -> bytes:
 @lru_cache(maxsize=32)
 def _pads(key: bytes) -> tuple[Any, Any]:
     """HMAC-SHA256's inner and outer hashes with the key's pads already absorbed."""
-    assert len(key) <= 64  # our keys are SHA-256 digests: a block holds them as they are
+    if len(key) > 64:  # RFC 2104: a key longer than the block is hashed first
+        key = hashlib.sha256(key).digest()
     block = key.ljust(64, b"\0")
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))

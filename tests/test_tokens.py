@@ -156,7 +156,7 @@ def test_the_cached_hmac_is_rfc_2104_and_tokens_keep_their_bytes() -> None:
     import hmac
     import struct
 
-    for key in (b"", b"k", bytes(range(32)), bytes(range(64))):
+    for key in (b"", b"k", bytes(range(32)), bytes(range(64)), bytes(range(65)), b"x" * 200):
         for message in (b"", b"1.2", bytes(range(200))):
             assert tokens.hmac_sha256(key, message) == hmac.new(key, message, "sha256").digest()
     with mock.patch("time.time", return_value=1_790_000_000):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import config
 from app.db import utcnow
 from app.delivery import fanout
-from app.delivery.statements import claim_statement, driver_fetch
+from app.delivery.statements import claim_statement, driver_fetch, sqlite_time, storable_text
 from app.delivery.statements import is_pg as _pg
 from app.delivery.statements import timed as _sql
 
@@ -213,13 +213,14 @@ async def record(*, session: AsyncSession, owner: str, results: list[Result]) ->
     """Write a batch of results in one statement, only where this owner still holds the lease."""
     if not results:
         return 0
+    errors = [storable_text(r.error) for r in results]
     if _pg(session):
         columns = [
             [r.id for r in results],
             [r.status for r in results],
             [r.refund for r in results],
             [r.next_attempt_at for r in results],
-            [r.error for r in results],
+            errors,
             [r.message_id for r in results],
             [r.server for r in results],
             [r.sent_at for r in results],
@@ -233,18 +234,12 @@ async def record(*, session: AsyncSession, owner: str, results: list[Result]) ->
     # SQLite: the batch as one JSON parameter, unpacked by json_each; times as SQLAlchemy
     # stores them (naive UTC, six-digit fractions) so that they compare as before.
     rows = json.dumps([
-        [r.id, r.status, r.refund, _sqlite_time(r.next_attempt_at), r.error, r.message_id,
-         r.server, _sqlite_time(r.sent_at)]
-        for r in results
+        [r.id, r.status, r.refund, sqlite_time(r.next_attempt_at), error, r.message_id,
+         r.server, sqlite_time(r.sent_at)]
+        for r, error in zip(results, errors, strict=True)
     ])  # fmt: skip
     res = await session.execute(_RECORD_SQLITE, {"rows": rows, "owner": owner})
     return int(res.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _sqlite_time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 async def issue_statuses(*, session: AsyncSession, held: set[int]) -> dict[int, str]:

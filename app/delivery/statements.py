@@ -11,6 +11,8 @@ SQLite keeps its transactions: there each autocommitted write would be a commit 
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -70,14 +72,23 @@ async def driver_fetch(session: AsyncSession, sql: str, *args: Any) -> list[Any]
     conn = await session.connection()
     if conn.sync_connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":  # type: ignore[union-attr]
         return None  # in a transaction SQLAlchemy has begun or will begin: stay in it
-    driver = (await conn.get_raw_connection()).driver_connection
+    pooled = await conn.get_raw_connection()
+    driver = pooled.driver_connection
     try:
         return await driver.fetch(sql, *args)  # type: ignore[union-attr,no-any-return]
     except Exception as exc:  # whatever asyncpg raises, as SQLAlchemy's adapter maps it all
         if isinstance(exc, _DISCONNECTS) or driver.is_closed():  # type: ignore[union-attr]
+            # As SQLAlchemy does on a disconnect: every connection of the pool made before
+            # now is suspect (the server restarted?), and this one is dropped at once.
+            conn.sync_engine.pool._invalidate(pooled, exc)
             await conn.invalidate(exc)
             raise OperationalError(sql, args, exc, connection_invalidated=True) from exc
         raise DBAPIError(sql, args, exc) from exc
+    except BaseException:
+        # Cancelled mid-statement (a stop, a timeout): asyncpg's cancel request may still be
+        # on its way; the connection is not given to the next user.
+        await asyncio.shield(conn.invalidate())
+        raise
 
 
 def claim_statement(pg: bool, *, guard: str = "") -> Any:
@@ -102,3 +113,21 @@ def claim_statement(pg: bool, *, guard: str = "") -> Any:
         "now",
         "lease",
     )
+
+
+def sqlite_time(value: datetime | None) -> str | None:
+    """A time as SQLAlchemy stores it in SQLite (naive UTC, six-digit fraction), for values
+    passed inside a JSON parameter, so that they compare with the rest as before."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")  # as UTCDateTime says
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def storable_text(error: str | None) -> str | None:
+    """An error as both databases keep it: a server's reply may hold a NUL (PostgreSQL
+    refuses it in text, and so every later write of the batch) or broken UTF-8."""
+    if error is None or (error.isprintable() and error.isascii()):
+        return error
+    return error.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")

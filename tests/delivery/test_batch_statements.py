@@ -4,6 +4,7 @@ go to asyncpg itself (statements.driver_fetch). Each writes and reads the same v
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.delivery import queue
-from app.delivery.statements import single_statements
+from app.delivery.statements import driver_fetch, single_statements
 from app.models import Delivery, Subscriber, Subscription
 from tests.conftest import AppClient
 from tests.delivery.helpers import new_issue, seed
@@ -63,10 +64,13 @@ async def test_results_are_written_as_given_and_only_under_our_lease(
             queue.Result(ids[0], "sent", message_id="<1.1.x@e>", server="smtp://a", sent_at=now),
             queue.Result(ids[1], "queued", refund=1, next_attempt_at=later, error="421 busy"),
             queue.Result(ids[2], "failed", error="550 no such user", server="smtp://a"),
+            # A server's reply with a NUL and a byte that was not UTF-8: kept as text, not
+            # refused by PostgreSQL (which would refuse the whole batch, every time).
+            queue.Result(ids[3], "failed", error="554 bad\x00reply \udcff"),
             queue.Result(ids[5], "sent", sent_at=now),  # not ours any more
         ]
         async with maker() as s, s.begin():
-            assert await queue.record(session=s, owner=OWNER, results=results) == 3
+            assert await queue.record(session=s, owner=OWNER, results=results) == 4
         async with make_sessionmaker(engine)() as s:
             rows = {d.id: d for d in await s.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
     finally:
@@ -83,6 +87,7 @@ async def test_results_are_written_as_given_and_only_under_our_lease(
         None,
     )
     assert (untouched.status, untouched.lease_owner) == ("sending", "b")
+    assert rows[ids[3]].last_error == "554 badreply ?"
     # The retry's time compares as a time: it is due at `later`, not before.
     async with make_sessionmaker(make_engine(db))() as s:
         due = await s.scalar(
@@ -125,24 +130,52 @@ async def test_targets_say_who_may_still_be_sent_to(
 
 
 @pytest.mark.postgres_only
-async def test_a_dropped_connection_is_an_sqlalchemy_error_and_is_not_reused(
+async def test_a_dropped_connection_is_an_sqlalchemy_error_and_empties_the_pool(
     client: AppClient, db: str
 ) -> None:
     """The worker pings no connection: a dropped one must fail its statement as every
-    caller expects (SQLAlchemyError) and leave the pool, so the next chunk gets a new one."""
+    caller expects (SQLAlchemyError) and, as SQLAlchemy does, take the pool's other
+    connections of that time with it (a restarted server dropped them all), so the next
+    chunk gets a new one rather than the next dead one."""
     _, ids = await _claimed(db, client, 2)
-    engine = make_engine(db, pool_pre_ping=False, pool_size=1, max_overflow=0)
+    engine = make_engine(db, pool_pre_ping=False, pool_size=3, max_overflow=0)
     single = single_statements(make_sessionmaker(engine))
-    try:
+
+    async def backend() -> int:
         async with single() as s:
             pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await asyncio.sleep(0.2)  # held together: three connections in the pool
+            return int(pid)
+
+    try:
+        pids = set(await asyncio.gather(backend(), backend(), backend()))
+        assert len(pids) == 3
         async with make_sessionmaker(make_engine(db))() as other:
-            await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            for pid in pids:
+                await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
         with pytest.raises(SQLAlchemyError):
             async with single() as s:
                 await queue.load_targets(session=s, ids=ids)
         async with single() as s:
             assert len(await queue.load_targets(session=s, ids=ids)) == 2
+            assert (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one() not in pids
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_a_cancelled_statement_leaves_its_connection_out_of_the_pool(
+    client: AppClient, db: str
+) -> None:
+    engine = make_engine(db, pool_pre_ping=False, pool_size=1, max_overflow=0)
+    single = single_statements(make_sessionmaker(engine))
+    try:
+        async with single() as s:
+            pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        with pytest.raises(TimeoutError):
+            async with single() as s:
+                await asyncio.wait_for(driver_fetch(s, "SELECT pg_sleep(5)"), 0.3)
+        async with single() as s:
             assert (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
     finally:
         await engine.dispose()
