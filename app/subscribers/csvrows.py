@@ -131,10 +131,43 @@ class RecordReader:
         self._reader = csv.reader(self._feed)
 
     def feed(self, chunk: bytes) -> Iterator[tuple[int, list[str]] | BadLine]:
-        lines = (self._rest + chunk).split(b"\n")
-        self._rest = lines.pop()
-        for raw in lines:
-            yield from self._take(raw)
+        data = self._rest + chunk
+        end = data.rfind(b"\n")
+        self._rest = data[end + 1 :]
+        if end < 0:
+            return
+        whole = data[:end]
+        if self._line == 0:  # the header, and its byte order mark, line by line
+            first, more, whole = whole.partition(b"\n")
+            yield from self._take(first)
+            if not more:
+                return
+        text = None
+        if not self._open and not self._feed.lines and b'"' not in whole:
+            try:
+                text = whole.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        if text is None:
+            for raw in whole.split(b"\n"):
+                yield from self._take(raw)
+        else:
+            yield from self._unquoted(text.split("\n"))
+
+    def _unquoted(self, lines: list[str]) -> Iterator[tuple[int, list[str]] | BadLine]:
+        """Lines without a double quote, all valid UTF-8: each is one record, so csv.reader
+        reads them in one pass, with what `_take` would give for each (errors included)."""
+        line = self._line
+        self._line += len(lines)
+        reader = csv.reader(lines)
+        while True:
+            line += 1
+            try:
+                yield line, next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield BadLine(line, f"not valid CSV: {exc}")
 
     def finish(self) -> Iterator[tuple[int, list[str]] | BadLine]:
         if self._rest:

@@ -2,7 +2,7 @@
 
 Used by `POST /api/v1/subscribers/import` and by `tidings import`. Reading and validating
 is csvrows.py, writing a batch is import_writes.py; this module runs the two side by
-side, so one batch is written while the next is parsed.
+side, so batches are written (two at a time on PostgreSQL) while the next is parsed.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ __all__ = ["ImportFailed", "ImportResult", "import_csv", "import_file_cli"]
 # Rows per transaction. Past a few thousand the per-batch cost (a handful of round trips)
 # is noise; the batch in flight is what an interrupted import can lose, and what it holds.
 BATCH_ROWS = 5000
+WRITERS = 2  # batches in flight on PostgreSQL
 MAX_ERRORS = 1000
 
 
@@ -81,20 +82,33 @@ async def import_csv(
     batch: list[Row] = []
     seen: set[int] = set()  # hashes of the keys so far: a repeated address is the same person
     written = False
-    # One batch is written while the next is parsed: the database wait and the CPU overlap.
-    writing: asyncio.Task[None] | None = None
+    # Batches are written while the next is parsed, on PostgreSQL two at a time on two
+    # connections: a backend is one process, and the machine's other core would idle.
+    # Two batches never hold the same address (`seen`), so neither waits for the other.
+    # SQLite has one writer: a second transaction would only wait for the lock.
+    postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
+    writing: set[asyncio.Task[None]] = set()
+
+    async def settle(most: int) -> None:
+        """Wait until at most `most` batches are in flight (a failure is raised here)."""
+        while len(writing) > most:
+            done, _ = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+            writing.difference_update(done)
+            for task in done:
+                task.result()
 
     async def write(rows: list[Row]) -> None:
-        nonlocal writing, written
-        if writing is not None:
-            await writing
+        nonlocal written
+        await settle(WRITERS - 1 if postgres else 0)
         written = True
-        writing = asyncio.create_task(
-            write_batch(sessionmaker=sessionmaker, list_id=list_id, rows=rows, result=result)
+        writing.add(
+            asyncio.create_task(
+                write_batch(sessionmaker=sessionmaker, list_id=list_id, rows=rows, result=result)
+            )
         )
 
-    async def take(item: tuple[int, list[str]] | BadLine) -> None:
-        nonlocal columns, batch
+    def take(item: tuple[int, list[str]] | BadLine) -> None:
+        nonlocal columns
         if isinstance(item, BadLine):
             if columns is None or (not written and item.error.startswith("not UTF-8")):
                 raise ImportFailed(f"line {item.line}: {item.error}; save the file as UTF-8 CSV")
@@ -104,37 +118,39 @@ async def import_csv(
         if columns is None:
             columns = Columns(fields, addresses)
             return
-        if not any(f.strip() for f in fields):
+        if not (fields and fields[0].strip()) and not any(f.strip() for f in fields):
             return  # a blank line
         try:
             row = columns.row(line, fields)
         except ValueError as exc:
             result.error(line, str(exc))
             return
-        if hash(row.key) in seen:
+        key = hash(row.key)
+        if key in seen:
             result.skipped += 1
             return
-        seen.add(hash(row.key))
+        seen.add(key)
         batch.append(row)
-        if len(batch) >= BATCH_ROWS:
-            await write(batch)
-            batch = []
 
     try:
         async for chunk in chunks:
             for item in reader.feed(chunk):
-                await take(item)
+                take(item)
+                if len(batch) >= BATCH_ROWS:
+                    await write(batch)
+                    batch = []
             if on_progress is not None:
                 on_progress(len(chunk))
         for item in reader.finish():
-            await take(item)
+            take(item)
         if columns is None:
             raise ImportFailed("the file is empty: it needs a header row with an 'email' column")
         if batch:
             await write(batch)
     finally:
-        if writing is not None:  # even when the upload breaks off: finish the batch in flight
-            await writing
+        if writing:  # even when the upload breaks off: finish the batches in flight
+            await asyncio.wait(writing)
+    await settle(0)  # a batch's failure other than the database's is raised, not lost
     await refresh_statistics(sessionmaker, written=result.created + result.updated)
     return result
 
