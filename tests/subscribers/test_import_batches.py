@@ -10,15 +10,17 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 
+from app.db import utcnow
 from app.models import Delivery
-from app.subscribers import importer
-from app.subscribers.csvrows import BadLine, RecordReader
+from app.subscribers import import_writes, importer
+from app.subscribers.csvrows import BadLine, RecordReader, Row
 from app.subscribers.import_writes import attributes_json
 from app.webhooks.models import WebhookEvent
-from tests.conftest import AppClient
+from tests.conftest import AppClient, _asyncpg_dsn
 from tests.issues.factory import make_issue, make_subscriber
 from tests.subscribers.helpers import make_list
 from tests.webhooks.helpers import register
@@ -133,3 +135,23 @@ async def test_many_batches_two_at_a_time_keep_every_rule(
             client, select(func.count()).select_from(WebhookEvent).where(WebhookEvent.type == event)
         )
         assert written == expected, event
+
+
+@pytest.mark.postgres_only
+async def test_an_address_signed_up_since_the_lookup_is_left_out(db: str) -> None:
+    """The plain INSERT fails on the unique key; its savepoint lets ON CONFLICT try again."""
+    conn = await asyncpg.connect(_asyncpg_dsn(db))
+    try:
+        await conn.execute(
+            "INSERT INTO subscribers (email, email_key, attributes, status, created_at,"
+            " updated_at) VALUES ('taken@example.org', 'taken@example.org', '{}', 'active',"
+            " now(), now())"
+        )
+        rows = [Row(2, f"{n}@example.org", f"{n}@example.org", None, {}) for n in ("a", "taken")]
+        async with conn.transaction():
+            made = await import_writes._insert_people(conn, rows, utcnow())
+        assert len(made) == 1
+        keys = await conn.fetch("SELECT email_key FROM subscribers ORDER BY email_key")
+        assert [k for (k,) in keys] == ["a@example.org", "taken@example.org"]
+    finally:
+        await conn.close()
