@@ -26,9 +26,13 @@ from app.subscribers.addresses import InvalidAddress, normalize
 
 MAX_RECORD_CHARS = 1_000_000  # an unclosed quote must not swallow the rest of the file
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Letters, digits, hyphens and dots only: with a dot-atom local part, such an address has
-# exactly one "@", so email-validator splits it where we do and sees the same domain.
-_PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9.-]+\Z")
+# A dot-atom local part (email-validator's own pattern) and a domain of letters, digits,
+# hyphens and dots only: such an address has exactly one "@", so email-validator splits it
+# where we do and sees the same domain. One match for both halves.
+assert DOT_ATOM_TEXT.pattern.endswith(r"\Z")
+_PLAIN_ADDRESS = re.compile(
+    f"(?P<local>{DOT_ATOM_TEXT.pattern[:-2]})@(?P<domain>[A-Za-z0-9.-]+)\\Z"
+)
 _DOMAIN_CACHE_SIZE = 10_000
 
 
@@ -50,8 +54,9 @@ class ImportAddresses:
 
     def __init__(self, *, check_deliverability: bool) -> None:
         self.check_deliverability = check_deliverability
-        # domain as written -> (normalised domain, its IDNA ASCII form), or None if invalid
-        self._domains: dict[str, tuple[str, str] | None] = {}
+        # domain as written -> (normalised domain, the longest of its forms in the length
+        # check: UTF-8 bytes of the IDNA-decoded one, or the ASCII one), or None if invalid
+        self._domains: dict[str, tuple[str, int] | None] = {}
 
     def normalize(self, raw: str) -> tuple[str, str]:
         """As addresses.normalize; InvalidAddress with the library's message."""
@@ -65,29 +70,26 @@ class ImportAddresses:
         if "\r" in raw or "\n" in raw:
             return None
         address = raw.strip()
-        local, at, domain = address.partition("@")
-        if (
-            not at
-            or not DOT_ATOM_TEXT.match(local)
-            or not _PLAIN_DOMAIN.match(domain)
-            or local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES  # the library lowercases these
-        ):
+        match = _PLAIN_ADDRESS.match(address)
+        if match is None:
             return None
-        forms = self._domain(domain)
+        local, domain = match.group("local", "domain")
+        if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:  # the library lowercases these
+            return None
+        forms = self._domains[domain] if domain in self._domains else self._domain(domain)
         if forms is None:
             return None
-        normalized = f"{local}@{forms[0]}"
         # email-validator's length check covers the address as given, normalised and with
         # the ASCII domain; the local part is ASCII here, the domain may be IDNA-decoded.
-        longest = max(len(address), len(normalized.encode()), len(local) + 1 + len(forms[1]))
-        return normalized if longest <= EMAIL_MAX_LENGTH else None
+        if max(len(address), len(local) + 1 + forms[1]) > EMAIL_MAX_LENGTH:
+            return None
+        return f"{local}@{forms[0]}"
 
-    def _domain(self, domain: str) -> tuple[str, str] | None:
-        if domain in self._domains:
-            return self._domains[domain]
+    def _domain(self, domain: str) -> tuple[str, int] | None:
         try:
             info = validate_email(f"a@{domain}", check_deliverability=False)
-            forms: tuple[str, str] | None = (info.domain, info.ascii_domain)
+            longest = max(len(info.domain.encode()), len(info.ascii_domain))
+            forms: tuple[str, int] | None = (info.domain, longest)
         except EmailNotValidError:
             forms = None
         if len(self._domains) >= _DOMAIN_CACHE_SIZE:
@@ -247,7 +249,7 @@ class Columns:
             shown = fields[self.email].strip()[:100] or "(empty)"
             raise ValueError(f"invalid email address {shown!r}: {exc}") from None
         name = fields[self.name].strip() if self.name is not None else ""
-        if len(name) > 200 or _CONTROL.search(name):
+        if len(name) > 200 or (not name.isprintable() and _CONTROL.search(name)):
             raise ValueError("the name has control characters or is over 200 characters")
         attributes = {}
         for i, n in self.attributes:
