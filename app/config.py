@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -124,10 +124,14 @@ class Settings(BaseSettings):
     @property
     def sender_domain(self) -> str:
         """The domain of the default From address, used for Message-IDs."""
-        from email.utils import parseaddr
+        return _domain_of(self.from_)  # parsed once per From, not on every read
 
-        addr = parseaddr(self.from_)[1]
-        return addr.rpartition("@")[2] or "localhost"
+
+@lru_cache(maxsize=16)
+def _domain_of(from_header: str) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(from_header)[1].rpartition("@")[2] or "localhost"
 
 
 settings = Settings()

@@ -97,8 +97,8 @@ def confirmation_envelope(
 def _sender(from_: str) -> str:
     """The envelope sender of system emails: TIDINGS_FROM's address.
 
-    Keyed on TIDINGS_FROM alone: Settings.sender_domain parses it again on every read, and
-    it is "localhost" exactly when there is no address to take.
+    Keyed on TIDINGS_FROM alone; Settings.sender_domain is "localhost" exactly when there
+    is no address to take, hence the fallback.
     """
     return parseaddr(from_)[1] or "newsletter@localhost"
 

@@ -152,7 +152,7 @@ async def _confirm(state: Any, signup: SignUp) -> None:
     """The confirmation, after the answer (public.confirm_later's work, here inline)."""
     settings = state.settings
     try:
-        await _refreshed(state)
+        await branding.refresh_if_stale(state)  # as the middleware would: one at a time
         await confirm(
             settings, state.mailer, subscriber_id=signup.subscriber_id or 0, email=signup.email,
             name=signup.name, list_names=signup.list_names,
@@ -160,22 +160,6 @@ async def _confirm(state: Any, signup: SignUp) -> None:
         )  # fmt: skip
     except Exception:  # noqa: BLE001 - the sign-up stands; a background task would log it too
         log.exception("confirmation email not built")
-
-
-async def _refreshed(state: Any) -> None:
-    """branding.refresh_if_stale (as the middleware would), one caller at a time.
-
-    Every REFRESH_SECONDS the snapshot goes stale for all the confirmations in flight at
-    once: each ran its own refresh, 138 sessions and their queries in 0.3 s at wrk -c64
-    (up to 477 ms each, the pool and the event loop shared with the sign-ups' answers).
-    Behind the lock the first one refreshes and the others, when their turn comes, find
-    the snapshot fresh; a free lock costs no wait.
-    """
-    lock: asyncio.Lock | None = getattr(state, "signup_branding_lock", None)
-    if lock is None:
-        lock = state.signup_branding_lock = asyncio.Lock()
-    async with lock:
-        await branding.refresh_if_stale(state)
 
 
 def install(app: Any) -> None:

@@ -123,9 +123,9 @@ async def test_a_whole_batch_behind_a_stuck_writer_gets_a_second_one(
 async def test_confirmations_that_find_the_branding_stale_refresh_it_once(
     client: AppClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every confirmation in flight finds the snapshot stale at once: one refresh, not one each."""
+    """Every confirmation (and page) in flight finds the snapshot stale at once: one refresh,
+    not one each, and no one waits for it."""
     from app import branding
-    from app.subscribers import signup_fast
 
     real = branding._load
     loads: list[int] = []
@@ -136,6 +136,9 @@ async def test_confirmations_that_find_the_branding_stale_refresh_it_once(
 
     monkeypatch.setattr(branding, "_load", counted)
     branding.reset()  # stale, as every REFRESH_SECONDS
-    await asyncio.gather(*(signup_fast._refreshed(client.app.state) for _ in range(20)))
+    await asyncio.gather(*(branding.refresh_if_stale(client.app.state) for _ in range(20)))
     assert len(loads) == 1
+    branding.reset()
+    pages = await asyncio.gather(*(client.get("/subscribe") for _ in range(10)))
+    assert len(loads) == 2, [p.status_code for p in pages]
     assert branding.current(client.app.state.settings) is not None
