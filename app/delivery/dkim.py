@@ -5,13 +5,11 @@ operation in pure Python (6-16 ms per message, the cap of DKIM-on dispatch), whi
 does it in ~0.26 ms. dkimpy stays the reference: the tests verify every signature made
 here with `dkim.verify`. Sync and CPU-bound: run it off the event loop.
 
-The key operation goes to the libcrypto that Python's own hashlib and ssl already load
-(OpenSSL 3), through ctypes, which lets go of the GIL for each call as `cryptography`
-does. Not `cryptography` itself: importing it adds ~11.6 MB to a worker's resident memory
-(its own OpenSSL, 7.4 MB of it library pages) for an RSA-2048 signature within a few
-percent of ours (interleaved on a loaded machine, median CPU per signature: 557 and 571 us
-here, 532 and 549 through cryptography's OpenSSL 4). Where no OpenSSL 3 libcrypto can be
-loaded, `cryptography` signs.
+The key operation goes to the libcrypto (OpenSSL 3) that Python's hashlib and ssl load,
+through ctypes, without the GIL for the RSA operation as in `cryptography`. Not through
+`cryptography`: importing it adds ~11.6 MB to a worker's RSS (its own OpenSSL) for an
+RSA-2048 signature within a few percent of ours (interleaved on a loaded machine, median
+CPU a signature 557 and 571 us here, 532 and 549 there). It signs where no OpenSSL 3 is.
 """
 
 from __future__ import annotations
@@ -119,23 +117,27 @@ _NO_PASSWORD = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, cty
 
 @functools.cache
 def _libcrypto() -> Any:
-    """OpenSSL 3's libcrypto with the prototypes we call, or None (then cryptography signs)."""
+    """OpenSSL 3's libcrypto, or None (then cryptography signs). A PyDLL: its short calls
+    keep the GIL (a thread that lets go may wait behind the event loop to get it back);
+    only `nogil_sign`, the RSA operation, lets go of it."""
     p, n, i = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
     for name in ("libcrypto.so.3", "libcrypto.3.dylib"):
         try:
-            lib = ctypes.CDLL(name)
+            lib: Any = ctypes.PyDLL(name)
             protos = {
                 "BIO_new_mem_buf": (p, [ctypes.c_char_p, i]), "BIO_free": (None, [p]),
                 "PEM_read_bio_PrivateKey": (p, [p, p, p, p]), "EVP_PKEY_free": (None, [p]),
                 "EVP_PKEY_get_base_id": (i, [p]), "EVP_PKEY_get_bits": (i, [p]),
-                "EVP_PKEY_get_size": (i, [p]),
-                "OBJ_nid2sn": (ctypes.c_char_p, [i]), "ERR_clear_error": (None, []),
+                "EVP_PKEY_get_size": (i, [p]), "OBJ_nid2sn": (ctypes.c_char_p, [i]),
+                "ERR_clear_error": (None, []),
                 "EVP_MD_CTX_new": (p, []), "EVP_MD_CTX_free": (None, [p]), "EVP_sha256": (p, []),
                 "EVP_DigestSignInit": (i, [p, p, p, p, p]),
                 "EVP_DigestSign": (i, [p, ctypes.c_char_p, ctypes.POINTER(n), ctypes.c_char_p, n]),
             }  # fmt: skip
             for fn, (restype, argtypes) in protos.items():
                 getattr(lib, fn).restype, getattr(lib, fn).argtypes = restype, argtypes
+            lib.nogil_sign = ctypes.CDLL(name).EVP_DigestSign
+            lib.nogil_sign.restype, lib.nogil_sign.argtypes = protos["EVP_DigestSign"]
             return lib
         except (OSError, AttributeError):  # not there, or not OpenSSL 3
             continue
@@ -165,9 +167,9 @@ def _load_libcrypto(
             ctypes.create_string_buffer(room),
             ctypes.c_size_t(room),
         )
-        try:  # each call lets go of the GIL (ctypes.CDLL), the RSA operation too
+        try:
             ok = lib.EVP_DigestSignInit(ctx, None, md, None, key) == 1
-            if not (ok and lib.EVP_DigestSign(ctx, out, ctypes.byref(size), data, len(data)) == 1):
+            if not (ok and lib.nogil_sign(ctx, out, ctypes.byref(size), data, len(data)) == 1):
                 lib.ERR_clear_error()
                 raise ValueError("OpenSSL could not sign with the DKIM key")
         finally:
