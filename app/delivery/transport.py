@@ -227,6 +227,8 @@ def routed(transports: list[Transport], route: tuple[str, ...] | None) -> list[T
 def pick_weighted(transports: list[Transport], exclude: set[str] | None = None) -> Transport:
     """Choose a transport with probability proportional to its rate (unlimited counts as 1)."""
     pool = [t for t in transports if not exclude or t.name not in exclude] or transports
+    if len(pool) == 1:  # the usual one server: no draw (a confirmation per sign-up asks)
+        return pool[0]
     weights = [t.rate if t.rate > 0 else 1.0 for t in pool]
     return random.choices(pool, weights=weights)[0]
 
