@@ -34,7 +34,7 @@ from app.middleware import (
 )
 from app.migrate import head_revision
 from app.segments import router as segments_api
-from app.subscribers import audience_router, signup_fast, unsubscribe
+from app.subscribers import audience_router, signup_batch, signup_fast, unsubscribe
 from app.subscribers import pages as subscribers_pages
 from app.subscribers import router as subscribers_api
 from app.web import docs, error_handlers, ops
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await asyncio.wait_for(dispatcher_task, timeout=30)
             await app.state.mailer.close()
             await engagement_links.close(app)  # the hits still in the buffer
+            await signup_batch.close(app.state)  # its writers' held connections
             await engine.dispose()
 
     app = FastAPI(

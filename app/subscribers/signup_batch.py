@@ -144,7 +144,14 @@ class GroupCommit:
                     conn = None
         finally:
             if conn is not None:
-                await conn.close()
+                with contextlib.suppress(Exception):  # nothing waits on it: only drop it
+                    await conn.close()
+
+    async def close(self, within: float = 5.0) -> None:
+        """At shutdown, before the engine goes: the writers finish (a gather is 2 ms) and
+        give their held connections back, rather than to a pool already disposed."""
+        if self.in_flight:
+            await asyncio.wait(set(self.in_flight), timeout=within)
 
     async def _gather(self, last: int) -> None:
         """Wait (GATHER_SECONDS at most) until GATHER_SHARE of `last` sign-ups are queued."""
@@ -185,6 +192,13 @@ def _fail(batch: list[tuple[Ask, Outcome]], exc: BaseException) -> None:
             failed = BatchFailed(f"{type(exc).__name__}: {exc}")
             failed.__cause__ = exc
             outcome.set_exception(failed)
+
+
+async def close(state: Any) -> None:
+    """This app's group commit, if it made one, ended (the lifespan's shutdown)."""
+    found: GroupCommit | None = getattr(state, "signup_batches", None)
+    if found is not None:
+        await found.close()
 
 
 def group_commit(state: Any) -> GroupCommit:

@@ -61,6 +61,21 @@ async def test_a_busy_writer_keeps_its_connection(client: AppClient) -> None:
     assert group.engine.sync_engine.pool.checkedout() == 0  # all given back when idle
 
 
+async def test_shutdown_waits_for_the_writers_to_give_their_connections_back(
+    client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer gathers a moment after its last batch, holding its connection: the
+    lifespan's shutdown (signup_batch.close) lets it give it back before the pool goes."""
+    monkeypatch.setattr(signup_batch, "GATHER_SECONDS", 0.5)  # a moment the test can see
+    await make_list(client, "news")
+    group = group_commit(client.app.state)
+    await _sign_ups(group, 6)  # two batches: the writer gathers after the second
+    assert group.in_flight
+    await signup_batch.close(client.app.state)
+    assert not group.in_flight
+    assert group.engine.sync_engine.pool.checkedout() == 0
+
+
 async def test_a_failed_batch_gives_up_its_connection(
     client: AppClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
