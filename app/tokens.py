@@ -19,8 +19,10 @@ _MAC_BYTES = 10  # 80 bits: forging one takes ~2^80 tries; keeps a VERP local pa
 
 
 @lru_cache(maxsize=32)
-def _key(secret: str, purpose: str) -> bytes:
-    # Derived once per (secret, purpose): a send makes one or two tokens a message.
+def purpose_key(secret: str, purpose: str) -> bytes:
+    """The key of one purpose under the secret key: tokens, Message-IDs, engagement digests.
+
+    Derived once per (secret, purpose): a send makes two or three MACs a message."""
     return hashlib.sha256(f"tidings:{purpose}:{secret}".encode()).digest()
 
 
@@ -48,7 +50,7 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
 
 
 def _mac(secret: str, purpose: str, body: bytes) -> bytes:
-    return hmac_sha256(_key(secret, purpose), body)[:_MAC_BYTES]
+    return hmac_sha256(purpose_key(secret, purpose), body)[:_MAC_BYTES]
 
 
 def _b32(data: bytes) -> str:

@@ -42,7 +42,7 @@ from app.config import Settings
 from app.engagement import classify, ranges, retention, rollups
 from app.engagement.classify import Hit
 from app.models import Delivery, Subscriber
-from app.tokens import _key
+from app.tokens import purpose_key
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
@@ -62,7 +62,7 @@ class Recorder:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings):
         self.sessionmaker = sessionmaker
         self.settings = settings
-        self._digest_key = _key(settings.secret_key_value, "engagement-seen")
+        self._digest_key = purpose_key(settings.secret_key_value, "engagement-seen")
         self.pending: deque[Row] = deque(maxlen=MAX_PENDING)
         # delivery -> (at, index) of its last clicks: bounded, so a flood on one token
         # costs no more per hit

@@ -26,7 +26,7 @@ import hmac
 import struct
 from functools import lru_cache
 
-from app.tokens import _key
+from app.tokens import purpose_key
 
 _BODY = struct.Struct(">IQH")  # issue id, delivery id, link index (0 is the open pixel)
 _PREFIX = struct.Struct(">IQ")
@@ -42,7 +42,7 @@ _HALF = LENGTH // 2  # the prefix's characters, and each (index, tag)'s
 
 @lru_cache(maxsize=8)
 def _secret(secret: str, purpose: str) -> bytes:
-    return _key(secret, f"engagement-{purpose}")
+    return purpose_key(secret, f"engagement-{purpose}")
 
 
 class Series:

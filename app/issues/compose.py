@@ -7,7 +7,6 @@ preview shows is byte for byte what a delivery sends (apart from the per-deliver
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import re
 import uuid
@@ -89,13 +88,8 @@ def tracking_for(settings: Settings, issue: Issue) -> Tracking | None:
                     secret=settings.secret_key_value, opens=opens, clicks=clicks)  # fmt: skip
 
 
-@lru_cache(maxsize=8)
-def _message_id_key(secret: str) -> bytes:
-    return hashlib.sha256(f"tidings:message-id:{secret}".encode()).digest()
-
-
 def _mac(settings: Settings, issue_id: int, delivery_id: int) -> str:
-    key = _message_id_key(settings.secret_key_value)  # derived once, not per message
+    key = tokens.purpose_key(settings.secret_key_value, "message-id")  # the same bytes
     return tokens.hmac_sha256(key, f"{issue_id}.{delivery_id}".encode()).hex()[:8]
 
 
