@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -57,6 +58,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def database_away(exc: BaseException) -> bool:
+    """The database did not answer (a lost or refused connection, a timeout), as opposed
+    to refusing what was asked: another try may succeed. A 503 over HTTP, a retry inside."""
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+    return isinstance(exc, OSError | TimeoutError)
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -22,14 +22,13 @@ import logging
 import os
 import socket
 
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import replies
 from app.bounces.dsn import BounceEvent
 from app.bounces.policy import record_bounce
 from app.config import Settings
-from app.db import utcnow
+from app.db import database_away, utcnow
 from app.delivery import queue, statistics
 from app.delivery.feeder import Feeder, refresh_branding
 from app.delivery.parts import Parts
@@ -162,13 +161,6 @@ async def record_hard_bounces(
                 )  # fmt: skip
         except Exception as exc:
             log.exception("recording the hard bounce of delivery %s failed", delivery_id)
-            if _transient(exc):  # the database, not the bounce: worth another try
+            if database_away(exc):  # the database, not the bounce: worth another try
                 failed.append((delivery_id, email, error))
     return failed
-
-
-def _transient(exc: Exception) -> bool:
-    """A lost or refused connection, or a timeout: another try may succeed."""
-    return isinstance(exc, (OSError, TimeoutError, OperationalError, InterfaceError)) or bool(
-        getattr(exc, "connection_invalidated", False)
-    )

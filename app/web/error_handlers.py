@@ -13,8 +13,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from app.db import database_away
 from app.errors import DomainError
 from app.web.redaction import redact
 
@@ -52,7 +53,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             {"detail": [{"loc": ["body"], "msg": msg, "type": "value_error"}]}, status_code=422
         )
-    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+    if database_away(exc):
         return await _database_away(request, exc)
     raise exc  # a bug (bad SQL): the server error it is, logged with its traceback
 
