@@ -130,6 +130,7 @@ _TARGETS = (
 # SQLite: the ids as one JSON parameter; an expanding IN would bind (and SQLAlchemy
 # process) 50 values a chunk and compile a statement per chunk length.
 _TARGETS_SQLITE = text(_TARGETS + "IN (SELECT value FROM json_each(:ids))")  # noqa: S608
+_TARGETS_PG_SA = text(_TARGETS + "= ANY(:ids)")  # in a transaction: SQLAlchemy's own path
 
 
 async def load_targets(*, session: AsyncSession, ids: list[int]) -> list[Target]:
@@ -139,7 +140,7 @@ async def load_targets(*, session: AsyncSession, ids: list[int]) -> list[Target]
     rows: Any = await driver_fetch(session, _TARGETS + "= ANY($1::bigint[])", ids)
     if rows is None:
         pg = _pg(session)
-        stmt = text(_TARGETS + "= ANY(:ids)") if pg else _TARGETS_SQLITE
+        stmt = _TARGETS_PG_SA if pg else _TARGETS_SQLITE
         rows = await session.execute(stmt, {"ids": ids if pg else json.dumps(ids)})
     out = []
     for i, issue_id, subscriber_id, attempts, email, name, attrs, eligible in rows:
