@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from bench.infra import (
     OUT,
     WRK_HINT,
     Processes,
+    children_cpu,
     create_pg_database,
     drop_pg_database,
     group_cpu_seconds,
@@ -91,11 +91,6 @@ def backend_cpu_seconds(database: str) -> float:
     return total
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def wrk(
     url: str,
     script: str,
@@ -109,7 +104,7 @@ def wrk(
     `cpu_of`: name -> a function giving that part's CPU seconds so far; each part's CPU
     per request during the run comes back as `cpu_us[name]`, wrk's own as `cpu_us["wrk"]`.
     """
-    parts = {"wrk": _children_cpu, **(cpu_of or {})}
+    parts = {"wrk": children_cpu, **(cpu_of or {})}
     before = {k: f() for k, f in parts.items()}
     binary = require("/usr/bin/wrk", WRK_HINT)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:

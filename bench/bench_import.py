@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import csv
 import os
-import resource
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,15 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from bench.infra import OUT, _asyncpg_dsn, create_pg_database, drop_pg_database, tidings
+from bench.cpu_split import CPUSplit, postgres_backends
+from bench.infra import (
+    OUT,
+    _asyncpg_dsn,
+    children_cpu,
+    create_pg_database,
+    drop_pg_database,
+    tidings,
+)
 from bench.report import Results, Row
 from bench.seed import LIST_SLUG, migrate, seed
 from bench.stack import make_env
@@ -61,54 +67,6 @@ async def _count(url: str) -> int:
         await conn.close()
 
 
-class BackendCPU:
-    """CPU seconds of the PostgreSQL backends of one database, the last seen of each pid."""
-
-    def __init__(self, database: str | None) -> None:
-        self.marker = f" {database} ".encode() if database else None
-        self.seen: dict[int, float] = {}
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        tick = os.sysconf("SC_CLK_TCK")
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                    if self.marker is None or self.marker not in f.read().replace(b"\0", b" "):
-                        continue
-                with open(f"/proc/{entry.name}/stat") as f:
-                    fields = f.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            self.seen[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-
-    def _run(self) -> None:
-        while not self.done.wait(0.05):
-            self._sample()
-
-    def __enter__(self) -> BackendCPU:
-        if self.marker is not None:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.done.set()
-        if self.marker is not None:
-            self.thread.join()
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.seen.values())
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def measure_import(
     results: Results, *, backend: str, rows: int, sink_port: int, time_limit: float
 ) -> dict[str, Any]:
@@ -127,9 +85,10 @@ async def measure_import(
         log = OUT / f"import-{backend}.log"
         start = time.perf_counter()
         stopped = False
-        command_cpu = _children_cpu()
+        command_cpu = children_cpu()
         database = make_url(url).database if backend == "postgres" else None
-        with log.open("wb") as out, BackendCPU(database) as backends:
+        split = CPUSplit({"postgres": postgres_backends(database)} if database else {}).start()
+        with log.open("wb") as out:
             argv = tidings("import", str(csv_path), "--list", LIST_SLUG)
             proc = subprocess.Popen(
                 argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -142,7 +101,8 @@ async def measure_import(
                 proc.wait()
                 stopped = True
         seconds = time.perf_counter() - start
-        command_cpu = _children_cpu() - command_cpu
+        command_cpu = children_cpu() - command_cpu
+        backend_cpu = split.stop().get("postgres", 0.0)
         members = await _count(url)
     finally:
         if backend == "postgres":
@@ -158,14 +118,14 @@ async def measure_import(
         "exit": proc.returncode,
         "members": members,
         "command_cpu_us_per_row": command_cpu * per_row,
-        "postgres_cpu_us_per_row": backends.seconds * per_row if database else None,
+        "postgres_cpu_us_per_row": backend_cpu * per_row if database else None,
     }
     results.raw[f"import_{backend}"] = figures
     rate = done / seconds
     ok = (proc.returncode == 0 and members == rows) or stopped
     cpu = f"CPU per row: command {command_cpu * per_row:.1f} us"
     if database:
-        cpu += f", PostgreSQL {backends.seconds * per_row:.1f} us"
+        cpu += f", PostgreSQL {backend_cpu * per_row:.1f} us"
     note = f"{rows:,} rows in {seconds:.1f} s, whole command incl. start-up; {cpu}"
     if stopped:
         note = f"stopped after {time_limit:.0f} s: {members:,} of {rows:,} rows imported; {cpu}"
