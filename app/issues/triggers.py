@@ -247,11 +247,19 @@ _ENROL_PG_COUNT = (
     " WHERE issues.id = c.issue_id"
 )
 _ENROL_PG = "WITH enrolled AS (" + _ENROL_PG_INSERT + ") " + _ENROL_PG_COUNT
+# The list's triggered issues locked in id order before their counts are updated, as
+# enrol_group takes them: two batches in flight (an import writes two at a time) cannot
+# deadlock on them.
+_LOCK_PG = (
+    "SELECT FROM issues i JOIN issue_triggers t ON t.issue_id = i.id"
+    " WHERE t.list_id = $1 AND i.status = 'active' ORDER BY i.id FOR NO KEY UPDATE OF i"
+)
 
 
 async def enrol_batch_pg(conn: Any, list_id: int, subscriber_ids: list[int], at: datetime) -> None:
     """enrol_group on an asyncpg connection (the PostgreSQL import), in its transaction."""
     if subscriber_ids:
+        await conn.execute(_LOCK_PG, list_id)
         await conn.execute(_ENROL_PG, subscriber_ids, list_id, at)
 
 

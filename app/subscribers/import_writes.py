@@ -90,10 +90,6 @@ _PG_JOIN = (
     " SELECT unnest($1::bigint[]), $2, 'confirmed', $3, $3"
 )
 _PG_JOIN_KNOWN = " ON CONFLICT DO NOTHING RETURNING subscriber_id"
-_PG_LOCK_TRIGGERED = (
-    "SELECT FROM issues i JOIN issue_triggers t ON t.issue_id = i.id"
-    " WHERE t.list_id = $1 AND i.status = 'active' ORDER BY i.id FOR NO KEY UPDATE OF i"
-)
 
 
 def attributes_json(attributes: dict[str, str]) -> str:
@@ -193,11 +189,6 @@ async def write_batch_pg(
                 now,
             )
         ]
-    if confirmed:
-        # Batches of one import are written two at a time (importer.WRITERS), and each adds
-        # to the counts of the list's triggered issues: locked in id order first, as the
-        # sign-up's group commit does, two batches cannot deadlock on them.
-        await conn.execute(_PG_LOCK_TRIGGERED, list_id)
     await triggers.enrol_batch_pg(conn, list_id, confirmed, now)
     for event, ids in (("subscriber.created", created), ("subscriber.confirmed", confirmed)):
         if event in wanted:
