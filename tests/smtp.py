@@ -33,6 +33,16 @@ class _Handler:
     def __init__(self, server: SMTPServer) -> None:
         self.server = server
 
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        # PIPELINING, as every real server offers: the dispatcher then writes each next
+        # envelope behind the last content. aiosmtpd reads one command at a time, so the
+        # pipelined commands just wait in its buffer.
+        session.host_name = hostname
+        responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         item = Received(
             sender=envelope.mail_from or "",

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.console.web import flash, page, redirect
-from app.delivery.transport import route_names
+from app.delivery.routes import route_names
 from app.errors import Conflict, DomainError, Invalid
 from app.issues import drafts, preview_cache, service, stored_layouts
 from app.issues.schemas import IssuePatch

@@ -6,7 +6,7 @@ One asyncio pipeline per process, with no per-message database round trip:
                           claim a batch; per chunk: rate tokens, re-check, render)──┐
         DKIM signing tasks (signing.py), a few chunks at once, beside the feeder ◀──┘
         ──▶ send queue
-    senders (settings.concurrency tasks) ──(one SMTP transaction each)──▶ results
+    senders (settings.concurrency tasks) ──(SMTP transactions, pipelined)──▶ results
     writer (writer.py) ──(one UPDATE per batch of results, under our lease)──▶ deliveries
     control (control.py, every 0.1 s) ── issue statuses, scheduler, leases, heartbeat
 
@@ -30,7 +30,9 @@ Why long-lived senders (settings.concurrency of them) rather than a task per mes
 the concurrency is the number of SMTP transactions in flight, bounded by the senders;
 the send queue between the feeder and them is short (2 x concurrency), so the feeder
 prepares just ahead of what the servers take and memory stays flat in the send's size.
-Each sender takes a connection from its transport's pool for one transaction.
+Each sender takes a connection from its transport's pool for a run of transactions: while
+the queue holds more for the same transport, the next envelope goes out behind the last
+content (smtp.py), one round trip a message.
 
 Every claimed delivery stays held (Claims) until a result for it is written, so whatever
 happens (pause, cancel, SIGTERM, a sender cancelled after the grace period) the unsent
@@ -65,7 +67,7 @@ from app.delivery.queue import Result
 from app.delivery.signing import Signer, start_signer
 from app.delivery.smtp import local_hostname
 from app.delivery.statements import single_statements
-from app.delivery.transport import DeliveryError, Transport, build_transports
+from app.delivery.transport import DeliveryError, Envelope, Transport, build_transports
 from app.delivery.writer import Writer
 from app.models import MESSAGES_ISSUE, Worker
 from app.webhooks.sender import WebhookSender
@@ -169,21 +171,60 @@ class Dispatcher:
     # -- sending ----------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
+        carry: Item | None = None  # taken from the queue by a run, but for another transport
         while True:
-            item = await self._sendq.get()
+            item, carry = carry or await self._sendq.get(), None
             if item is None:
                 return
             if self._board.status(item.issue_id) != "sending":
                 self._claims.release(item.id)
                 continue
-            try:
-                await item.transport.send(item.envelope)
-            except DeliveryError as exc:
-                self._failed(item, exc)
-            except Exception as exc:  # noqa: BLE001 - an unknown outcome is a temporary failure
-                self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
+            carry = await self._send_run(item)
+
+    async def _send_run(self, item: Item) -> Item | None:
+        """Send `item`, then the next ones in the queue on its connection while they are for
+        its transport (transport.send_run); the one that was not, to be sent next."""
+        transport, carry = item.transport, None
+        run = {id(item.envelope): item}  # taken for this run and not yet reported, in order
+
+        def more() -> Envelope | None:
+            # Asked as the last message's content is written: what this sender would have
+            # taken from the queue after the reply, taken now, if it is for this transport.
+            nonlocal carry
+            while carry is None:
+                try:
+                    nxt = self._sendq.get_nowait()
+                except asyncio.QueueEmpty:
+                    return None
+                if nxt is None:  # stopping: put it back for the sender it was for
+                    self._sendq.put_nowait(None)
+                    return None
+                if self._board.status(nxt.issue_id) != "sending":
+                    self._claims.release(nxt.id)
+                elif nxt.transport is not transport:
+                    carry = nxt
+                else:
+                    run[id(nxt.envelope)] = nxt
+                    return nxt.envelope
+            return None
+
+        def report(envelope: Envelope, outcome: str | DeliveryError) -> None:
+            done = run.pop(id(envelope))
+            if isinstance(outcome, DeliveryError):
+                self._failed(done, outcome)
             else:
-                self._sent(item)
+                self._sent(done)
+
+        try:
+            await transport.send_run(item.envelope, more, report)
+        except Exception as exc:  # noqa: BLE001 - an unknown outcome is a temporary failure
+            # The first one left was being sent; any after it had only its envelope out.
+            unknown = list(run.values())
+            if unknown:
+                self._failed(unknown[0], DeliveryError(f"{type(exc).__name__}: {exc}"))
+            for rest in unknown[1:]:
+                self._claims.release(rest.id)
+        return carry
 
     def _sent(self, item: Item) -> None:
         self._streak[item.issue_id] = 0

@@ -18,12 +18,15 @@ import random
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
+from app.delivery.routes import route_of, smtp_entries
 from app.delivery.servers import SMTPServer
 from app.delivery.smtp import (
+    Next,
     RecipientsRefused,
     SMTPConnection,
     SMTPReplyError,
@@ -50,6 +53,10 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+# Where a run of sends tells each message's outcome: the reply text, or why not.
+Report = Callable[["Envelope", "str | DeliveryError"], None]
+
+
 class Transport(ABC):
     """One place messages can go, with its own rate (messages per second, 0 = unlimited)."""
 
@@ -61,6 +68,21 @@ class Transport(ABC):
     @abstractmethod
     async def send(self, envelope: Envelope) -> str:
         """Hand over one message; return the server's reply text or raise DeliveryError."""
+
+    async def send_run(
+        self, envelope: Envelope, more: Callable[[], Envelope | None], report: Report
+    ) -> None:
+        """Send `envelope`, then each one `more()` gives while this transport wants more;
+        each outcome (the reply text, or the DeliveryError) goes to `report` as it is known.
+
+        An exception other than DeliveryError leaves the message being sent unreported:
+        its outcome is unknown. Here: one message, and `more` is never asked.
+        """
+        try:
+            outcome: str | DeliveryError = await self.send(envelope)
+        except DeliveryError as exc:
+            outcome = exc
+        report(envelope, outcome)
 
     async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections and files."""
@@ -140,30 +162,71 @@ class SMTPTransport(Transport):
             # A refused greeting, STARTTLS or login is about the server or our settings,
             # never the recipient: temporary, so the failure streak pauses the issue.
             raise DeliveryError(f"{exc.reply} ({exc.command})", code=exc.reply.code) from exc
+        except (TimeoutError, OSError) as exc:  # refused, unreachable or silent: nothing sent
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", code=None) from exc
 
     async def send(self, envelope: Envelope) -> str:
+        outcome: list[str | DeliveryError] = []
+        await self.send_run(envelope, lambda: None, lambda _, o: outcome.append(o))
+        if isinstance(outcome[0], DeliveryError):
+            raise outcome[0]
+        return outcome[0]
+
+    async def send_run(
+        self, envelope: Envelope, more: Callable[[], Envelope | None], report: Report
+    ) -> None:
+        """One connection for a run of messages, each envelope written behind the last
+        content (smtp.py): one round trip a message. The run ends when `more()` has none."""
+        current: Envelope | None = envelope
         payload = dot_stuffed(envelope.data, crlf=envelope.crlf)
+        nxt: tuple[Envelope, bytes] | None = None
+
+        def follow() -> Next | None:
+            nonlocal nxt
+            following = more()
+            if following is None:
+                return None
+            nxt = (following, dot_stuffed(following.data, crlf=following.crlf))
+            return Next(following.sender, following.recipients, nxt[1])
+
         async with self._slots:
             conn: SMTPConnection | None = None
             try:
-                conn = await self._connection()
-                final, refused = await conn.send(envelope.sender, envelope.recipients, payload)
-            except RecipientsRefused as exc:
-                reply = exc.refused[0][1]
-                raise DeliveryError(
-                    str(reply), code=reply.code, permanent=reply.code >= 500
-                ) from exc
-            except SMTPReplyError as exc:
-                code = exc.reply.code
-                raise DeliveryError(str(exc.reply), code=code, permanent=code >= 500) from exc
-            except ValueError as exc:  # an address no server can take: retrying cannot help
-                raise DeliveryError(str(exc), permanent=True) from exc
-            except (TimeoutError, OSError) as exc:
-                # Dropped, refused or stalled connection: nothing was accepted.
-                raise DeliveryError(f"{type(exc).__name__}: {exc}", code=None) from exc
+                while current is not None:
+                    nxt = None
+                    try:
+                        if conn is None or not conn.is_connected:
+                            if conn is not None:
+                                conn.abort()
+                            conn = await self._connection()
+                        outcome: str | DeliveryError = await self._transaction(
+                            conn, current, payload, follow
+                        )
+                    except DeliveryError as exc:
+                        outcome = exc
+                    report(current, outcome)
+                    current, payload = nxt if nxt is not None else (None, b"")
             finally:
                 if conn is not None and conn.is_connected:
                     self._idle.append(conn)
+
+    @staticmethod
+    async def _transaction(
+        conn: SMTPConnection, envelope: Envelope, payload: bytes, follow: Callable[[], Next | None]
+    ) -> str:
+        try:
+            final, refused = await conn.send(envelope.sender, envelope.recipients, payload, follow)
+        except RecipientsRefused as exc:
+            reply = exc.refused[0][1]
+            raise DeliveryError(str(reply), code=reply.code, permanent=reply.code >= 500) from exc
+        except SMTPReplyError as exc:
+            code = exc.reply.code
+            raise DeliveryError(str(exc.reply), code=code, permanent=code >= 500) from exc
+        except ValueError as exc:  # an address no server can take: retrying cannot help
+            raise DeliveryError(str(exc), permanent=True) from exc
+        except (TimeoutError, OSError) as exc:
+            # Dropped, refused or stalled connection: nothing was accepted.
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", code=None) from exc
         if refused:  # some recipients took it; report the first refusal, as before
             reply = refused[0][1]
             raise DeliveryError(str(reply), code=reply.code, permanent=reply.code >= 500)
@@ -176,45 +239,22 @@ class SMTPTransport(Transport):
                 await asyncio.wait_for(conn.quit(), 2)
 
 
-def _entries(smtp_url: str) -> list[str]:
-    return [u for u in (u.strip() for u in smtp_url.split(",")) if u]
-
-
-def _route_of(url: str, default: str) -> str:
-    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
-    return query.get("name", "").strip() or default
-
-
 def build_transports(smtp_url: str | None, var_dir: Path) -> list[Transport]:
     """The transports named by TIDINGS_SMTP_URL: SMTP servers, an outbox, or the default outbox."""
     if not smtp_url:
         return [OutboxTransport(var_dir / "outbox")]
     transports: list[Transport] = []
-    for url in _entries(smtp_url):
+    for url in smtp_entries(smtp_url):
         if url.startswith("outbox://"):
             folder = Path(unquote(urlsplit(url).path) or var_dir / "outbox")
-            transports.append(OutboxTransport(folder, _route_of(url, "outbox")))
+            transports.append(OutboxTransport(folder, route_of(url, "outbox")))
         elif url.startswith("memory://"):
-            transports.append(MemoryTransport(_route_of(url, "memory")))
+            transports.append(MemoryTransport(route_of(url, "memory")))
         else:
             transports.append(SMTPTransport(SMTPServer.from_url(url)))
     if not transports:
         raise ValueError("TIDINGS_SMTP_URL names no transport")
     return transports
-
-
-def route_names(smtp_url: str | None) -> list[str]:
-    """The route names TIDINGS_SMTP_URL gives its servers, in order, each once (nothing opened)."""
-    names: list[str] = []
-    for url in _entries(smtp_url or "") or ["outbox://"]:
-        if url.startswith(("outbox://", "memory://")):
-            name = _route_of(url, url.partition(":")[0])
-        else:
-            parts = urlsplit(url)
-            name = _route_of(url, parts.hostname or "")
-        if name and name not in names:
-            names.append(name)
-    return names
 
 
 def routed(transports: list[Transport], route: tuple[str, ...] | None) -> list[Transport]:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from app.delivery.transport import build_transports, route_names
+from app.delivery.routes import route_names
+from app.delivery.transport import build_transports
 from tests.conftest import AppClient
 from tests.issues.factory import make_issue, make_list, make_subscriber
 from tests.smtp import SMTPServer

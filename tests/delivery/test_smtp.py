@@ -218,6 +218,9 @@ class Scripted:
         self.connections = 0
         self.commands: list[bytes] = []
         self.messages: list[bytes] = []
+        # Per message: whether the next command had already arrived with its content,
+        # before any reply to it (the client pipelined its next envelope behind it).
+        self.behind: list[bool] = []
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> Scripted:
@@ -252,6 +255,8 @@ class Scripted:
                         continue
                     writer.write(b"354 go on\r\n")
                     data = await reader.readuntil(b"\r\n.\r\n")
+                    await asyncio.sleep(0.01)  # what came in one write has arrived by now
+                    self.behind.append(bool(reader._buffer))  # type: ignore[attr-defined]
                     reply = self.on_data(len(self.messages))
                     self.messages.append(data)
                     if reply is None:  # drop the connection without answering
@@ -291,8 +296,9 @@ async def test_multi_line_replies_keep_every_line_and_the_enhanced_code() -> Non
             await transport.close()
     assert failed.value.permanent and failed.value.code == 550
     assert str(failed.value) == "550 5.1.1 no such user\n5.1.1 really"
-    # Pipelined: MAIL, RCPT and DATA went together; a RSET followed the refusal.
-    assert server.commands == [b"EHLO"] + [b"MAIL", b"RCPT", b"DATA"] * 2 + [b"RSET", b"QUIT"]
+    # Pipelined: MAIL, RCPT and DATA went together; a refused end of data ends the
+    # transaction by itself (RFC 5321 4.1.1.4), so no RSET.
+    assert server.commands == [b"EHLO"] + [b"MAIL", b"RCPT", b"DATA"] * 2 + [b"QUIT"]
     assert server.connections == 1
 
 
@@ -330,6 +336,84 @@ async def test_a_refused_mail_from_is_reset_and_a_421_closes() -> None:
             await transport.close()
     assert server.connections == 2
     assert server.commands[:6] == [b"EHLO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"MAIL"]
+
+
+async def _run(url: str, count: int) -> tuple[list[str | DeliveryError | None], list[int]]:
+    """One send_run of `count` messages (each says its number), as a dispatcher sender
+    makes it: the outcomes in order (None: not sent), and how many times `more` was asked."""
+    transport = SMTPTransport(SMTPServer.from_url(url))
+    envelopes = [_envelope(HEAD + b"message %d\r\n" % i) for i in range(count)]
+    waiting, asked = iter(envelopes[1:]), [0]
+    outcomes: dict[int, str | DeliveryError] = {}
+
+    def more() -> Envelope | None:
+        asked[0] += 1
+        return next(waiting, None)
+
+    def report(envelope: Envelope, outcome: str | DeliveryError) -> None:
+        assert envelopes.index(envelope) not in outcomes, "reported twice"
+        outcomes[envelopes.index(envelope)] = outcome
+
+    try:
+        await transport.send_run(envelopes[0], more, report)
+    finally:
+        await transport.close()
+    return [outcomes.get(i) for i in range(count)], asked
+
+
+async def test_a_run_writes_each_envelope_behind_the_last_content() -> None:
+    async with Scripted(lambda n: OK) as server:
+        outcomes, _ = await _run(server.url, 3)
+    assert all(isinstance(o, str) and o.startswith("250") for o in outcomes)
+    assert server.commands == [b"EHLO"] + [b"MAIL", b"RCPT", b"DATA"] * 3 + [b"QUIT"]
+    # The next MAIL FROM came with the content, before the server had answered it.
+    assert server.behind == [True, True, False]
+    assert server.connections == 1
+    assert server.messages == [dot_stuffed(HEAD + b"message %d\r\n" % i) for i in range(3)]
+
+
+async def test_a_refused_message_in_a_run_leaves_the_next_one_going() -> None:
+    script = [OK, b"550 5.1.1 no such user\r\n", OK]
+    async with Scripted(lambda n: script[n]) as server:
+        outcomes, _ = await _run(server.url, 3)
+    assert isinstance(outcomes[1], DeliveryError) and outcomes[1].permanent
+    assert all(isinstance(outcomes[i], str) for i in (0, 2))
+    # The end of data was refused; the next envelope was already out: no RSET.
+    assert server.commands == [b"EHLO"] + [b"MAIL", b"RCPT", b"DATA"] * 3 + [b"QUIT"]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("fault", [None, b"421 4.4.2 closing\r\n"], ids=["drop", "421"])
+async def test_a_message_lost_in_a_run_sends_the_next_on_a_new_connection(
+    fault: bytes | None,
+) -> None:
+    # Message 1's answer never comes (the connection drops) or is a 421: its outcome is
+    # temporary; message 2, whose envelope went out behind it, goes on a fresh connection
+    # and reaches the server once.
+    script = [OK, fault, OK]
+    async with Scripted(lambda n: script[min(n, 2)]) as server:
+        outcomes, _ = await _run(server.url, 3)
+    assert isinstance(outcomes[0], str)
+    assert isinstance(outcomes[1], DeliveryError) and not outcomes[1].permanent
+    assert isinstance(outcomes[2], str) and outcomes[2].startswith("250")
+    assert server.connections == 2
+    assert [m for m in server.messages if b"message 2" in m] == [
+        dot_stuffed(HEAD + b"message 2\r\n")
+    ]
+
+
+async def test_without_pipelining_a_run_is_one_message() -> None:
+    handler = Recorder(pipelining=False)
+    controller = _start(handler)
+    try:
+        outcomes, asked = await _run(f"smtp://127.0.0.1:{controller.port}", 2)
+    finally:
+        controller.stop()
+    # Nothing can go behind the content: `more` is not asked; the second is left to the
+    # sender's next run.
+    assert asked == [0]
+    assert isinstance(outcomes[0], str) and outcomes[1] is None
+    assert len(handler.received) == 1
 
 
 async def test_a_421_said_while_idle_retires_the_connection() -> None:
