@@ -8,6 +8,7 @@ The render and MIME figures use the renderer's own microbenchmark (bench_render.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from app.delivery.dkim import DkimSigner
 from app.delivery.transport import Envelope, SMTPServer, SMTPTransport
 from app.issues.rendering import CompiledIssue, IssueContent, compile_issue
 from bench import bench_render
+from bench.cpu_split import CPUSplit, smtp_sink
 from bench.report import Results, Row
 
 
@@ -130,8 +132,9 @@ def _tracked_cost(rs: list[Any]) -> float:
 
 
 async def _smtp_loop(
-    port: int, message: bytes, count: int, concurrency: int
-) -> tuple[float, float]:
+    port: int, message: bytes, count: int, concurrency: int, runs: bool
+) -> tuple[float, float, float]:
+    """Our client's CPU a message (loop thread), its rate, and smtp-sink's CPU a message."""
     transport = SMTPTransport(
         SMTPServer.from_url(f"smtp://127.0.0.1:{port}?max_connections={concurrency}")
     )
@@ -140,45 +143,73 @@ async def _smtp_loop(
     queue = iter(range(count))
 
     def more() -> Envelope | None:
-        return envelope if next(queue, None) is not None else None
+        return envelope if runs and next(queue, None) is not None else None
 
     async def one_sender() -> None:
         # As the dispatcher's senders: a run per connection, each next message taken as
-        # the last one's content goes out (its envelope pipelined behind it).
+        # the last one's content goes out (its envelope pipelined behind it); without
+        # `runs`, one transaction a call, two round trips each.
         for _ in queue:
             await transport.send_run(envelope, more, lambda _, outcome: None)
 
+    split = CPUSplit({"smtp-sink": smtp_sink(port)}).start()
     # The thread's own CPU (user and system: the socket writes are the kernel's work).
     cpu, wall = time.thread_time(), time.perf_counter()
     try:
         await asyncio.gather(*(one_sender() for _ in range(concurrency)))
     finally:
         await transport.close()
-    return (time.thread_time() - cpu) / count * 1e6, count / (time.perf_counter() - wall)
+    wall = time.perf_counter() - wall
+    sink_us = split.stop()["smtp-sink"] / count * 1e6
+    return (time.thread_time() - cpu) / count * 1e6, count / wall, sink_us
 
 
-def _on_worker_loop(port: int, message: bytes, count: int, concurrency: int) -> tuple[float, float]:
+def _on_worker_loop(
+    port: int, message: bytes, count: int, concurrency: int, runs: bool
+) -> tuple[float, float, float]:
     """The loop in a thread of its own on uvloop, the event loop `tidings worker` runs."""
     try:
         import uvloop
     except ImportError:  # Windows: asyncio's own loop, as the worker there
-        return asyncio.run(_smtp_loop(port, message, count, concurrency))
-    return uvloop.run(_smtp_loop(port, message, count, concurrency))
+        return asyncio.run(_smtp_loop(port, message, count, concurrency, runs))
+    return uvloop.run(_smtp_loop(port, message, count, concurrency, runs))
 
 
 async def measure_smtp(results: Results, *, port: int, count: int, size: int) -> float:
     """Our SMTP transport alone (our own client, 20 pooled connections), one ready message,
-    on the worker's event loop and with the dispatcher's envelopes."""
+    on the worker's event loop and with the dispatcher's envelopes: in runs, as the
+    dispatcher sends, and one transaction a call, alternately (the machine drifts), the
+    median of three of each."""
     message = newsletter().render_message(bench_render.recipients(1)[0])
-    cpu_us, rate = await asyncio.to_thread(_on_worker_loop, port, message, count, 20)
-    results.raw["smtp_client"] = {"cpu_us": cpu_us, "rate": rate, "count": count}
+    got: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
+    for runs in (True, False) * 3:
+        got[runs].append(
+            await asyncio.to_thread(_on_worker_loop, port, message, count // 3, 20, runs)
+        )
+    (cpu_us, rate, sink_us), (one_cpu, one_rate, one_sink) = (
+        tuple(statistics.median(x[i] for x in got[k]) for i in range(3)) for k in (True, False)
+    )
+    one_at_a_time = {"cpu_us": one_cpu, "rate": one_rate, "sink_us": one_sink}
+    results.raw["smtp_client"] = {
+        "cpu_us": cpu_us, "rate": rate, "count": count, "sink_us": sink_us,
+        "one_at_a_time": one_at_a_time,
+    }  # fmt: skip
     results.add(
         Row(
             "cost",
             "SMTP client (SMTPTransport, 20 conns)",
             cpu_us,
             "us/msg",
-            note=f"alone: {rate:,.0f} msg/s",
+            note=f"alone: {rate:,.0f} msg/s; smtp-sink {sink_us:.0f} us/msg",
+        )
+    )
+    results.add(
+        Row(
+            "cost",
+            "  the same, one transaction a call (no runs)",
+            one_cpu,
+            "us/msg",
+            note=f"alone: {one_rate:,.0f} msg/s; smtp-sink {one_sink:.0f} us/msg",
         )
     )
     return cpu_us

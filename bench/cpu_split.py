@@ -88,6 +88,12 @@ def postgres_backends(database: str) -> Callable[[str, int], bool]:
     return lambda cmd, _group: cmd.startswith("postgres:") and needle in cmd
 
 
+def smtp_sink(port: int) -> Callable[[str, int], bool]:
+    """The smtp-sink listening on this loopback port (infra.start_sink)."""
+    needle = f"127.0.0.1:{port}"
+    return lambda cmd, _group: "smtp-sink" in cmd and needle in cmd
+
+
 def in_group(pgid: int) -> Callable[[str, int], bool]:
     """A process of this process group (a child started with start_new_session)."""
     return lambda _cmd, group: group == pgid

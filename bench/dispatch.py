@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.cpu_split import CPUSplit, in_group, postgres_backends
+from bench.cpu_split import CPUSplit, in_group, postgres_backends, smtp_sink
 from bench.infra import (
     Processes,
     _asyncpg_dsn,
@@ -193,8 +193,7 @@ def _parts(stack: Stack, url: str, sink_port: int) -> dict[str, Any]:
         parts["server"] = in_group(stack.server.pid)
     if not url.startswith("sqlite"):
         parts["postgres"] = postgres_backends(url.rsplit("/", 1)[1])
-    sink = f"127.0.0.1:{sink_port}"
-    parts["smtp-sink"] = lambda cmd, _group: "smtp-sink" in cmd and sink in cmd
+    parts["smtp-sink"] = smtp_sink(sink_port)
     return parts
 
 
