@@ -85,6 +85,15 @@ class _Handler:
     def __init__(self, server: FaultySMTPServer) -> None:
         self.server = server
 
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        # PIPELINING, as real servers offer: each fault then lands with the next message's
+        # envelope already written behind the content (the dispatcher's runs, smtp.py).
+        session.host_name = hostname
+        responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         rcpt = envelope.rcpt_tos[0]
         action = self.server.decide(rcpt)
