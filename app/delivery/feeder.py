@@ -72,7 +72,8 @@ class Feeder:
         self._signing: set[asyncio.Task[None]] = set()  # chunks being DKIM-signed
         self._sign_slots = asyncio.Semaphore(signing.MAX_IN_FLIGHT)
         self._turn = 0  # the round-robin over sending issues
-        self._claiming: asyncio.Future[list[int]] | None = None  # the last claim
+        self._claiming: asyncio.Future[list[int]] | None = None  # the claim in flight
+        self._claiming_for = 0  # its issue
         self._routes: dict[int, tuple[str, ...] | None] = {}  # issue id -> its smtp_route
         self._messages = MessageFeed(parts, sendq=sendq, stopping=stopping)
 
@@ -127,12 +128,8 @@ class Feeder:
             return sent_messages
         issue_id = issues[self._turn % len(issues)]
         self._turn += 1
-        if not self._claims.waiting(issue_id):
-            # Shielded: a stop that cancels the feeder mid-claim must still learn what the
-            # claim took (it may have committed), so that it is released, not left to expire.
-            self._claiming = asyncio.ensure_future(self._claim(issue_id))
-            if not await asyncio.shield(self._claiming):
-                return sent_messages
+        if not self._claims.waiting(issue_id) and not await self._claimed(issue_id):
+            return sent_messages
         transport = self._servers.pick(self._routes.get(issue_id))
         if transport is None:  # its route names no server any more: never another brand's
             route = list(self._routes.get(issue_id) or ())
@@ -143,8 +140,31 @@ class Feeder:
         if not granted or self._board.status(issue_id) != "sending":
             return True
         ids = self._claims.take_waiting(issue_id, granted)
+        if self._claiming is None and self._claims.waiting(issue_id) < CHUNK:
+            # The batch's last chunk: the next claim's round trips (17 ms under load, ~19 ms
+            # of sending in the queue) go on while it renders, not after, as the queue empties.
+            self._claiming = asyncio.ensure_future(self._claim(issue_id))
+            self._claiming_for = issue_id
         await self.prepare(issue_id, ids, transport)
         return True
+
+    async def _claimed(self, issue_id: int) -> bool:
+        """Whether deliveries of `issue_id` wait to be prepared, after the claim in flight
+        (made ahead, for this issue or another) or, if that leaves none, one made now."""
+        if self._claiming is None:
+            self._claiming = asyncio.ensure_future(self._claim(issue_id))
+            self._claiming_for = issue_id
+        claim, ahead_for = self._claiming, self._claiming_for
+        try:
+            # Shielded: a stop that cancels the feeder mid-claim must still learn what the
+            # claim took (it may have committed), so that it is released, not left to expire.
+            await asyncio.shield(claim)  # its failure (the database away): the feeder retries
+        finally:
+            if claim.done():
+                self._claiming = None
+        if self._claims.waiting(issue_id) or ahead_for == issue_id:  # none: nothing is due
+            return bool(self._claims.waiting(issue_id))
+        return await self._claimed(issue_id)  # the one in flight was another issue's
 
     async def _claim(self, issue_id: int) -> list[int]:
         async with self.sessionmaker() as s, s.begin():
