@@ -45,6 +45,7 @@ from app.delivery.message_feed import MessageFeed
 from app.delivery.parts import Parts
 from app.delivery.queue import Result, Target
 from app.delivery.signing import SignAgain, Signer
+from app.delivery.statements import on_postgresql
 from app.delivery.transport import Envelope, Transport
 from app.engagement import links as engagement_links
 from app.issues import compose, stored_layouts
@@ -74,6 +75,9 @@ class Feeder:
         self._turn = 0  # the round-robin over sending issues
         self._claiming: asyncio.Future[list[int]] | None = None  # the claim in flight
         self._claiming_for = 0  # its issue
+        # The next claim is made ahead (feed_once) on PostgreSQL only: on SQLite, whose loop
+        # is the bound, it measured slower (six paired runs: 0.502 -> 0.438 x smtp-source).
+        self._claim_ahead = on_postgresql(parts.sessionmaker)
         self._routes: dict[int, tuple[str, ...] | None] = {}  # issue id -> its smtp_route
         self._messages = MessageFeed(parts, sendq=sendq, stopping=stopping)
 
@@ -140,7 +144,7 @@ class Feeder:
         if not granted or self._board.status(issue_id) != "sending":
             return True
         ids = self._claims.take_waiting(issue_id, granted)
-        if self._claiming is None and self._claims.waiting(issue_id) < CHUNK:
+        if self._claim_ahead and self._claiming is None and self._claims.waiting(issue_id) < CHUNK:
             # The batch's last chunk: the next claim's round trips (17 ms under load, ~19 ms
             # of sending in the queue) go on while it renders, not after, as the queue empties.
             self._claiming = asyncio.ensure_future(self._claim(issue_id))

@@ -34,13 +34,19 @@ def timed(sql: str, *times: str) -> Any:
     return text(sql).bindparams(*(bindparam(t, type_=UTC_TIME) for t in times))
 
 
+def on_postgresql(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether this sessionmaker's engine is PostgreSQL's."""
+    engine = sessionmaker.kw.get("bind")
+    return isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql"
+
+
 def single_statements(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions whose statements each commit alone (PostgreSQL), else `sessionmaker` itself."""
-    engine = sessionmaker.kw.get("bind")
-    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+    if not on_postgresql(sessionmaker):
         return sessionmaker
+    engine = sessionmaker.kw["bind"]
     return async_sessionmaker(
         engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
     )
