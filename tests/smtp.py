@@ -29,19 +29,30 @@ class Received:
         return message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
 
 
-class _Handler:
-    def __init__(self, server: SMTPServer) -> None:
-        self.server = server
+def ehlo_answer(
+    session: Session, hostname: str, responses: list[str], pipelining: bool
+) -> list[str]:
+    """aiosmtpd's EHLO answer, with PIPELINING when asked (aiosmtpd reads one command at a
+    time, so pipelined commands just wait in its buffer)."""
+    session.host_name = hostname
+    if pipelining:
+        responses.insert(-1, "250-PIPELINING")
+    return responses
+
+
+class OffersPipelining:
+    """An aiosmtpd handler's EHLO with PIPELINING, as every real server offers: the
+    dispatcher then writes each next envelope behind the last content (its runs)."""
 
     async def handle_EHLO(
         self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
-        # PIPELINING, as every real server offers: the dispatcher then writes each next
-        # envelope behind the last content. aiosmtpd reads one command at a time, so the
-        # pipelined commands just wait in its buffer.
-        session.host_name = hostname
-        responses.insert(-1, "250-PIPELINING")
-        return responses
+        return ehlo_answer(session, hostname, responses, pipelining=True)
+
+
+class _Handler(OffersPipelining):
+    def __init__(self, server: SMTPServer) -> None:
+        self.server = server
 
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         item = Received(

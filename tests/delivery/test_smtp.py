@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from app.delivery.smtp import dot_stuffed
 from app.delivery.transport import DeliveryError, Envelope, SMTPServer, SMTPTransport
-from tests.smtp import Received, free_port
+from tests.smtp import Received, ehlo_answer, free_port
 
 HEAD = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: dots\r\n\r\n"
 MESSAGES = [
@@ -52,10 +52,7 @@ class Recorder:
     async def handle_EHLO(
         self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
-        session.host_name = hostname
-        if self.pipelining:  # aiosmtpd reads one command at a time, so pipelining just works
-            responses.insert(-1, "250-PIPELINING")
-        return responses
+        return ehlo_answer(session, hostname, responses, self.pipelining)
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         data = bytes(envelope.original_content or b"")

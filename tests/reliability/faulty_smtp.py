@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.smtp import Received
+from tests.smtp import OffersPipelining, Received
 
 
 @dataclass
@@ -81,18 +81,11 @@ class FaultySMTPServer:
             return action
 
 
-class _Handler:
+class _Handler(OffersPipelining):
+    """Each fault lands with the next message's envelope already written behind the content."""
+
     def __init__(self, server: FaultySMTPServer) -> None:
         self.server = server
-
-    async def handle_EHLO(
-        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
-    ) -> list[str]:
-        # PIPELINING, as real servers offer: each fault then lands with the next message's
-        # envelope already written behind the content (the dispatcher's runs, smtp.py).
-        session.host_name = hostname
-        responses.insert(-1, "250-PIPELINING")
-        return responses
 
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         rcpt = envelope.rcpt_tos[0]
