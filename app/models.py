@@ -16,9 +16,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.db import Base, UTCDateTime, utcnow
 
@@ -63,6 +66,19 @@ class Subscriber(Base):
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", lazy="selectin"
     )
+
+
+def search_text() -> ColumnElement[str]:
+    """The address key, a space and the lowercased name: what a substring search reads.
+
+    PostgreSQL's one trigram index for search is on this expression (migration 0017), so a
+    query must spell it the same way, the space a literal and not a parameter. One index for
+    both fields costs an insert half the index work of one per field. A needle without a
+    space matches it exactly where it matches the address or the name; one with a space
+    could also match across the two, so its callers test the field itself too.
+    """
+    name = func.coalesce(func.lower(Subscriber.name), literal_column("''"))
+    return Subscriber.email_key.op("||")(literal_column("' '")).op("||")(name)
 
 
 class Subscription(Base):

@@ -134,10 +134,11 @@ async def write_batch_pg(
     """
     now = utcnow()
     # No fsync wait per batch: a crash can lose only the last batches, and re-running an
-    # import is harmless (it changes nothing twice). No bitmap scans: the trigram indexes
-    # answer `=` too, and early in an import, everything still in their pending lists,
-    # one looked cheapest for the batch's keys, which it matched by trigrams against every
-    # row (126 s for one batch); plain index scans leave the unique index the only choice.
+    # import is harmless (it changes nothing twice). No bitmap scans: migration 0010's
+    # trigram index on email_key answered `=` too, and early in an import, everything still
+    # in its pending list, it looked cheapest for the batch's keys, which it matched by
+    # trigrams against every row (126 s for one batch). 0017's index is on an expression no
+    # lookup spells; plain index scans keep the unique index the only choice all the same.
     await conn.execute(
         "SET LOCAL synchronous_commit = off; SET LOCAL enable_bitmapscan = off; " + _CUSTOM_PLANS
     )

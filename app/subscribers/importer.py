@@ -160,10 +160,7 @@ async def import_csv(
 # third of its speed, its statements planned for empty tables (issue 15).
 ANALYZE_ROWS = 10_000
 
-_REFRESH = (
-    "SELECT gin_clean_pending_list(i) FROM unnest(ARRAY[to_regclass($1), to_regclass($2)]) i"
-    " WHERE i IS NOT NULL"
-)
+_REFRESH = "SELECT gin_clean_pending_list(i) FROM to_regclass($1) i WHERE i IS NOT NULL"
 
 
 async def refresh_statistics(
@@ -178,9 +175,9 @@ async def refresh_statistics(
         )
         if written < ANALYZE_ROWS and written * 10 < max(before, 0):
             return
-        # The search indexes' pending lists go into the index proper too: until a vacuum
-        # they are read row by row and priced as such (migration 0010).
-        await conn.execute(_REFRESH, "ix_subscribers_email_key_trgm", "ix_subscribers_name_trgm")
+        # The search index's pending list goes into the index proper too: until a vacuum
+        # it is read row by row and priced as such (migrations 0010, 0017).
+        await conn.execute(_REFRESH, "ix_subscribers_search_trgm")
         await conn.execute("ANALYZE subscribers, subscriptions")
 
 

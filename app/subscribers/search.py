@@ -5,11 +5,11 @@ The same query serves `GET /api/v1/subscribers`, the console's table and its CSV
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Invalid
-from app.models import Subscriber, Subscription
+from app.models import Subscriber, Subscription, search_text
 from app.subscribers.lists import get_list
 
 
@@ -45,9 +45,9 @@ async def search_subscribers(
     return list(await session.scalars(stmt))
 
 
-# Trigram indexes (migration 0010) serve a LIKE '%x%' from three characters on. A shorter
-# needle has no trigram: through the index it would read all of it, so it is asked as
-# strpos/instr, which no index matches, and PostgreSQL walks the primary key in id order
+# The trigram index (migrations 0010, 0017) serves a LIKE '%x%' from three characters on. A
+# shorter needle has no trigram: through the index it would read all of it, so it is asked
+# as strpos/instr, which no index matches, and PostgreSQL walks the primary key in id order
 # until the page is full (quick for one or two characters, which most rows contain).
 TRIGRAM = 3
 
@@ -61,6 +61,10 @@ async def _matching(session: AsyncSession, needle: str) -> ColumnElement[bool]:
         return or_(position(email, needle) > 0, position(name, needle) > 0)
     if postgres:
         # A plan made for the generic pattern cannot weigh it: ask for one per value, so a
-        # rare needle goes through the indexes and a common one walks ids until the page fills.
+        # rare needle goes through the index and a common one walks ids until the page fills.
         await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    return or_(email.contains(needle, autoescape=True), name.contains(needle, autoescape=True))
+    found = search_text().contains(needle, autoescape=True)
+    if " " in needle:  # it could match across the address and the name: test each too
+        each = [field.contains(needle, autoescape=True) for field in (email, name)]
+        found = and_(found, or_(*each))
+    return found

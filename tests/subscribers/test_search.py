@@ -66,7 +66,10 @@ async def walk(client: AppClient, limit: int = 7, **params: str) -> list[int]:
 # Not here: a non-ASCII capital in a name ("ÅSA" for "åsa"). SQLite's lower() folds ASCII
 # only, PostgreSQL's the whole of Unicode; the needle itself is lowered in Python on both.
 NEEDLES = ["a", "Ö", "xy", "%", "_", "/", "ab@", "EXAMPLE.ORG", "anna", "ngström", "50%_",
-           "jo/s", "nobody-has-this", "user01", " ", "b@ek"]  # fmt: skip
+           "jo/s", "nobody-has-this", "user01", " ", "b@ek",
+           # Across the address and the name, which PostgreSQL's index reads as one text
+           # with a space between: not a match (app/models.search_text). Within a name: one.
+           "com ann", "se bo", "org anna", "ann b"]  # fmt: skip
 
 
 async def test_search_matches_a_substring_of_address_or_name_in_pages(client: AppClient) -> None:
@@ -81,7 +84,7 @@ async def test_search_matches_a_substring_of_address_or_name_in_pages(client: Ap
     assert await walk(client, limit=5, q="ab", list="news") == expected
 
 
-async def test_search_uses_the_trigram_indexes_on_postgres(client: AppClient) -> None:
+async def test_search_uses_the_trigram_index_on_postgres(client: AppClient) -> None:
     if client.app.state.settings.database_url.startswith("sqlite"):
         return  # no trigram index on SQLite: its LIKE is a scan, tested above for results
     await seed(client)
@@ -104,7 +107,8 @@ async def test_search_uses_the_trigram_indexes_on_postgres(client: AppClient) ->
     async with client.app.state.sessionmaker() as session:
         raw = (await (await session.connection()).get_raw_connection()).driver_connection
         names = {r[0] for r in await raw.fetch("SELECT indexname FROM pg_indexes")}
-        assert {"ix_subscribers_email_key_trgm", "ix_subscribers_name_trgm"} <= names
+        assert "ix_subscribers_search_trgm" in names
+        assert not names & {"ix_subscribers_email_key_trgm", "ix_subscribers_name_trgm"}
         # Among 20,000 more rows that do not match, walking ids would read them all: the
         # planner takes the indexes if they serve the query's own expressions.
         await raw.execute(
@@ -113,10 +117,7 @@ async def test_search_uses_the_trigram_indexes_on_postgres(client: AppClient) ->
             " 'Bulk ' || n, '{}', 'active', now(), now() FROM generate_series(1, 20000) n;"
             " ANALYZE subscribers"
         )
-        # New rows wait in each GIN index's pending list until a vacuum; priced as slow.
-        await raw.execute(
-            "SELECT gin_clean_pending_list('ix_subscribers_email_key_trgm'),"
-            " gin_clean_pending_list('ix_subscribers_name_trgm')"
-        )
+        # New rows wait in the GIN index's pending list until a vacuum; priced as slow.
+        await raw.execute("SELECT gin_clean_pending_list('ix_subscribers_search_trgm')")
         plan = "\n".join(r[0] for r in await raw.fetch("EXPLAIN " + statement, *parameters))
-    assert "ix_subscribers_email_key_trgm" in plan and "ix_subscribers_name_trgm" in plan, plan
+    assert "ix_subscribers_search_trgm" in plan, plan
