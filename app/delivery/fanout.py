@@ -208,14 +208,17 @@ async def begin(*, session: AsyncSession, issue_id: int, inline_limit: int) -> i
 
 
 # The cursor moves first, as the transaction's first write; SET reads the old values, so
-# batch_from is where this batch starts. The due count stops at :ahead (an index range).
+# batch_from is where this batch starts. The due count stops at :ahead (an index range),
+# and is correlated (f.issue_id, not :i) so that it runs only for a fan-out row not done:
+# as an uncorrelated sub-select PostgreSQL ran it before looking, at every claim of every
+# inline send too (0.75 ms a claim of 200 at 20,000 queued).
 _ADVANCE = (
     "UPDATE issue_fanouts SET batch_from = next_subscriber_id,"
     " next_subscriber_id = next_subscriber_id + :width,"
     " done = next_subscriber_id + :width >= last_subscriber_id"
     " WHERE issue_id IN (SELECT f.issue_id FROM issue_fanouts f WHERE f.issue_id = :i"
     " AND NOT f.done AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status = 'sending')"
-    " AND (SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE issue_id = :i"
+    " AND (SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE issue_id = f.issue_id"
     " AND status = 'queued' AND next_attempt_at <= :now LIMIT :ahead) AS due) < :ahead{lock})"
     " RETURNING batch_from, next_subscriber_id, snapshot_at, segment_rules, done"
 )
