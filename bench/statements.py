@@ -43,6 +43,17 @@ def kind(sql: str) -> str:
     return f"{verb} {table[1]}" if table else verb
 
 
+def _continued(lines: list[str], i: int) -> str:
+    """The SQL of a statement whose text began on the line after its log line (SQLAlchemy's
+    ORM statements start with a newline): PostgreSQL logs the rest as tab-led lines."""
+    rest = []
+    for line in lines[i + 1 :]:
+        if not line.startswith("\t"):
+            break
+        rest.append(line.strip())
+    return " ".join(rest)
+
+
 async def _log_file(conn: asyncpg.Connection) -> Path:
     current = await conn.fetchval("SELECT pg_current_logfile()")
     if current:
@@ -120,14 +131,15 @@ async def count_once(
         await drop_pg_database(url)
     kinds: Counter[str] = Counter()
     by_role: Counter[str] = Counter()
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         m = _LINE.search(line)
         if m is None or m[2] != database:
             continue
         role = roles.get(int(m[1]), "?")
         by_role[role] += 1
         if role != "server":
-            kinds[kind(m[3])] += 1
+            kinds[kind(m[3] or _continued(lines, i))] += 1
     sent = int(stats.get("sent") or 0)
     per = 1000 / max(sent, 1)
     return {
