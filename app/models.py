@@ -68,6 +68,11 @@ class Subscriber(Base):
     )
 
 
+# A trigram index serves a LIKE '%x%' from this many characters on; a shorter needle has no
+# trigram, and through the index would read all of it.
+TRIGRAM = 3
+
+
 def search_text() -> ColumnElement[str]:
     """The address key, a space and the lowercased name: what a substring search reads.
 

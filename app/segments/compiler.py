@@ -27,7 +27,15 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.engagement.models import EngagementEvent
-from app.models import MESSAGES_ISSUE, Bounce, Delivery, Subscriber, Subscription, search_text
+from app.models import (
+    MESSAGES_ISSUE,
+    TRIGRAM,
+    Bounce,
+    Delivery,
+    Subscriber,
+    Subscription,
+    search_text,
+)
 from app.segments.attributes import attribute_clause
 from app.segments.rules import Path, RuleError, as_datetime, kind_of
 
@@ -156,11 +164,13 @@ def _field(node: dict[str, Any], ctx: Context) -> ColumnElement[bool]:
     if op == "in":
         return column.in_([fold(v) for v in value])
     if op == "contains":
+        needle = value.lower()
+        exact = _lower(column).contains(needle, autoescape=True)
+        if len(needle) < TRIGRAM:
+            return exact
         # The search expression first: PostgreSQL's trigram index on it (migration 0017)
         # can then find the few rows among many; the field's own test keeps it exact.
-        needle = value.lower()
-        return and_(search_text().contains(needle, autoescape=True),
-                    _lower(column).contains(needle, autoescape=True))  # fmt: skip
+        return and_(search_text().contains(needle, autoescape=True), exact)
     if op == "ne":
         return func.coalesce(column, "") != fold(value)
     return _compare(_text_order(column, ctx), op, fold(value))

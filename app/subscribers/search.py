@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Invalid
-from app.models import Subscriber, Subscription, search_text
+from app.models import TRIGRAM, Subscriber, Subscription, search_text
 from app.subscribers.lists import get_list
 
 
@@ -45,11 +45,10 @@ async def search_subscribers(
     return list(await session.scalars(stmt))
 
 
-# The trigram index (migrations 0010, 0017) serves a LIKE '%x%' from three characters on. A
-# shorter needle has no trigram: through the index it would read all of it, so it is asked
-# as strpos/instr, which no index matches, and PostgreSQL walks the primary key in id order
-# until the page is full (quick for one or two characters, which most rows contain).
-TRIGRAM = 3
+# The trigram index (migrations 0010, 0017) serves a LIKE '%x%' from TRIGRAM characters on. A
+# shorter needle is asked as strpos/instr, which no index matches, and PostgreSQL walks the
+# primary key in id order until the page is full (quick for one or two characters, which
+# most rows contain).
 
 
 async def _matching(session: AsyncSession, needle: str) -> ColumnElement[bool]:
