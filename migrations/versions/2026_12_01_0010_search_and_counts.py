@@ -139,8 +139,8 @@ def upgrade() -> None:
             "warning: pg_trgm could not be created "
             f"({type(exc.orig).__name__}); subscriber search works without its index, "
             "scanning the table. As a superuser: CREATE EXTENSION pg_trgm; then re-run "
-            "`tidings migrate` after `alembic downgrade 0009`, or create the indexes of "
-            "migration 0010 by hand."
+            "`tidings migrate` after `alembic downgrade 0009`, or create the index of "
+            "migration 0017 by hand (ix_subscribers_search_trgm)."
         )
         return
     for name, expression in INDEXES.items():
