@@ -79,6 +79,12 @@ RULES: list[tuple[dict[str, Any], set[str]]] = [
         {ANN, DEE, EVE},
     ),
     ({"all": [{"not": {"field": "name", "op": "contains", "value": "a"}}]}, {BOB, CY, EVE}),
+    # From three characters on, through the search expression (address, space, name): a
+    # match across the two is neither field's, and cy (no name) is outside "contains".
+    ({"not": {"field": "name", "op": "contains", "value": "arch"}}, {BOB, CY, DEE, EVE}),
+    ({"field": "name", "op": "contains", "value": "org ann"}, set()),
+    ({"field": "email", "op": "contains", "value": "org ann"}, set()),
+    ({"field": "email", "op": "contains", "value": "CY@"}, {CY}),
 ]
 
 
