@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -88,6 +88,27 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_timeout", 10)
     return create_async_engine(url, **kwargs)
+
+
+def on_postgresql(
+    where: AsyncSession
+    | AsyncConnection
+    | Connection
+    | AsyncEngine
+    | async_sessionmaker[AsyncSession],
+) -> bool:
+    """Whether this session, connection (async, or sync inside run_sync), engine or
+    sessionmaker talks to PostgreSQL.
+
+    The one test that the backend-specific statements (upserts, SKIP LOCKED claims, COPY,
+    trigram search, ANALYZE) branch on; anything else is SQLite, the embedded default.
+    """
+    if isinstance(where, async_sessionmaker):
+        bind = where.kw.get("bind")
+        return isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql"
+    if isinstance(where, AsyncSession):
+        return where.get_bind().dialect.name == "postgresql"
+    return where.dialect.name == "postgresql"
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

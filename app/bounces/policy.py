@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import tokens
 from app.bounces.events import BounceEvent, event_key
 from app.config import Settings
-from app.db import utcnow
+from app.db import on_postgresql, utcnow
 from app.issues.compose import delivery_from_message_id
 from app.models import Bounce, Delivery, Subscriber
 from app.subscribers.addresses import email_key
@@ -104,8 +104,7 @@ def _cleaned(event: BounceEvent) -> BounceEvent:
 
 async def _insert_once(session: AsyncSession, values: dict[str, Any]) -> int | None:
     """INSERT … ON CONFLICT (event_key) DO NOTHING: two concurrent deliveries record one row."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = postgresql.insert if on_postgresql(session) else sqlite.insert
     stmt = (
         insert(Bounce)
         .values(**values)

@@ -15,7 +15,7 @@ from sqlalchemy import Column, String, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Base, UTCDateTime, utcnow
+from app.db import Base, UTCDateTime, on_postgresql, utcnow
 
 # The table is created by migration 0007; declared here, beside its only user.
 webhook_tokens = Table(
@@ -33,8 +33,7 @@ async def first_use(*, session: AsyncSession, provider: str, token: str, window:
     await session.execute(
         delete(webhook_tokens).where(webhook_tokens.c.seen_at < now - timedelta(seconds=2 * window))
     )
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = postgresql.insert if on_postgresql(session) else sqlite.insert
     stmt = (
         insert(webhook_tokens)
         .values(key=f"{provider}:{token}"[:200], seen_at=now)

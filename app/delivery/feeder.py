@@ -39,13 +39,13 @@ from sqlalchemy.orm import selectinload
 
 from app import branding
 from app.config import Settings
+from app.db import on_postgresql
 from app.delivery import message_feed, queue, ratelimit, signing
 from app.delivery.items import Item
 from app.delivery.message_feed import MessageFeed
 from app.delivery.parts import Parts
 from app.delivery.queue import Result, Target
 from app.delivery.signing import SignAgain, Signer
-from app.delivery.statements import on_postgresql
 from app.delivery.transport import Envelope, Transport
 from app.engagement import links as engagement_links
 from app.issues import compose, stored_layouts

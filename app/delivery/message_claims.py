@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.db import on_postgresql, utcnow
 from app.delivery.statements import claim_statement, timed
 from app.messages.store import messages
 from app.models import MESSAGES_ISSUE, Delivery, Subscriber, Suppression
@@ -42,7 +42,7 @@ async def claim(
     if await session.scalar(_LOOK, {"i": MESSAGES_ISSUE, "now": now}) is None:
         return []
     rows = await session.execute(
-        claim_statement(session.get_bind().dialect.name == "postgresql"),
+        claim_statement(on_postgresql(session)),
         {"owner": owner, "lease": now + timedelta(seconds=lease_seconds),
          "i": MESSAGES_ISSUE, "now": now, "n": limit},
     )  # fmt: skip

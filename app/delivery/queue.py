@@ -20,10 +20,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import config
-from app.db import utcnow
+from app.db import on_postgresql, utcnow
 from app.delivery import fanout
 from app.delivery.statements import claim_statement, driver_fetch, sqlite_time, storable_text
-from app.delivery.statements import is_pg as _pg
 from app.delivery.statements import timed as _sql
 
 # A batched send (fanout.py) gets its next batch written when fewer than this many claims'
@@ -68,7 +67,7 @@ async def claim(
     ahead = min(max(limit * AHEAD_CLAIMS, 1), max(width // 4, 1))
     await fanout.expand(session=session, issue_id=issue_id, now=now, ahead=ahead, width=width)
     rows = await session.execute(
-        claim_statement(_pg(session), guard=_ISSUE_SENDING),
+        claim_statement(on_postgresql(session), guard=_ISSUE_SENDING),
         {
             "owner": owner,
             "lease": now + timedelta(seconds=lease_seconds),
@@ -139,7 +138,7 @@ async def load_targets(*, session: AsyncSession, ids: list[int]) -> list[Target]
         return []
     rows: Any = await driver_fetch(session, _TARGETS + "= ANY($1::bigint[])", ids)
     if rows is None:
-        pg = _pg(session)
+        pg = on_postgresql(session)
         stmt = _TARGETS_PG_SA if pg else _TARGETS_SQLITE
         rows = await session.execute(stmt, {"ids": ids if pg else json.dumps(ids)})
     out = []
@@ -215,7 +214,7 @@ async def record(*, session: AsyncSession, owner: str, results: list[Result]) ->
     if not results:
         return 0
     errors = [storable_text(r.error) for r in results]
-    if _pg(session):
+    if on_postgresql(session):
         columns = [
             [r.id for r in results],
             [r.status for r in results],

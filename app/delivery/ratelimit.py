@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import on_postgresql
 from app.models import RateBucket
 
 HOURLY_KEY = "quota:hourly"
@@ -36,7 +37,7 @@ class Grant:
 
 
 async def _locked_row(session: AsyncSession, key: str, now: float) -> RateBucket:
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if on_postgresql(session) else sqlite
     await session.execute(
         dialect.insert(RateBucket)
         .values(

@@ -18,26 +18,16 @@ from typing import Any
 import asyncpg
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import UTCDateTime
+from app.db import UTCDateTime, on_postgresql
 
 UTC_TIME = UTCDateTime()
-
-
-def is_pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def timed(sql: str, *times: str) -> Any:
     """`text(sql)` whose named parameters `times` are bound as UTC datetimes."""
     return text(sql).bindparams(*(bindparam(t, type_=UTC_TIME) for t in times))
-
-
-def on_postgresql(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
-    """Whether this sessionmaker's engine is PostgreSQL's."""
-    engine = sessionmaker.kw.get("bind")
-    return isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql"
 
 
 def single_statements(
@@ -73,7 +63,7 @@ async def driver_fetch(session: AsyncSession, sql: str, *args: Any) -> list[Any]
     Failures come as SQLAlchemy's DBAPIError, as every caller already handles; a dropped
     connection is invalidated first (OperationalError), so the pool never hands it out again.
     """
-    if not is_pg(session):
+    if not on_postgresql(session):
         return None
     conn = await session.connection()
     if conn.sync_connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":  # type: ignore[union-attr]

@@ -24,6 +24,8 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import on_postgresql
+
 log = logging.getLogger("tidings.dispatcher")
 
 ANALYZE_ROWS = 10_000
@@ -33,7 +35,7 @@ _LOCK = 0x7469_6469_6E67_73  # "tidings": one advisory lock key for this, cluste
 async def after_fan_out(sessionmaker: async_sessionmaker[AsyncSession], issue_id: int) -> bool:
     """ANALYZE deliveries if this issue's fan-out left the statistics stale; True when it ran."""
     async with sessionmaker() as s, s.begin():
-        if s.get_bind().dialect.name != "postgresql":
+        if not on_postgresql(s):
             return False
         # Stale: the table was last analysed (by us or autovacuum) before this issue
         # started, so its fan-out is not in the figures. A resume, or a second worker

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import on_postgresql
 from app.engagement import tokens
 from app.engagement.models import IssueLink
 from app.issues.layout import Assembled, split_slots
@@ -132,7 +133,7 @@ async def store(session: AsyncSession, issue_id: int, links: Iterable[tuple[int,
     if not values:
         return
     # Two dispatchers may compile the same issue at once: the second insert changes nothing.
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if on_postgresql(session) else sqlite
     await session.execute(dialect.insert(IssueLink).values(values).on_conflict_do_nothing())
 
 

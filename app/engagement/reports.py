@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.db import on_postgresql
 from app.engagement.links import FIRST
 from app.engagement.models import EngagementCount, EngagementEvent, IssueLink
 from app.errors import Conflict
@@ -98,7 +99,7 @@ def _floor(at: datetime, bucket: str) -> datetime:
 
 
 def _trunc(session: AsyncSession, column: Any, bucket: str) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         return func.date_trunc(bucket, column)
     return func.strftime("%Y-%m-%d %H:00:00" if bucket == "hour" else "%Y-%m-%d 00:00:00", column)
 

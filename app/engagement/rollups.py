@@ -18,7 +18,7 @@ from sqlalchemy import Table, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.db import utcnow
+from app.db import on_postgresql, utcnow
 from app.engagement.models import EngagementCount, EngagementEvent
 from app.webhooks import events as webhooks
 from app.webhooks.models import WebhookEvent
@@ -51,7 +51,7 @@ async def announcing(session: AsyncSession) -> bool:
 async def write(session: AsyncSession, judged: Judged) -> None:
     """Uniques, rollups, events and link.clicked, in the caller's transaction."""
     conn = await session.connection()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if on_postgresql(conn) else sqlite
     await _uniques(conn, judged)
     await _counts(conn, dialect, judged.counts)
     await _many(conn, insert(_EVENTS), judged.events)
@@ -86,7 +86,7 @@ async def _uniques(conn: AsyncConnection, judged: Judged) -> None:
     keys = list(judged.seen)
     for start in range(0, len(keys), BIG_SLICE):
         part = keys[start : start + BIG_SLICE]
-        if conn.dialect.name == "postgresql":
+        if on_postgresql(conn):
             columns = list(zip(*part, strict=True))
             params = {"issues": list(columns[0]), "kinds": list(columns[1]),
                       "links": list(columns[2]), "digests": list(columns[3])}  # fmt: skip

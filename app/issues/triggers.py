@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, attributes
 
-from app.db import UTCDateTime, utcnow
+from app.db import UTCDateTime, on_postgresql, utcnow
 from app.errors import Conflict, invalid
 from app.models import Delivery, Issue, MailingList, Subscriber, Subscription
 
@@ -192,7 +192,7 @@ def enrol_group(conn: Connection, list_id: int, subscriber_ids: list[int], at: d
     ).all()
     if not rules or not subscriber_ids:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if on_postgresql(conn) else sqlite
     issues = cast(Table, Issue.__table__)
     written = 0
     for issue_id, after in rules:

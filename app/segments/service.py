@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.db import utcnow
+from app.db import on_postgresql, utcnow
 from app.errors import Conflict, NotFound
 from app.models import Issue, MailingList, Subscriber
 from app.segments import rules as grammar
@@ -56,7 +56,7 @@ async def clause_for(
 async def count_rule(*, session: AsyncSession, rule: Any, base: grammar.Path = BASE) -> int:
     """How many subscribers a rule matches now (whatever their status)."""
     clause = await clause_for(session, rule, base)
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         # PostgreSQL cannot estimate a condition on a JSON key (it guesses 0.5%), so with one
         # beside a list it plans a nested loop that probes the list's index for a third of
         # the table. A count reads every match anyway: hash and merge joins are never much

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import driver_transaction, transaction
+from app.db import driver_transaction, on_postgresql, transaction
 from app.models import MailingList
 from app.subscribers.csvrows import (
     BadLine,
@@ -86,7 +86,7 @@ async def import_csv(
     # connections: a backend is one process, and the machine's other core would idle.
     # Two batches never hold the same address (`seen`), so neither waits for the other.
     # SQLite has one writer: a second transaction would only wait for the lock.
-    postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
+    postgres = on_postgresql(sessionmaker)
     writing: set[asyncio.Task[None]] = set()
 
     async def settle(most: int) -> None:
@@ -167,7 +167,7 @@ async def refresh_statistics(
     sessionmaker: async_sessionmaker[AsyncSession], *, written: int
 ) -> None:
     """ANALYZE the tables an import grew (PostgreSQL; SQLite's planner keeps no such figures)."""
-    if not written or sessionmaker.kw["bind"].dialect.name != "postgresql":
+    if not written or not on_postgresql(sessionmaker):
         return
     async with driver_transaction(sessionmaker) as conn:
         before = await conn.fetchval(
@@ -190,7 +190,7 @@ async def write_batch(
 ) -> None:
     """Write one batch in one transaction; a database failure costs this batch, reported."""
     try:
-        if sessionmaker.kw["bind"].dialect.name == "postgresql":
+        if on_postgresql(sessionmaker):
             async with sessionmaker() as session:  # remembered a few seconds: seldom a query
                 wanted = await events.subscribed_events(session)
             async with driver_transaction(sessionmaker) as conn:

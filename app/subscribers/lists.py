@@ -9,6 +9,7 @@ from sqlalchemy import column, func, select, table, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import on_postgresql
 from app.errors import Conflict, Invalid, NotFound
 from app.models import Issue, IssueList, MailingList
 from app.subscribers.schemas import ListCreate, ListUpdate
@@ -71,7 +72,7 @@ async def list_counts(*, session: AsyncSession, list_ids: list[int]) -> dict[int
     for list_id, status, total, _ in rows:
         counts[list_id][status] = int(total)
     deltas = sum(r[3] for r in rows)
-    if deltas > FOLD_AT * len(list_ids) and session.get_bind().dialect.name == "postgresql":
+    if deltas > FOLD_AT * len(list_ids) and on_postgresql(session):
         # Concurrent writers only add rows; a row they add after this DELETE's snapshot is
         # left for the next fold, so the sums never change by folding.
         await session.execute(_FOLD, {"ids": list_ids})

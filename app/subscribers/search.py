@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import on_postgresql
 from app.errors import Invalid
 from app.models import TRIGRAM, Subscriber, Subscription, search_text
 from app.subscribers.lists import get_list
@@ -54,7 +55,7 @@ async def search_subscribers(
 async def _matching(session: AsyncSession, needle: str) -> ColumnElement[bool]:
     """Rows whose address or lowercased name contains the needle, literally (no wildcards)."""
     email, name = Subscriber.email_key, func.lower(Subscriber.name)
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = on_postgresql(session)
     if len(needle) < TRIGRAM:
         position = func.strpos if postgres else func.instr
         return or_(position(email, needle) > 0, position(name, needle) > 0)

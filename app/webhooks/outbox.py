@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, delete, false, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import utcnow
+from app.db import on_postgresql, utcnow
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 
 FAN_OUT_BATCH = 500
@@ -57,7 +57,7 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
             .order_by(WebhookEvent.created_at)
             .limit(FAN_OUT_BATCH)
         )
-        if s.get_bind().dialect.name == "postgresql":
+        if on_postgresql(s):
             stmt = stmt.with_for_update(skip_locked=True)
         candidates = list((await s.scalars(stmt)).all())
         if not candidates:
@@ -114,7 +114,7 @@ async def claim(
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(limit * 4)
         )
-        if s.get_bind().dialect.name == "postgresql":
+        if on_postgresql(s):
             stmt = stmt.with_for_update(skip_locked=True, of=WebhookDelivery)
         picked: list[int] = []
         taken = dict(busy)
