@@ -13,7 +13,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.infra import OUT, Processes, Skip, pg_available, smtp_source_rate, start_sink
+from bench.infra import (
+    OUT,
+    Processes,
+    Skip,
+    pg_available,
+    smtp_source_rate,
+    smtp_source_run,
+    start_sink,
+)
 from bench.report import Results, Row
 
 PARTS = (
@@ -126,16 +134,20 @@ async def run(args: argparse.Namespace, results: Results, procs: Processes) -> N
     rates: list[float] = []
 
     async def wire_part() -> None:
-        rate = smtp_source_rate(sink, size=size, count=args.source_count)
+        rate, sink_us, source_us = smtp_source_run(sink, size=size, count=args.source_count)
         rates.append(rate)
-        results.raw.setdefault("smtp_source", []).append({"rate": rate, "bytes": size})
+        results.raw.setdefault("smtp_source", []).append(
+            {"rate": rate, "bytes": size, "sink_us": sink_us, "source_us": source_us}
+        )
         results.add(
             Row(
                 "wire",
                 f"smtp-source -> smtp-sink ({len(rates)})",
                 rate,
                 "msg/s",
-                note=f"C client, {size / 1024:.1f} KB, 20 sessions, reused connections",
+                note=f"C client, {size / 1024:.1f} KB, 20 sessions, reused connections; CPU a"
+                f" message: smtp-sink {sink_us:.0f} us ({rate * sink_us / 1e4:.0f}% of a core),"
+                f" smtp-source {source_us:.0f} us",
             )
         )
 
