@@ -127,7 +127,8 @@ async def schedule(issue_id: IssueId, request: Request, session: SessionDep,
 
 @router.get("/issues/{issue_id}/progress.json")
 async def progress_json(issue_id: IssueId, request: Request, user: ConsoleUser) -> Response:
-    """progress.js: sent, failed, bounced, rate, ETA; one shared query per second per issue."""
+    """progress.js: sent, failed, bounced, rate, ETA; at most one shared query a second per
+    issue, fewer for a list whose count is costly (app/issues/progress.py)."""
     board = progress.board(request.app.state)
     return JSONResponse(await board.read(request.app.state.sessionmaker, issue_id))
 

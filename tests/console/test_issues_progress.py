@@ -89,3 +89,37 @@ async def test_the_progress_stream_pushes_the_shared_figures_and_ends(
 
 def _events(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+async def test_a_costly_count_is_asked_for_less_often_up_to_max_age(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot is fresh for SHARE times its query's time: a list whose count takes long
+    (a million deliveries: ~0.2 s) is counted seldom, but never less than once a MAX_AGE."""
+    await make_list(client, "weekly")
+    await make_subscriber(client, "c@example.org", lists={"weekly": "confirmed"})
+    issue = await make_issue(client, lists=["weekly"])
+    assert (await client.post(f"/api/v1/issues/{issue['id']}/send", json={})).status_code == 202
+    measured: list[float] = []
+    real = progress._measure
+
+    async def slow(session: Any, issue_id: int) -> dict[str, Any]:
+        measured.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.1)  # a count of this cost stays fresh for >= 2 s at SHARE 20
+        return await real(session, issue_id)
+
+    monkeypatch.setattr(progress, "_measure", slow)
+    monkeypatch.setattr(progress, "TICK", 0.01)
+    monkeypatch.setattr(progress, "SHARE", 20)
+    board, maker = progress.ProgressBoard(), client.app.state.sessionmaker
+    first = await board.read(maker, issue["id"])
+    await asyncio.sleep(0.3)  # thirty ticks, but far less than twenty times the count
+    assert await board.read(maker, issue["id"]) == first
+    assert len(measured) == 1
+
+    monkeypatch.setattr(progress, "MAX_AGE", 0.2)
+    board.forget(issue["id"])
+    await board.read(maker, issue["id"])
+    await asyncio.sleep(0.4)
+    await board.read(maker, issue["id"])
+    assert len(measured) == 3  # the cap: counted again once MAX_AGE had passed
