@@ -16,7 +16,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, case, cast, null, select, union_all
+from sqlalchemy import (
+    String,
+    any_,
+    bindparam,
+    case,
+    cast,
+    literal_column,
+    null,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -75,11 +86,20 @@ def _lookup(postgres: bool) -> Any:
 
 
 def _person_upsert(dialect: Any) -> Any:
-    """Insert the person, or touch the known row (a write that changes nothing of hers)."""
+    """Insert the person, or touch the known row (a write that changes nothing of hers).
+
+    Each row comes back with whether this statement inserted it. On PostgreSQL a row the
+    upsert only updated has its xmax set (to this transaction); a fresh one has none. A
+    person the lookup did not find but the upsert did not insert was written meanwhile by
+    another transaction that committed while this one waited for her row (two sign-ups
+    of a new address at once, in two processes). SQLite has one writer: there a stale
+    lookup cannot reach the upsert (its transaction fails to write, and is run again).
+    """
     stmt = dialect.insert(Subscriber)
+    inserted = literal_column("xmax = 0") if dialect is postgresql else true()
     return stmt.on_conflict_do_update(
         index_elements=[Subscriber.email_key], set_={"email_key": stmt.excluded.email_key}
-    ).returning(Subscriber.id, Subscriber.email_key)
+    ).returning(Subscriber.id, Subscriber.email_key, inserted)
 
 
 def _membership_upsert(dialect: Any) -> Any:
@@ -182,18 +202,22 @@ async def subscribe_many(conn: AsyncConnection, asks: list[Ask]) -> list[SignUp 
     lists: dict[str, Any] = {}
     people: dict[str, Any] = {}
     held: dict[tuple[str, int], str] = {}
-    hashes = {suppression_hash(k): k for k in keys}
     suppressed: set[str] = set()
-    params = {"keys": keys, "slugs": slugs, "hashes": list(hashes)}
-    for r in await conn.execute(_LOOKUPS[conn.dialect.name], params):
-        if r.hash is not None:
-            suppressed.add(hashes[r.hash])
-        elif r.public:
-            lists.setdefault(r.slug, r)
-        if r.subscriber_id is not None:
-            people.setdefault(r.key, r)
-            if r.membership is not None:
-                held[r.key, r.id] = r.membership
+
+    async def look_up(keys: list[str]) -> None:
+        hashes = {suppression_hash(k): k for k in keys}
+        params = {"keys": keys, "slugs": slugs, "hashes": list(hashes)}
+        for r in await conn.execute(_LOOKUPS[conn.dialect.name], params):
+            if r.hash is not None:
+                suppressed.add(hashes[r.hash])
+            elif r.public:
+                lists.setdefault(r.slug, r)
+            if r.subscriber_id is not None:
+                people.setdefault(r.key, r)
+                if r.membership is not None:
+                    held[r.key, r.id] = r.membership
+
+    await look_up(keys)
     outcomes: list[SignUp | Invalid] = []
     accepted: list[tuple[int, Ask]] = []
     for a in asks:
@@ -213,7 +237,14 @@ async def subscribe_many(conn: AsyncConnection, asks: list[Ask]) -> list[SignUp 
     rows = [{"email": a.address, "email_key": a.key, "name": a.name, "attributes": a.attributes,
              "status": "active", "created_at": now, "updated_at": now}
             for _, a in sorted(accepted, key=lambda x: x[1].key)]  # one lock order  # fmt: skip
-    ids = {key: sid for sid, key in await conn.execute(person_upsert, rows)}
+    ids: dict[str, int] = {}
+    raced: list[str] = []
+    for sid, key, inserted in await conn.execute(person_upsert, rows):
+        ids[key] = sid
+        if not inserted and key not in people:
+            raced.append(key)
+    if raced:  # written by another transaction since our lookup: see what it wrote
+        await look_up(raced)
     created: list[dict[str, Any]] = []
     writes: list[dict[str, Any]] = []
     joined: list[tuple[int, int, datetime]] = []  # confirmed now: welcome sequences start
@@ -221,7 +252,7 @@ async def subscribe_many(conn: AsyncConnection, asks: list[Ask]) -> list[SignUp 
     for i, a in accepted:
         known = people.get(a.key)
         sid = ids[a.key]
-        person = {"id": sid, "email": known.email if known else a.address,
+        person: dict[str, Any] = {"id": sid, "email": known.email if known else a.address,
                   "name": known.person_name if known else a.name}  # fmt: skip
         if known is None:
             created.append(person)
