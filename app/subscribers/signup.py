@@ -25,7 +25,6 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
-    true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -88,15 +87,16 @@ def _lookup(postgres: bool) -> Any:
 def _person_upsert(dialect: Any) -> Any:
     """Insert the person, or touch the known row (a write that changes nothing of hers).
 
-    Each row comes back with whether this statement inserted it. On PostgreSQL a row the
-    upsert only updated has its xmax set (to this transaction); a fresh one has none. A
-    person the lookup did not find but the upsert did not insert was written meanwhile by
-    another transaction that committed while this one waited for her row (two sign-ups
-    of a new address at once, in two processes). SQLite has one writer: there a stale
-    lookup cannot reach the upsert (its transaction fails to write, and is run again).
+    Each row comes back with what tells whether this statement inserted it. On PostgreSQL
+    a row the upsert only updated has its xmax set (to this transaction), a fresh one has
+    none. On SQLite it is the row's created_at, which is this batch's `now` only on a row it
+    inserted (the upsert leaves a known row's alone). A person the lookup did not find but
+    the upsert did not insert was written meanwhile by another transaction, which
+    committed while this one waited for her row: two sign-ups of a new address at once, in
+    two processes (the lookup runs before this transaction holds any lock).
     """
     stmt = dialect.insert(Subscriber)
-    inserted = literal_column("xmax = 0") if dialect is postgresql else true()
+    inserted = literal_column("xmax = 0") if dialect is postgresql else Subscriber.created_at
     return stmt.on_conflict_do_update(
         index_elements=[Subscriber.email_key], set_={"email_key": stmt.excluded.email_key}
     ).returning(Subscriber.id, Subscriber.email_key, inserted)
@@ -241,7 +241,8 @@ async def subscribe_many(conn: AsyncConnection, asks: list[Ask]) -> list[SignUp 
     raced: list[str] = []
     for sid, key, inserted in await conn.execute(person_upsert, rows):
         ids[key] = sid
-        if not inserted and key not in people:
+        fresh = inserted == now if isinstance(inserted, datetime) else bool(inserted)
+        if not fresh and key not in people:
             raced.append(key)
     if raced:  # written by another transaction since our lookup: see what it wrote
         await look_up(raced)
