@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SOURCE_COUNT = 20_000
 
@@ -43,18 +44,22 @@ async def one(backend: str, workers: int, dkim: bool, subscribers: int) -> dict[
         source = (before + smtp_source_rate(sink, size=size, count=SOURCE_COUNT)) / 2
     finally:
         procs.stop_all()
-    # Computed here from the split, which older checkouts report too (bench/dispatch.py's
-    # ceiling): the ratio at which every part's CPU a message would fill every core.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    total_us = sum(figures["cpu_split_us"].values())
     return {
-        "ceiling": (cores or 1) * 1e6 / total_us / source if total_us else 0.0,
         "rate": figures["rate"],
         "source": source,
         "ratio": figures["rate"] / source,
         "cpu_us": figures["cpu_us_per_msg"],
         "split_us": {k: round(v) for k, v in figures["cpu_split_us"].items()},
     }
+
+
+def _ceiling(run: dict[str, Any]) -> float:
+    """bench/dispatch.py's ceiling, from the split that older checkouts report too: the
+    ratio at which every part's CPU a message would fill every core."""
+    from bench.dispatch import CORES  # this checkout's, whichever side ran
+
+    total_us = sum(run["split_us"].values())
+    return CORES * 1e6 / total_us / run["source"] if total_us else 0.0
 
 
 def main() -> None:
@@ -86,6 +91,7 @@ def main() -> None:
             out = subprocess.run(argv, cwd=where, env=env, capture_output=True, text=True,
                                  timeout=900, check=True).stdout  # fmt: skip
             run = json.loads(out.strip().splitlines()[-1])
+            run["ceiling"] = _ceiling(run)
             got[side].append(run)
             print(f"{side}: {run['ratio']:.3f} x smtp-source ({run['rate']:,.0f} msg/s vs"
                   f" {run['source']:,.0f}), ceiling {run['ceiling']:.3f},"

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.db import on_postgresql
 from app.errors import Invalid
 from app.subscribers.schemas import SubscribeIn
 from app.subscribers.signup import Ask, SignUp, ask, subscribe_many
@@ -59,7 +60,7 @@ class GroupCommit:
         self.engine = engine
         self.check_deliverability = check_deliverability
         # SQLite takes one writer at a time: a second batch would only wait for its lock.
-        self.max_in_flight = 1 if engine.dialect.name == "sqlite" else MAX_IN_FLIGHT
+        self.max_in_flight = MAX_IN_FLIGHT if on_postgresql(engine) else 1
         self.queue: list[tuple[Ask, Outcome]] = []
         self.in_flight: set[asyncio.Task[None]] = set()
         self.busy: set[str] = set()  # the addresses of the batches in flight
