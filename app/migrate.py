@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -30,7 +31,10 @@ def upgrade(database_url: str) -> None:
     command.upgrade(alembic_config(database_url), "head")
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration on disk: this process's own code, so read once (~35 ms of
+    loading every migration script, at each app start-up)."""
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 
