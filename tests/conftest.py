@@ -20,9 +20,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from app.accounts import passwords
 from app.config import Settings
 from app.db import Base, make_engine
 from app.main import create_app
@@ -46,16 +48,23 @@ def need(condition: bool, what: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the SQLite half of tests marked postgres_only (several worker processes).
+    """Leave out the SQLite half of tests marked postgres_only (several worker processes),
+    and the other half of a browser walk marked one_backend(name).
 
-    They are deselected, not skipped: a skip under CI=true would read as a missing part.
+    A browser walk drives the same pages whichever database is behind them, and everything
+    in them that differs by backend is tested below the browser on both; so each walk runs
+    on one, and the walks are shared between the two (each costs 10-90 s of the suite's two
+    cores). They are deselected, not skipped: a skip under CI=true would read as a missing
+    part.
     """
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("database_url") if callspec else None
-        pg_only = item.get_closest_marker("postgres_only") is not None
-        (drop if pg_only and backend == "sqlite" else keep).append(item)
+        only = "postgres" if item.get_closest_marker("postgres_only") else None
+        if (marker := item.get_closest_marker("one_backend")) is not None:
+            only = marker.args[0]
+        (drop if only is not None and backend not in (None, only) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -83,6 +92,24 @@ async def drop_pg_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+# The hasher the product uses (argon2-cffi's defaults, RFC 9106's low-memory profile:
+# 3 passes over 64 MiB in 4 lanes), kept for the test that pins it.
+PRODUCTION_HASHER = passwords._hasher
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashing() -> Iterator[None]:
+    """Argon2id at its least cost in the test process: the production one is ~0.23 s of CPU a
+    hash or check here, and the console's tests make several hundred (sign-ups of accounts,
+    sign-ins). Hashes stay Argon2id strings, checked the same way; `tidings serve` processes
+    that tests start keep the production cost."""
+    saved = passwords._hasher, passwords._DUMMY
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    passwords._DUMMY = passwords._hasher.hash("not-an-account-password")
+    yield
+    passwords._hasher, passwords._DUMMY = saved
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -113,10 +140,29 @@ async def truncate_all(url: str) -> None:
         # Core tables outside the models (app/messages, app/issues/triggers) go first: they
         # point at the others. list_member_counts is kept by triggers on subscriptions.
         tables = ["messages", "issue_triggers", *tables]
+        # Only the tables the last test wrote (most write a few): on PostgreSQL TRUNCATE
+        # makes new files for every table and index it names, ~0.45 s for all of them here
+        # against ~0.05 for one. In the order above, children first, as before.
+        probe = " UNION ALL ".join(
+            f"SELECT '{t}' FROM (SELECT 1 FROM {t} LIMIT 1) AS {t}"  # noqa: S608 (names)
+            for t in tables
+        )
+        found = {r[0] for r in await conn.execute(text(probe))}
+        written = [t for t in tables if t in found]
         if url.startswith("postgresql"):
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            # CASCADE takes the empty tables that point at these, as before; a sequence a
+            # test drew from starts again, as RESTART IDENTITY did.
+            if written:
+                await conn.execute(text(f"TRUNCATE {', '.join(written)} CASCADE"))
+            await conn.execute(
+                text(
+                    "SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false)"
+                    " FROM pg_sequences WHERE schemaname = current_schema()"
+                    " AND last_value IS NOT NULL"
+                )
+            )
         else:
-            for table in tables:
+            for table in written:
                 await conn.execute(text(f"DELETE FROM {table}"))
             # AUTOINCREMENT ids (migration 0003) start again at 1, as RESTART IDENTITY does.
             await conn.execute(text("DELETE FROM sqlite_sequence"))

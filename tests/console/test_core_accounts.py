@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from app.accounts.models import Account, AccountToken, ConsoleSession
 from app.db import utcnow
+from tests.conftest import PRODUCTION_HASHER
 from tests.console.conftest import PASSWORD, ConsoleClient, create_account, csrf_of, sign_in
 from tests.smtp import SMTPServer
 
@@ -221,3 +222,13 @@ async def test_changing_the_password_ends_other_sessions(
     assert r.headers["location"] == "/admin/login"
     assert (await second.get("/admin")).status_code == 303
     assert (await sign_in(console_client(), "editor1@example.org", new)).status_code == 303
+
+
+def test_the_product_hashes_passwords_with_argon2id_at_rfc_9106_cost() -> None:
+    """The tests hash at the least cost (tests/conftest.py); the product's own hasher is the
+    one pinned here: Argon2id, 3 passes over 64 MiB in 4 lanes."""
+    hasher = PRODUCTION_HASHER
+    assert (hasher.time_cost, hasher.memory_cost, hasher.parallelism) == (3, 65536, 4)
+    stored = hasher.hash("a long enough password")
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert hasher.verify(stored, "a long enough password")
