@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.models import Bounce, Subscriber
 from tests.console.conftest import LiveConsole
 
-pytestmark = pytest.mark.chromium
+pytestmark = [pytest.mark.chromium, pytest.mark.one_backend("sqlite")]
 
 XSS_NAME = 'Weekly <img src=x onerror="window.__xss=1">'
 BAD_ROWS = {10: "not-an-email", 500: "bad@", 998: "@nowhere.example"}  # row index: address

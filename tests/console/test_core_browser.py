@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import make_list
 from tests.console.conftest import PASSWORD, LiveConsole, browser_sign_in, create_account
 
-pytestmark = pytest.mark.chromium
+pytestmark = [pytest.mark.chromium, pytest.mark.one_backend("sqlite")]
 OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
 XSS = '<img src=x onerror="window.__xss=1">"><script>window.__xss=2</script>'
 

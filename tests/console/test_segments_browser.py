@@ -12,7 +12,7 @@ from tests.console.conftest import LiveConsole
 from tests.console.test_audience_browser import accessible
 from tests.segments.fixtures import SENT_ISSUE, seed
 
-pytestmark = pytest.mark.chromium
+pytestmark = [pytest.mark.chromium, pytest.mark.one_backend("sqlite")]
 
 
 class _Holder:

@@ -14,7 +14,7 @@ from tests.console.conftest import LiveConsole, browser_sign_in, create_account
 from tests.console.test_core_browser import accessible
 from tests.media.images import image_bytes
 
-pytestmark = pytest.mark.chromium
+pytestmark = [pytest.mark.chromium, pytest.mark.one_backend("postgres")]
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from tests.engagement.helpers import BROWSER_UA
 from tests.issues.factory import make_issue, make_list, make_subscriber
 from tests.smtp import SMTPServer, free_port
 
-pytestmark = pytest.mark.chromium
+pytestmark = [pytest.mark.chromium, pytest.mark.one_backend("postgres")]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip

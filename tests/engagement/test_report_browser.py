@@ -20,7 +20,7 @@ from tests.console.test_core_browser import accessible
 from tests.engagement.helpers import BROWSER_UA, click_url, flush, open_url, public, sent_issue
 from tests.issues.factory import set_issue
 
-pytestmark = pytest.mark.chromium
+pytestmark = [pytest.mark.chromium, pytest.mark.one_backend("sqlite")]
 
 
 async def test_a_viewer_reads_opens_clicks_links_and_the_timeline(

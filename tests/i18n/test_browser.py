@@ -11,7 +11,7 @@ from tests.conftest import ADMIN_TOKEN, need
 from tests.console.test_audience_browser import accessible
 from tests.subscribers.test_form_browser import ARGS, CHROMIUM
 
-pytestmark = pytest.mark.chromium
+pytestmark = [pytest.mark.chromium, pytest.mark.one_backend("sqlite")]
 LABEL = {"en": "Email address", "de": "E-Mail-Adresse", "fr": "Adresse e-mail"}
 ERROR = {"en": "Enter a valid email address", "de": "Geben Sie eine gültige E-Mail-Adresse",
          "fr": "Saisissez une adresse e-mail valide"}  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import update
 
 from app.models import Issue
@@ -65,21 +64,26 @@ REFUSED: list[tuple[Any, list[Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("rule", "loc", "message"), REFUSED, ids=[str(i) for i in range(len(REFUSED))]
-)
-async def test_rule_outside_the_grammar_is_422_naming_where(
-    client: AppClient, rule: Any, loc: list[Any], message: str
-) -> None:
+async def test_rule_outside_the_grammar_is_422_naming_where(client: AppClient) -> None:
+    """Every refused rule of the table, at create and at count: a 422 whose one error names
+    where and what; none of them is stored. Each that answers otherwise is named."""
     await seed(client)
-    for call in (
-        client.post("/api/v1/segments", json={"name": "S", "rules": rule}),
-        client.post("/api/v1/segments/count", json={"rules": rule}),
-    ):
-        response = await call
-        assert response.status_code == 422, response.text
-        [error] = response.json()["detail"]
-        assert error["loc"] == loc and message in error["msg"], error
+    wrong = []
+    for number, (rule, loc, message) in enumerate(REFUSED):
+        for path, body in (
+            ("/api/v1/segments", {"name": "S", "rules": rule}),
+            ("/api/v1/segments/count", {"rules": rule}),
+        ):
+            response = await client.post(path, json=body)
+            errors = response.json().get("detail") if response.status_code == 422 else None
+            if not (
+                isinstance(errors, list)
+                and len(errors) == 1
+                and errors[0]["loc"] == loc
+                and message in errors[0]["msg"]
+            ):
+                wrong.append((number, path, rule, response.status_code, response.text[:300]))
+    assert not wrong, wrong
     assert (await client.get("/api/v1/segments")).json()["items"] == []
 
 

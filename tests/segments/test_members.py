@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from app.models import Subscriber
@@ -88,20 +87,22 @@ RULES: list[tuple[dict[str, Any], set[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("rule", "expected"), RULES, ids=[str(i) for i in range(len(RULES))])
-async def test_rule_members_are_the_same_on_both_databases(
-    client: AppClient, rule: dict[str, Any], expected: set[str]
-) -> None:
+async def test_rule_members_are_the_same_on_both_databases(client: AppClient) -> None:
+    """Every rule of the table against one seeded set (the rules only read): each rule that
+    picks other members, or counts otherwise through the API, is named."""
     ids = await seed(client)
-    async with client.app.state.sessionmaker() as session:
-        clause = await service.clause_for(session, rule)
-        rows = await session.scalars(select(Subscriber.email_key).where(clause))
-        members = {email.split("@")[0] for email in rows}
-    assert members == expected
-    response = await client.post("/api/v1/segments/count", json={"rules": rule})
-    assert response.status_code == 200, response.text
-    assert response.json() == {"count": len(expected)}
     assert len(ids) == 5
+    wrong = []
+    for number, (rule, expected) in enumerate(RULES):
+        async with client.app.state.sessionmaker() as session:
+            clause = await service.clause_for(session, rule)
+            rows = await session.scalars(select(Subscriber.email_key).where(clause))
+            members = {email.split("@")[0] for email in rows}
+        response = await client.post("/api/v1/segments/count", json={"rules": rule})
+        counted = response.json() if response.status_code == 200 else response.text
+        if members != expected or counted != {"count": len(expected)}:
+            wrong.append((number, rule, sorted(members), counted, sorted(expected)))
+    assert not wrong, wrong
 
 
 async def test_attributes_holding_nul_are_unknown_and_never_an_error(client: AppClient) -> None:

@@ -16,7 +16,7 @@ from app.main import create_app
 from tests.conftest import ADMIN_TOKEN, need
 from tests.smtp import SMTPServer, free_port
 
-pytestmark = pytest.mark.chromium
+pytestmark = [pytest.mark.chromium, pytest.mark.one_backend("postgres")]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
