@@ -45,11 +45,15 @@ async def test_unknown_event_and_bad_scheme_are_422(client: AppClient) -> None:
         assert r.json()["detail"][0]["loc"] == ["body", "url"]
 
 
-@pytest.mark.parametrize("url", INSIDE)
-async def test_inside_addresses_are_refused_at_create(client: AppClient, url: str) -> None:
-    r = await client.post("/api/v1/webhooks", json={"url": url, "events": ["issue.started"]})
-    assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["loc"] == ["body", "url"]
+async def test_inside_addresses_are_refused_at_create(client: AppClient) -> None:
+    """Every inside address of the table is a 422 naming the URL; none is stored."""
+    wrong = []
+    for url in INSIDE:
+        r = await client.post("/api/v1/webhooks", json={"url": url, "events": ["issue.started"]})
+        loc = r.json()["detail"][0]["loc"] if r.status_code == 422 else None
+        if loc != ["body", "url"]:
+            wrong.append((url, r.status_code, r.text[:200]))
+    assert not wrong, wrong
     assert (await client.get("/api/v1/webhooks")).json()["items"] == []
 
 
