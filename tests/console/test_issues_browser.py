@@ -47,8 +47,13 @@ ATTACK = """<svg><script>window.top.__attacked = 1</script></svg>
 class Live:
     def __init__(self, url: str, app: Any) -> None:
         self.url, self.app = url, app
+        # An idle connection is dropped after 1 s, well before uvicorn's keep-alive (5 s)
+        # closes it: at httpx's default of 5 s the two raced, and a request sent on a
+        # connection the server was closing failed with ReadError after a long browser step.
         self.api = httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            base_url=url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            limits=httpx.Limits(keepalive_expiry=1),
         )
 
 

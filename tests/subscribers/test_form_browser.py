@@ -56,7 +56,11 @@ async def test_sign_up_and_confirm_in_chromium(server: str, smtpd: SMTPServer) -
     need(os.path.exists(CHROMIUM), "Debian package chromium")
     from playwright.async_api import async_playwright
 
-    admin = httpx.AsyncClient(base_url=server, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    admin = httpx.AsyncClient(  # idle connections dropped before uvicorn's 5 s keep-alive ends
+        base_url=server,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        limits=httpx.Limits(keepalive_expiry=1),
+    )
     for slug, name in (("news", "The Weekly News"), ("events", "Events and meetups")):
         r = await admin.post("/api/v1/lists", json={"slug": slug, "name": name})
         assert r.status_code == 201
