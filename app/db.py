@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -81,6 +82,20 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+
+        @event.listens_for(engine.sync_engine, "invalidate")
+        def _sqlite_roll_back(dbapi_conn: Any, _record: Any, _exc: BaseException | None) -> None:
+            # A task cancelled mid-statement (a stop, a timeout) invalidates its connection,
+            # which SQLAlchemy then closes without a rollback. sqlite3 closes with
+            # sqlite3_close_v2: while the cancelled statement is still held, the handle
+            # lives on with its transaction, and its write lock stops every other writer
+            # (seen: a dispatcher's stop left "database is locked" for the next test).
+            # ROLLBACK releases the lock whatever still holds the handle. It is queued on
+            # the connection's own thread (after the statement in flight) before anything
+            # is awaited, so it runs even if this wait is cancelled again; an error here
+            # (the handle gone, no greenlet at garbage collection) leaves only the close.
+            with contextlib.suppress(BaseException):
+                dbapi_conn.rollback()
 
         return engine
     kwargs.setdefault("pool_size", 10)
