@@ -212,14 +212,18 @@ async def _root() -> Response:
     return redirect("/admin")
 
 
-def install(app: FastAPI, routers: list[APIRouter]) -> None:
-    """Wire the console into the app: routers, static files, middleware, error pages."""
+def install_routes(app: FastAPI, routers: list[APIRouter]) -> None:
+    """The console's routes: its pages behind the guard, its static files, the site's root."""
     for r in routers:
         app.include_router(r, dependencies=GUARD, include_in_schema=False)  # HTML pages, not API
     app.mount("/admin/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
+    app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
+
+
+def install(app: FastAPI) -> None:
+    """Wire the console into the app (its routes apart): middleware, error pages."""
     app.add_middleware(ConsoleMiddleware)
     app.add_exception_handler(LoginRequired, _login_required)
-    app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     api_handler = app.exception_handlers[DomainError]
 
     async def domain_error(request: Request, exc: Exception) -> Response:
