@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,7 +93,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # the connection's own thread (after the statement in flight) before anything
             # is awaited, so it runs even if this wait is cancelled again; an error here
             # (the handle gone, no greenlet at garbage collection) leaves only the close.
-            with contextlib.suppress(BaseException):
+            with suppress(BaseException):
                 dbapi_conn.rollback()
 
         return engine
