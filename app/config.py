@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     failure_pause_threshold: int = 50
     # Fan-out (app/delivery/fanout.py): a send to at most this many recipients writes its
     # deliveries in the send call; a larger one fixes them by a snapshot and the workers
-    # write them in batches of `fanout_batch` subscriber ids as they claim.
+    # write them as they claim, already claimed, each claim looking through at most
+    # `fanout_batch` subscriber ids for its next recipients.
     fanout_inline_limit: int = 50_000
     fanout_batch: int = 20_000
     hourly_quota: int | None = None

@@ -4,9 +4,9 @@ Why a tick and not notifications: every dispatcher, embedded or a `tidings worke
 another machine, learns of a send, a pause, a cancel or a schedule from the one shared
 database, with no broker; one indexed query a tenth of a second is cheap, and bounds how
 long a pause takes to hold. The rest is upkeep counted in ticks: the scheduler, finished
-issues and others' back-offs every 0.5 s; the guardrail and expired leases every 2 s;
-the heartbeat, the branding and the stored layouts every 5 s; our leases every third of
-their length.
+issues and others' back-offs every 0.5 s; the guardrail, expired leases and a look at the
+statistics of deliveries (statistics.py) every 2 s; the heartbeat, the branding and the
+stored layouts every 5 s; our leases every third of their length.
 
 The control loop owns the board's statuses (it alone replaces them) and its tick count.
 It tells the feeder when an issue starts or ends, the claims to give back what waits of
@@ -54,7 +54,7 @@ class Control:
         self._board, self._claims, self._servers = parts.board, parts.claims, parts.servers
         self._feeder = feeder
         self._tick = 0
-        self._analysing: set[asyncio.Task[bool]] = set()  # ANALYZE after a fan-out
+        self._analysing: set[asyncio.Task[bool]] = set()  # statistics.keep_up
 
     async def tick(self) -> None:
         """Issue statuses every tick; scheduler, finished issues and upkeep every few ticks."""
@@ -80,6 +80,8 @@ class Control:
                 for issue_id, reason in verdicts.items():
                     log.warning("issue %s paused: %s", issue_id, reason)
                     claims.pause(issue_id, reason)  # written through lifecycle.pause by the writer
+                if board.sending():
+                    self._analyse()  # a send writing its rows as it claims: keep up
                 recovered = await queue.recover_expired(session=s)
                 if recovered:
                     log.warning(
@@ -97,23 +99,25 @@ class Control:
                 self._feeder.done_with(issue_id)
             elif status == "sending" and previous.get(issue_id) != "sending":
                 self._feeder.started(issue_id)
-                self._analyse(issue_id)
+                self._analyse()  # the send call may have written its rows at once
         if tick % EVERY_5_S == 0:
             await heartbeat(self.sessionmaker, self.owner)
             async with self.sessionmaker() as s:
                 await refresh_branding(s, settings)  # at most a query each per 30 s
 
-    def _analyse(self, issue_id: int) -> None:
+    def _analyse(self) -> None:
         # In a task of its own: the tick goes on while ANALYZE samples the table.
-        task = asyncio.create_task(self._analyse_quietly(issue_id))
+        if self._analysing:
+            return  # one look at a time
+        task = asyncio.create_task(self._analyse_quietly())
         self._analysing.add(task)
         task.add_done_callback(self._analysing.discard)
 
-    async def _analyse_quietly(self, issue_id: int) -> bool:
+    async def _analyse_quietly(self) -> bool:
         try:
-            return await statistics.after_fan_out(self.sessionmaker, issue_id)
+            return await statistics.keep_up(self.sessionmaker)
         except Exception:  # noqa: BLE001 - statistics are an optimisation, never a failure
-            log.warning("ANALYZE deliveries after issue %s failed", issue_id, exc_info=True)
+            log.warning("ANALYZE deliveries failed", exc_info=True)
             return False
 
     async def wind_down(self) -> None:

@@ -1,4 +1,4 @@
-"""Fan-out: a send's recipients fixed at the send call, their delivery rows written in batches.
+"""Fan-out: a send's recipients fixed at the send call, their delivery rows written as claimed.
 
 A small send (at most `fanout_inline_limit` recipients) writes one delivery per recipient
 in the send call, in one INSERT … SELECT, as it always did. A larger one would spend
@@ -8,18 +8,20 @@ membership without `confirmed_at` counts from its `created_at`), active, and the
 segment's rules as they were at the send call. It counts them (`recipients`) and stores
 an `issue_fanouts` row: the snapshot, a cursor on subscriber ids and the last id.
 
-The workers then write the rows as they claim (queue.claim calls `expand` first, in the
-claim's own transaction): when fewer than `ahead` deliveries of the issue are due, one
-UPDATE moves the cursor a batch of subscriber ids on, and one INSERT … SELECT writes the
-deliveries of that id range. Why this is exactly once and crash safe:
+The workers then write the rows as they claim, already claimed (queue.claim calls takes.take
+when the due deliveries it found leave room, in the claim's own transaction): the fan-out
+row is locked, the next members after its cursor are picked by subscriber id, their
+deliveries inserted as `sending` under the claimer's lease, and the cursor moved past
+them. Why this is exactly once and crash safe:
 
 - The cursor moves and the rows are written in one transaction: a crash (SIGKILL, the
-  database going away) rolls back both, and the next claim writes that range again.
-- Two workers never take one range: the UPDATE is the transaction's first write, and on
-  PostgreSQL it locks the fanout row with SKIP LOCKED (a second worker writes nothing this
-  time and claims what is there rather than waiting); on SQLite writers are serialised.
-  `ON CONFLICT (issue_id, subscriber_id) DO NOTHING` stands behind both.
-- Only a `sending` issue expands: a paused one keeps its cursor and a resumed one goes on
+  database going away) rolls back both, and the next claim takes those members again.
+  A worker that dies after the commit leaves `sending` rows whose lease expires, and
+  queue.recover_expired puts them back in the queue, as for any claim.
+- Two workers never take one member: the fan-out row is locked before its cursor is read
+  (PostgreSQL: the second take waits for the first to commit; SQLite: writers are
+  serialised). `ON CONFLICT (issue_id, subscriber_id) DO NOTHING` stands behind both.
+- Only a `sending` issue takes: a paused one keeps its cursor and a resumed one goes on
   from it; `drop` (cancel) ends the fan-out, and lifecycle.finish_sending never finishes
   an issue whose fan-out is not done.
 
@@ -54,7 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db import Base, UTCDateTime, on_postgresql, utcnow
-from app.delivery.statements import UTC_TIME, timed
+from app.delivery.statements import UTC_TIME
 from app.models import Delivery, Issue, IssueList, Subscriber, Subscription
 from app.segments import service as segments
 from app.segments.models import Segment
@@ -128,13 +130,13 @@ def _rows(issue_id: int, lists: list[int], now: datetime, **where: Any) -> Selec
     return members(lists, *cols, **where)
 
 
-async def _lists(session: AsyncSession, issue_id: int) -> list[int]:
+async def lists_of(session: AsyncSession, issue_id: int) -> list[int]:
     """The issue's list ids (fixed once it is sending: only a draft's lists change)."""
     found = await session.scalars(select(IssueList.list_id).where(IssueList.issue_id == issue_id))
     return list(found.all())
 
 
-async def _audience(session: AsyncSession, rules: Any) -> ColumnElement[bool] | None:
+async def audience_of(session: AsyncSession, rules: Any) -> ColumnElement[bool] | None:
     if rules is None:
         return None
     return await segments.clause_for(session, rules, strict=False)
@@ -150,7 +152,7 @@ async def enqueue_issue(*, session: AsyncSession, issue_id: int) -> int:
     audience = None
     if segment_id is not None:
         audience = await segments.member_clause(session, segment_id)
-    lists = await _lists(session, issue_id)
+    lists = await lists_of(session, issue_id)
     if lists:
         rows = _rows(issue_id, lists, utcnow(), audience=audience)
         await session.execute(_insert(session, rows))
@@ -174,9 +176,9 @@ async def begin(*, session: AsyncSession, issue_id: int, inline_limit: int) -> i
     rules = None
     if issue.segment_id is not None:
         rules = await session.scalar(select(Segment.rules).where(Segment.id == issue.segment_id))
-    audience = await _audience(session, rules)
+    audience = await audience_of(session, rules)
     snapshot = issue.started_at or utcnow()
-    lists = await _lists(session, issue_id)
+    lists = await lists_of(session, issue_id)
     count, low, high = 0, None, None
     if lists and on_postgresql(session):
         # For this transaction only: a million ids hash in memory instead of spilling to
@@ -205,56 +207,6 @@ async def begin(*, session: AsyncSession, issue_id: int, inline_limit: int) -> i
         .on_conflict_do_nothing(index_elements=["issue_id"])
     )  # fmt: skip
     return int(count)
-
-
-# The cursor moves first, as the transaction's first write; SET reads the old values, so
-# batch_from is where this batch starts. The due count stops at :ahead (an index range),
-# and is correlated (f.issue_id, not :i) so that it runs only for a fan-out row not done:
-# as an uncorrelated sub-select PostgreSQL ran it before looking, at every claim of every
-# inline send too (0.75 ms a claim of 200 at 20,000 queued).
-_ADVANCE = (
-    "UPDATE issue_fanouts SET batch_from = next_subscriber_id,"
-    " next_subscriber_id = next_subscriber_id + :width,"
-    " done = next_subscriber_id + :width >= last_subscriber_id"
-    " WHERE issue_id IN (SELECT f.issue_id FROM issue_fanouts f WHERE f.issue_id = :i"
-    " AND NOT f.done AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status = 'sending')"
-    " AND (SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE issue_id = f.issue_id"
-    " AND status = 'queued' AND next_attempt_at <= :now LIMIT :ahead) AS due) < :ahead{lock})"
-    " RETURNING batch_from, next_subscriber_id, snapshot_at, segment_rules, done"
-)
-
-
-async def expand(
-    *, session: AsyncSession, issue_id: int, now: datetime, ahead: int, width: int
-) -> int:
-    """Write the next batch of a batched send's deliveries if fewer than `ahead` are due.
-
-    The number of deliveries written (0: nothing to do, or another worker is writing a
-    batch of this issue right now). Runs inside the caller's transaction.
-    """
-    lock = " FOR UPDATE SKIP LOCKED" if on_postgresql(session) else ""
-    advance = timed(_ADVANCE.format(lock=lock), "now").columns(
-        batch_from=BigInteger, next_subscriber_id=BigInteger, snapshot_at=UTCDateTime,
-        segment_rules=JSON, done=Boolean,
-    )  # fmt: skip
-    params = {"i": issue_id, "now": now, "ahead": ahead, "width": width}
-    written = 0
-    audience: ColumnElement[bool] | None = None
-    lists: list[int] = []
-    for attempt in range(EMPTY_RANGES):
-        row = (await session.execute(advance, params)).first()
-        if row is None:
-            break
-        if attempt == 0:
-            audience = await _audience(session, row.segment_rules)
-            lists = await _lists(session, issue_id)
-        rows = _rows(issue_id, lists, now, audience=audience, snapshot=row.snapshot_at,
-                     after=row.batch_from, upto=row.next_subscriber_id)  # fmt: skip
-        result = await session.execute(_insert(session, rows))
-        written += int(result.rowcount or 0)  # type: ignore[attr-defined]
-        if written or row.done:
-            break  # a range of ids with no member (a sparse list) moves on to the next
-    return written
 
 
 async def drop(*, session: AsyncSession, issue_id: int) -> None:

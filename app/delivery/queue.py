@@ -1,7 +1,7 @@
 """The delivery queue: claims under leases, results (fan-out: fanout.py; statuses: lifecycle).
 
 Every statement here is set-based: one UPDATE claims a batch, one UPDATE records a batch
-of results (a large send's next batch of delivery rows is written just before a claim).
+of results (a large send's next deliveries are written already claimed: fanout.py).
 A delivery is claimed by setting `lease_owner`; every result is written only `WHERE
 lease_owner = :me AND status = 'sending'`, so a dispatcher that lost its lease (it
 stalled, another took over) cannot overwrite the new owner's result. A crash leaves
@@ -21,13 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import config
 from app.db import on_postgresql, utcnow
-from app.delivery import fanout
+from app.delivery import takes
 from app.delivery.statements import claim_statement, driver_fetch, sqlite_time, storable_text
 from app.delivery.statements import timed as _sql
 
-# A batched send (fanout.py) gets its next batch written when fewer than this many claims'
-# worth of its deliveries are due: enough to keep the workers busy while it is written.
-AHEAD_CLAIMS = 10
 _ISSUE_SENDING = (
     " AND EXISTS (SELECT 1 FROM issues WHERE id = :i AND status IN ('sending', 'active'))"
 )
@@ -62,21 +59,19 @@ async def claim(
     confirmed_at + after_seconds (app/issues/triggers.py), under the same index.
     """
     now = utcnow()
-    # In this transaction: a claim that fails leaves the batch unwritten and the cursor put.
-    width = fanout_batch or config.settings.fanout_batch  # the app's setting, from the feeder
-    ahead = min(max(limit * AHEAD_CLAIMS, 1), max(width // 4, 1))
-    await fanout.expand(session=session, issue_id=issue_id, now=now, ahead=ahead, width=width)
+    lease = now + timedelta(seconds=lease_seconds)
     rows = await session.execute(
         claim_statement(on_postgresql(session), guard=_ISSUE_SENDING),
-        {
-            "owner": owner,
-            "lease": now + timedelta(seconds=lease_seconds),
-            "i": issue_id,
-            "now": now,
-            "n": limit,
-        },
+        {"owner": owner, "lease": lease, "i": issue_id, "now": now, "n": limit},
     )
-    return [r[0] for r in rows]
+    ids = [r[0] for r in rows]
+    if len(ids) < limit:
+        # A batched send's next recipients, written already claimed (takes.py), in this
+        # transaction: a claim that fails leaves them unwritten and the cursor where it was.
+        window = fanout_batch or config.settings.fanout_batch  # the app's, from the feeder
+        ids += await takes.take(session=session, issue_id=issue_id, owner=owner, lease=lease,
+                                 now=now, limit=limit - len(ids), window=window)  # fmt: skip
+    return ids
 
 
 async def extend_leases(*, session: AsyncSession, owner: str, lease_seconds: float) -> None:

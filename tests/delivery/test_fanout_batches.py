@@ -1,13 +1,12 @@
-"""A large send's deliveries written in batches as they are claimed (app/delivery/fanout.py).
+"""A large send's deliveries written as they are claimed, already claimed (app/delivery/fanout.py).
 
 The inline limit is set low so that a few hundred recipients take the batched path: the
-send call writes no delivery, the dispatchers write them batch by batch as they claim.
+send call writes no delivery, the dispatchers write them claim by claim, WIDTH ids at most.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,7 +18,7 @@ from sqlalchemy import insert, select, text
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.delivery import queue
 from app.delivery.dispatcher import Dispatcher
-from app.delivery.fanout import _ADVANCE, issue_fanouts
+from app.delivery.fanout import issue_fanouts
 from app.delivery.transport import build_transports
 from app.issues import lifecycle
 from app.models import Delivery, Subscriber, Subscription
@@ -222,8 +221,11 @@ async def test_cancel_mid_fan_out_drops_what_is_not_written(client: AppClient, d
 
 @pytest.mark.postgres_only
 @pytest.mark.usefixtures("batched")
-async def test_a_second_worker_skips_a_batch_being_written(client: AppClient, db: str) -> None:
-    """While one transaction writes a batch, another claim neither waits nor writes it."""
+async def test_a_second_worker_waits_for_a_take_and_takes_the_next(
+    client: AppClient, db: str
+) -> None:
+    """While one transaction takes from the snapshot, another claim waits on the cursor's row
+    (it does not come back empty), then takes the members after what the first took."""
     await seed(db, 100)
     issue_id = await new_issue(client)
     await send(client, issue_id)
@@ -235,10 +237,11 @@ async def test_a_second_worker_skips_a_batch_being_written(client: AppClient, db
                 session=a, issue_id=issue_id, owner="a", limit=1000, lease_seconds=60
             )
             assert len(mine) == WIDTH
-            # Not committed: the fanout row is locked; the other claim skips it at once.
-            assert await asyncio.wait_for(claim_all(db, issue_id, "b"), timeout=10) == []
+            other = asyncio.create_task(claim_all(db, issue_id, "b"))
+            await asyncio.sleep(0.5)
+            assert not other.done()  # the fan-out row is locked until `a` commits
             await a.commit()
-        second = await claim_all(db, issue_id, "b")
+        second = await asyncio.wait_for(other, timeout=10)
         assert len(second) == WIDTH and not set(second) & set(mine)
     finally:
         await engine.dispose()
@@ -282,32 +285,80 @@ async def test_a_segment_keeps_its_rules_of_the_send_call(client: AppClient, db:
     await engine.dispose()
 
 
-def _scans(node: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [node] if node.get("Relation Name") == "deliveries" else []
-    for child in node.get("Plans", []):
-        found += _scans(child)
-    return found
-
-
-async def test_an_inline_send_claims_without_counting_what_is_due(
+@pytest.mark.usefixtures("batched")
+async def test_a_take_writes_its_rows_claimed_and_a_lost_lease_sends_them_again(
     client: AppClient, db: str
 ) -> None:
-    """Each claim asks to expand first; with no fan-out row that reads no delivery at all."""
-    if not db.startswith("postgresql"):
-        return  # the plan shape is PostgreSQL's (SQLite evaluates the sub-select in place)
+    """A batched send's rows are born `sending` under the claimer's lease: no `queued` row
+    for them ever exists. Its dispatcher dies (the lease runs out): they go back to the
+    queue and the next claim takes them first, before any new member."""
     await seed(db, 60)
     issue_id = await new_issue(client)
-    await send(client, issue_id)  # 60 recipients: written by the send call, no fan-out row
+    await send(client, issue_id)
+    first = await claim_all(db, issue_id, "dead")
+    assert len(first) == WIDTH
     engine = make_engine(db)
     try:
-        async with engine.connect() as conn, conn.begin():
-            statement = text("EXPLAIN (ANALYZE, FORMAT JSON) " + _ADVANCE.format(lock=""))
-            params = {"i": issue_id, "now": utcnow(), "ahead": 2000, "width": WIDTH}
-            plan = (await conn.execute(statement, params)).scalar_one()
-            await conn.rollback()
-        if isinstance(plan, str):
-            plan = json.loads(plan)
-        scans = _scans(plan[0]["Plan"])
-        assert scans and all(s["Actual Loops"] == 0 for s in scans), scans
+        async with engine.connect() as conn:
+            held = (
+                await conn.execute(
+                    select(Delivery.status, Delivery.lease_owner, Delivery.attempts)
+                    .where(Delivery.issue_id == issue_id)
+                )
+            ).all()  # fmt: skip
+        assert held and set(held) == {("sending", "dead", 1)}, held
+        async with make_sessionmaker(engine)() as s, s.begin():
+            await s.execute(
+                Delivery.__table__.update()
+                .where(Delivery.issue_id == issue_id)
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+            assert await queue.recover_expired(session=s) == WIDTH
     finally:
         await engine.dispose()
+    again = await claim_all(db, issue_id, "next")
+    assert sorted(again[:WIDTH]) == sorted(first)  # the recovered ones first
+    taken = list(again)
+    for _ in range(10):
+        await mark_sent(db, "next", again)
+        again = await claim_all(db, issue_id, "next")
+        if not again:
+            break
+        taken += again
+    assert len(set(taken)) == 60 and await rows(db, issue_id) == (60, 60)
+    assert await status_of(client, issue_id) == "sent"
+
+
+@pytest.mark.usefixtures("batched")
+async def test_a_send_to_two_lists_takes_each_member_once(client: AppClient, db: str) -> None:
+    """Members of two lists, most in both: each take looks in a narrow range of ids (twice
+    the last take's) and picks each member once, however many of the lists they are on."""
+    await seed(db, 120)
+    r = await client.post("/api/v1/lists", json={"name": "Second", "slug": "second"})
+    assert r.status_code == 201, r.text
+    engine = make_engine(db)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at,"
+                " confirmed_at) SELECT subscriber_id, (SELECT id FROM lists WHERE slug ="
+                " 'second'), status, created_at, confirmed_at FROM subscriptions"
+                " WHERE subscriber_id % 3 <> 0"
+            ))  # fmt: skip
+        issue_id = await new_issue(client, lists=["news", "second"])
+        assert (await send(client, issue_id))["recipients"] == 120
+        taken: list[int] = []
+        for _ in range(30):
+            async with make_sessionmaker(engine)() as s, s.begin():
+                got = await queue.claim(session=s, issue_id=issue_id, owner="t", limit=7,
+                                        lease_seconds=60)  # fmt: skip
+            if not got:
+                break
+            assert len(got) <= 7
+            await mark_sent(db, "t", got)
+            taken += got
+    finally:
+        await engine.dispose()
+    assert len(taken) == len(set(taken)) == 120
+    assert await rows(db, issue_id) == (120, 120)
+    assert await status_of(client, issue_id) == "sent"

@@ -1,7 +1,8 @@
-"""ANALYZE deliveries after a large fan-out on PostgreSQL, so claims are planned on real figures."""
+"""ANALYZE deliveries as a send writes it (PostgreSQL): statements planned on real figures."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -10,13 +11,18 @@ from sqlalchemy import event, text
 
 from app.db import make_engine, make_sessionmaker
 from app.delivery import queue, statistics
-from tests.delivery.helpers import new_issue, seed, send
+from tests.delivery.helpers import fan_out_in_batches, new_issue, seed, send
 
 # The claim's inner select as queue.claim sends it (bench/user_path.py explains the same).
 CLAIM = (
     "EXPLAIN SELECT id FROM deliveries WHERE issue_id = :i AND status = 'queued'"
     " AND next_attempt_at <= now() LIMIT 200 FOR UPDATE SKIP LOCKED"
 )
+
+
+@pytest.fixture
+def batched(monkeypatch: pytest.MonkeyPatch) -> None:
+    fan_out_in_batches(monkeypatch, 20_000)
 
 
 async def _planner_rows(maker: Any) -> float:
@@ -51,6 +57,22 @@ async def _claim_plan(engine: Any, maker: Any, issue_id: int) -> str:
         return "\n".join(r[0] for r in rows)
 
 
+async def _fresh(engine: Any) -> None:
+    """Statistics taken now: the changes earlier tests made to this database count no more."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            await conn.execute(text("ANALYZE deliveries"))
+
+
+async def _analysed_soon(maker: Any) -> bool:
+    """keep_up, looked at for at most 2 s (the control loop looks every 2 s)."""
+    for _ in range(20):
+        if await statistics.keep_up(maker):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 @pytest.mark.postgres_only
 async def test_a_large_fan_out_is_analysed_once_and_a_small_one_not(
     app_factory: Callable[..., Any], db: str
@@ -61,14 +83,15 @@ async def test_a_large_fan_out_is_analysed_once_and_a_small_one_not(
     engine = make_engine(db)
     maker = make_sessionmaker(engine)
     try:
+        await _fresh(engine)
         small = await new_issue(client, slug="few")
         await send(client, small)
-        assert await statistics.after_fan_out(maker, small) is False  # 5 recipients
+        assert await statistics.keep_up(maker) is False  # 5 recipients
         large = await new_issue(client)
         await send(client, large)
         before = await _plan(maker, large)
         claim_before = await _claim_plan(engine, maker, large)
-        assert await statistics.after_fan_out(maker, large) is True
+        assert await _analysed_soon(maker) is True
         assert await _planner_rows(maker) >= 15_000  # 20,005 rows, sampled
         after = await _plan(maker, large)
         claim_after = await _claim_plan(engine, maker, large)
@@ -79,19 +102,51 @@ async def test_a_large_fan_out_is_analysed_once_and_a_small_one_not(
         for plan in (claim_before, claim_after):
             assert "ix_deliveries_queue" in plan and "Seq Scan" not in plan, plan
         # A second look (another worker, a resume) finds the statistics fresh.
-        assert await statistics.after_fan_out(maker, large) is False
+        assert await statistics.keep_up(maker) is False
     finally:
         await engine.dispose()
 
 
 async def test_a_small_fan_out_analyses_nothing(app_factory: Callable[..., Any], db: str) -> None:
     """Below the threshold (and always on SQLite) the send leaves the statistics alone."""
+    engine = make_engine(db)
+    await _fresh(engine)
+    await engine.dispose()
     client = await app_factory()
     await seed(db, 3)
     issue = await new_issue(client)
     await send(client, issue)
     engine = make_engine(db)
     try:
-        assert await statistics.after_fan_out(make_sessionmaker(engine), issue) is False
+        assert await statistics.keep_up(make_sessionmaker(engine)) is False
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.usefixtures("batched")
+async def test_a_batched_send_is_analysed_as_its_rows_are_written(
+    app_factory: Callable[..., Any], db: str
+) -> None:
+    """The send call writes nothing; the claims write the rows. Once they have doubled the
+    table the planner knew of, it is analysed: the re-check's and the counts' plans are
+    then remade on what the table is, not on the empty table."""
+    client = await app_factory()
+    await seed(db, 16_000)
+    engine = make_engine(db)
+    maker = make_sessionmaker(engine)
+    try:
+        await _fresh(engine)
+        issue = await new_issue(client)
+        await send(client, issue)
+        assert await statistics.keep_up(maker) is False  # nothing written yet
+        for _ in range(4):
+            async with maker() as s, s.begin():
+                got = await queue.claim(session=s, issue_id=issue, owner="x", limit=4_000,
+                                        lease_seconds=60, fanout_batch=20_000)  # fmt: skip
+                assert len(got) == 4_000
+        assert await _analysed_soon(maker) is True
+        assert await _planner_rows(maker) >= 10_000
+        assert await statistics.keep_up(maker) is False  # fresh until it grows again
     finally:
         await engine.dispose()
