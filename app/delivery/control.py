@@ -28,7 +28,7 @@ from app import replies
 from app.bounces.dsn import BounceEvent
 from app.bounces.policy import record_bounce
 from app.config import Settings
-from app.db import database_away, utcnow
+from app.db import database_away, on_postgresql, utcnow
 from app.delivery import queue, statistics
 from app.delivery.feeder import Feeder, refresh_branding
 from app.delivery.parts import Parts
@@ -107,8 +107,8 @@ class Control:
 
     def _analyse(self) -> None:
         # In a task of its own: the tick goes on while ANALYZE samples the table.
-        if self._analysing:
-            return  # one look at a time
+        if self._analysing or not on_postgresql(self.sessionmaker):
+            return  # one look at a time; SQLite keeps no statistics
         task = asyncio.create_task(self._analyse_quietly())
         self._analysing.add(task)
         task.add_done_callback(self._analysing.discard)
