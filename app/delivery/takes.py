@@ -40,8 +40,8 @@ _LOCK_TYPES = {
 _LOCK_PG = text(_LOCK.format(agg="string_agg(list_id::text, ',')")).columns(**_LOCK_TYPES)
 _LOCK_SQLITE = text(_LOCK.format(agg="group_concat(list_id)")).columns(**_LOCK_TYPES)
 # The rows are written already claimed: one row version and one set of index entries per
-# delivery fewer than writing them queued and claiming them after (10-11 us of PostgreSQL's
-# CPU a delivery, of 33, measured on a copy of the table). WHERE true: SQLite's parser needs
+# delivery fewer than writing them queued and claiming them after (PostgreSQL's CPU a
+# delivery, results included: 24 -> 18 us, bench/claimed_rows.py). WHERE true: SQLite needs
 # it between an INSERT's SELECT and its ON CONFLICT. On PostgreSQL the cursor moves in the
 # same statement (one round trip fewer a claim); on SQLite in the next.
 _CLAIMED = (
