@@ -130,7 +130,7 @@ def _rows(issue_id: int, lists: list[int], now: datetime, **where: Any) -> Selec
     return members(lists, *cols, **where)
 
 
-async def lists_of(session: AsyncSession, issue_id: int) -> list[int]:
+async def _lists(session: AsyncSession, issue_id: int) -> list[int]:
     """The issue's list ids (fixed once it is sending: only a draft's lists change)."""
     found = await session.scalars(select(IssueList.list_id).where(IssueList.issue_id == issue_id))
     return list(found.all())
@@ -152,7 +152,7 @@ async def enqueue_issue(*, session: AsyncSession, issue_id: int) -> int:
     audience = None
     if segment_id is not None:
         audience = await segments.member_clause(session, segment_id)
-    lists = await lists_of(session, issue_id)
+    lists = await _lists(session, issue_id)
     if lists:
         rows = _rows(issue_id, lists, utcnow(), audience=audience)
         await session.execute(_insert(session, rows))
@@ -178,7 +178,7 @@ async def begin(*, session: AsyncSession, issue_id: int, inline_limit: int) -> i
         rules = await session.scalar(select(Segment.rules).where(Segment.id == issue.segment_id))
     audience = await audience_of(session, rules)
     snapshot = issue.started_at or utcnow()
-    lists = await lists_of(session, issue_id)
+    lists = await _lists(session, issue_id)
     count, low, high = 0, None, None
     if lists and on_postgresql(session):
         # For this transaction only: a million ids hash in memory instead of spilling to

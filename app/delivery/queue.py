@@ -1,7 +1,7 @@
 """The delivery queue: claims under leases, results (fan-out: fanout.py; statuses: lifecycle).
 
 Every statement here is set-based: one UPDATE claims a batch, one UPDATE records a batch
-of results (a large send's next deliveries are written already claimed: fanout.py).
+of results (a large send's next deliveries are written already claimed: takes.py).
 A delivery is claimed by setting `lease_owner`; every result is written only `WHERE
 lease_owner = :me AND status = 'sending'`, so a dispatcher that lost its lease (it
 stalled, another took over) cannot overwrite the new owner's result. A crash leaves

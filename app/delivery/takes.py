@@ -78,8 +78,8 @@ async def take(
     (at most `window` wide, twice the last take's range when that was narrower: a few
     hundred ids of a dense list, so a send to several lists sorts a few hundred rows a
     claim, not the whole rest of the list). A range with no member moves the cursor on to
-    the next, up to fanout.EMPTY_RANGES of them. [] when the issue has no fan-out left to write,
-    is not sending, or has no more members. Runs inside the caller's transaction.
+    the next, up to fanout.EMPTY_RANGES of them. [] when the issue has no fan-out left to
+    write, is not sending, or has no more members. Runs inside the caller's transaction.
     """
     pg = on_postgresql(session)
     row = (await session.execute(_LOCK_PG if pg else _LOCK_SQLITE, {"i": issue_id})).first()
@@ -95,7 +95,7 @@ async def take(
     for _ in range(fanout.EMPTY_RANGES):
         upto = min(cursor + width, last)
         query = fanout.members(lists, Subscription.subscriber_id, audience=audience,
-                        snapshot=row.snapshot_at, after=cursor, upto=upto)  # fmt: skip
+                               snapshot=row.snapshot_at, after=cursor, upto=upto)  # fmt: skip
         found = list(
             (await session.scalars(query.order_by(Subscription.subscriber_id).limit(limit))).all()
         )
