@@ -12,16 +12,12 @@ network in the figure, only the database's work for each row's versions and inde
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import time
 
 import asyncpg
 
-from bench.infra import _asyncpg_dsn, create_pg_database, drop_pg_database
-from bench.seed import migrate
+from bench.infra import backend_cost_rounds
 
-TICK = os.sysconf("SC_CLK_TCK")
 CLAIM, RESULTS = 180, 60
 _RESULT = (
     "UPDATE deliveries AS d SET status = 'sent', lease_owner = NULL, lease_expires_at = NULL,"
@@ -44,11 +40,6 @@ _CLAIMED = (
     " now() + interval '2 min' FROM generate_series($2::bigint + 1, $2::bigint + $3) AS g"
     " ON CONFLICT (issue_id, subscriber_id) DO NOTHING RETURNING id"
 )
-
-
-def _cpu(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()  # noqa: SIM115
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 async def _results(conn: asyncpg.Connection, ids: list[int]) -> None:
@@ -75,24 +66,16 @@ async def written_claimed(conn: asyncpg.Connection, issue: int, rows: int) -> No
 
 
 async def main(rows: int) -> None:
-    url = await create_pg_database()
-    try:
-        await migrate(url)
-        conn = await asyncpg.connect(_asyncpg_dsn(url))
-        pid = await conn.fetchval("SELECT pg_backend_pid()")
-        # Issue ids need no issues row: deliveries carry no foreign key (app/models.py).
-        for round_ in range(3):
-            for name, way in (("queued, then claimed", queued_then_claimed),
-                              ("written claimed", written_claimed)):  # fmt: skip
-                issue = 10 * round_ + (1 if way is queued_then_claimed else 2)
-                cpu, wall = _cpu(pid), time.perf_counter()
-                await way(conn, issue, rows)
-                cpu, wall = _cpu(pid) - cpu, time.perf_counter() - wall
-                print(f"{name:>22}: PostgreSQL {1e6 * cpu / rows:5.1f} us a row,"
-                      f" wall {1e6 * wall / rows:5.1f} us a row")  # fmt: skip
-        await conn.close()
-    finally:
-        await drop_pg_database(url)
+    # Issue ids need no issues row: deliveries carry no foreign key (app/models.py).
+    async def queued(conn: asyncpg.Connection, round_: int) -> int:
+        await queued_then_claimed(conn, 10 * round_ + 1, rows)
+        return rows
+
+    async def claimed(conn: asyncpg.Connection, round_: int) -> int:
+        await written_claimed(conn, 10 * round_ + 2, rows)
+        return rows
+
+    await backend_cost_rounds({"queued, then claimed": queued, "written claimed": claimed})
 
 
 if __name__ == "__main__":

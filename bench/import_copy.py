@@ -17,24 +17,16 @@ work for each row, and this says how much of it the way rows are sent decides.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import time
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 from app.subscribers.import_writes import _PG_INSERT_PEOPLE, _PG_JOIN
-from bench.infra import _asyncpg_dsn, create_pg_database, drop_pg_database
-from bench.seed import migrate
+from bench.infra import backend_cost_rounds
 
-TICK = os.sysconf("SC_CLK_TCK")
 BATCH = 5_000
-
-
-def _cpu(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()  # noqa: SIM115
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def _people(first: int, n: int) -> list[tuple[str, str, str, str]]:
@@ -70,32 +62,30 @@ async def by_copy(conn: asyncpg.Connection, list_id: int, people: list[tuple]) -
 
 
 async def main(rows: int) -> None:
-    url = await create_pg_database()
-    try:
-        await migrate(url)
-        conn = await asyncpg.connect(_asyncpg_dsn(url))
+    list_id = 0
+
+    async def setup(conn: asyncpg.Connection) -> None:
+        nonlocal list_id
         # COPY is binary: json goes as its text's bytes (its binary form is the text).
         await conn.set_type_codec("json", encoder=str.encode, decoder=bytes.decode,
                                   schema="pg_catalog", format="binary")  # fmt: skip
-        pid = await conn.fetchval("SELECT pg_backend_pid()")
         list_id = await conn.fetchval(
             "INSERT INTO lists (slug, name, description, double_opt_in, public, created_at)"
             " VALUES ('weekly', 'Weekly', '', false, true, now()) RETURNING id"
         )
-        first = 1
-        for _ in range(3):
-            for name, way in (("insert", by_insert), ("copy", by_copy)):
-                cpu, wall = _cpu(pid), time.perf_counter()
-                for lo in range(0, rows, BATCH):
-                    async with conn.transaction():
-                        await way(conn, list_id, _people(first + lo, min(BATCH, rows - lo)))
-                cpu, wall = _cpu(pid) - cpu, time.perf_counter() - wall
-                first += rows
-                print(f"{name:>6}: PostgreSQL {1e6 * cpu / rows:5.1f} us a row,"
-                      f" wall {1e6 * wall / rows:5.1f} us a row")  # fmt: skip
-        await conn.close()
-    finally:
-        await drop_pg_database(url)
+
+    def batches(way: Any, offset: int) -> Any:
+        async def run(conn: asyncpg.Connection, round_: int) -> int:
+            first = 1 + (2 * round_ + offset) * rows  # new people every time
+            for lo in range(0, rows, BATCH):
+                async with conn.transaction():
+                    await way(conn, list_id, _people(first + lo, min(BATCH, rows - lo)))
+            return rows
+
+        return run
+
+    await backend_cost_rounds({"insert": batches(by_insert, 0), "copy": batches(by_copy, 1)},
+                              setup=setup)  # fmt: skip
 
 
 if __name__ == "__main__":

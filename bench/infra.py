@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -246,3 +247,34 @@ async def wait_http(url: str, timeout: float = 60) -> None:
                 pass
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+async def backend_cost_rounds(
+    ways: dict[str, Callable[[asyncpg.Connection, int], Awaitable[int]]],
+    *,
+    setup: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    rounds: int = 3,
+) -> None:
+    """In a fresh, migrated database, on one connection, each way in turn `rounds` times;
+    print its backend's CPU (and the wall time) a row. A way is given the round and
+    returns how many rows it wrote."""
+    from bench.seed import migrate  # seed imports this module
+
+    url = await create_pg_database()
+    try:
+        await migrate(url)
+        conn = await asyncpg.connect(_asyncpg_dsn(url))
+        if setup is not None:
+            await setup(conn)
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        width = max(map(len, ways))
+        for round_ in range(rounds):
+            for name, way in ways.items():
+                cpu, wall = cpu_seconds(pid), time.perf_counter()
+                rows = await way(conn, round_)
+                cpu, wall = cpu_seconds(pid) - cpu, time.perf_counter() - wall
+                print(f"{name:>{width}}: PostgreSQL {1e6 * cpu / rows:5.1f} us a row,"
+                      f" wall {1e6 * wall / rows:5.1f} us a row")  # fmt: skip
+        await conn.close()
+    finally:
+        await drop_pg_database(url)
