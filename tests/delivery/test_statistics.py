@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,16 @@ from sqlalchemy import event, text
 
 from app.db import make_engine, make_sessionmaker
 from app.delivery import queue, statistics
-from tests.delivery.helpers import fan_out_in_batches, new_issue, seed, send
+from tests.delivery.helpers import (
+    fan_out_in_batches,
+    new_issue,
+    received,
+    seed,
+    send,
+    status_of,
+    wait_for,
+)
+from tests.smtp import SMTPServer
 
 # The claim's inner select as queue.claim sends it (bench/user_path.py explains the same).
 CLAIM = (
@@ -148,5 +158,35 @@ async def test_a_batched_send_is_analysed_as_its_rows_are_written(
         assert await _analysed_soon(maker) is True
         assert await _planner_rows(maker) >= 10_000
         assert await statistics.keep_up(maker) is False  # fresh until it grows again
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_a_dispatcher_analyses_as_a_batched_send_grows_the_table(
+    app_factory: Callable[..., Any], db: str, smtpd: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control loop's look every 2 s while an issue is sending: a send that writes its
+    rows as it claims (none at its start) gets the table analysed while it goes."""
+    fan_out_in_batches(monkeypatch, 20_000)
+    monkeypatch.setattr(statistics, "ANALYZE_PAGES", 1)  # a page's growth is enough here
+    engine = make_engine(db)
+    await _fresh(engine)
+    count = text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'deliveries'")
+    try:
+        async with engine.connect() as conn:
+            before = await conn.scalar(count)
+        client = await app_factory(embedded_worker=True, smtp_url=f"{smtpd.url}?rate=40")
+        emails = await seed(db, 150)  # about 4 s at 40 a second: two looks or more
+        issue = await new_issue(client)
+        await send(client, issue)
+
+        async def sent() -> bool:
+            return await status_of(client, issue) == "sent"
+
+        await wait_for(sent, 60, "the batched send to finish")
+        assert received(smtpd) == Counter(emails)
+        async with engine.connect() as conn:
+            assert await conn.scalar(count) > before
     finally:
         await engine.dispose()
