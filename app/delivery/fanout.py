@@ -78,7 +78,6 @@ issue_fanouts = Table(
 )
 
 _COLUMNS = ["issue_id", "subscriber_id", "status", "attempts", "next_attempt_at"]
-EMPTY_RANGES = 16  # id ranges with no member looked through in one expansion at most
 
 
 def members(

@@ -18,6 +18,8 @@ from app.delivery import fanout
 from app.delivery.statements import timed
 from app.models import Subscription
 
+EMPTY_RANGES = 16  # id ranges with no member looked through in one take at most
+
 # The cursor row is the take's lock: `SET done = done` changes nothing but takes the row.
 # On PostgreSQL a second worker's take waits here until the first commits, then reads the
 # cursor it left (a wait of one claim's transaction, a few ms: skipping instead would leave
@@ -78,7 +80,7 @@ async def take(
     (at most `window` wide, twice the last take's range when that was narrower: a few
     hundred ids of a dense list, so a send to several lists sorts a few hundred rows a
     claim, not the whole rest of the list). A range with no member moves the cursor on to
-    the next, up to fanout.EMPTY_RANGES of them. [] when the issue has no fan-out left to
+    the next, up to EMPTY_RANGES of them. [] when the issue has no fan-out left to
     write, is not sending, or has no more members. Runs inside the caller's transaction.
     """
     pg = on_postgresql(session)
@@ -92,7 +94,7 @@ async def take(
     span = cursor - int(row.batch_from)
     width = min(window, max(2 * span, limit)) if span > 0 else window
     picked: list[int] = []
-    for _ in range(fanout.EMPTY_RANGES):
+    for _ in range(EMPTY_RANGES):
         upto = min(cursor + width, last)
         query = fanout.members(lists, Subscription.subscriber_id, audience=audience,
                                snapshot=row.snapshot_at, after=cursor, upto=upto)  # fmt: skip

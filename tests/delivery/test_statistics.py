@@ -111,14 +111,12 @@ async def test_a_large_fan_out_is_analysed_once_and_a_small_one_not(
 async def test_a_small_fan_out_analyses_nothing(app_factory: Callable[..., Any], db: str) -> None:
     """Below the threshold (and always on SQLite) the send leaves the statistics alone."""
     engine = make_engine(db)
-    await _fresh(engine)
-    await engine.dispose()
-    client = await app_factory()
-    await seed(db, 3)
-    issue = await new_issue(client)
-    await send(client, issue)
-    engine = make_engine(db)
     try:
+        await _fresh(engine)
+        client = await app_factory()
+        await seed(db, 3)
+        issue = await new_issue(client)
+        await send(client, issue)
         assert await statistics.keep_up(make_sessionmaker(engine)) is False
     finally:
         await engine.dispose()
@@ -154,12 +152,12 @@ async def test_a_batched_send_is_analysed_as_its_rows_are_written(
 
 
 @pytest.mark.postgres_only
+@pytest.mark.usefixtures("batched")
 async def test_a_dispatcher_analyses_as_a_batched_send_grows_the_table(
     app_factory: Callable[..., Any], db: str, smtpd: SMTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The control loop's look every 2 s while an issue is sending: a send that writes its
     rows as it claims (none at its start) gets the table analysed while it goes."""
-    fan_out_in_batches(monkeypatch, 20_000)
     monkeypatch.setattr(statistics, "ANALYZE_PAGES", 1)  # a page's growth is enough here
     engine = make_engine(db)
     await _fresh(engine)
